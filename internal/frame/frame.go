@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"unicode/utf8"
 )
 
@@ -32,10 +33,10 @@ var (
 )
 
 type wireRequest struct {
-	ID     json.RawMessage `json:"id"`
-	Src    json.RawMessage `json:"src"`
-	Method json.RawMessage `json:"method"`
-	Params json.RawMessage `json:"params"`
+	ID     json.RawMessage
+	Src    json.RawMessage
+	Method json.RawMessage
+	Params json.RawMessage
 }
 
 // Decode parses one request frame. It never panics; any error means the frame
@@ -48,10 +49,13 @@ func Decode(data []byte) (Request, error) {
 		}
 		return Request{}, ErrNotObject
 	}
-	var w wireRequest
-	if err := json.Unmarshal(data, &w); err != nil {
+	// A map, not a struct: encoding/json matches struct fields ignoring case,
+	// so "ID" or "Method" would be taken for "id" or "method".
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(data, &fields); err != nil {
 		return Request{}, ErrMalformed
 	}
+	w := wireRequest{ID: fields["id"], Src: fields["src"], Method: fields["method"], Params: fields["params"]}
 	var r Request
 	if len(w.ID) > 0 && !isNull(w.ID) {
 		switch c := w.ID[0]; {
@@ -143,21 +147,7 @@ func AppendNotification(buf []byte, src, dst, method string, params json.RawMess
 }
 
 func appendInt(buf []byte, n int) []byte {
-	if n < 0 {
-		buf = append(buf, '-')
-		n = -n
-	}
-	var tmp [20]byte
-	i := len(tmp)
-	for {
-		i--
-		tmp[i] = byte('0' + n%10)
-		n /= 10
-		if n == 0 {
-			break
-		}
-	}
-	return append(buf, tmp[i:]...)
+	return strconv.AppendInt(buf, int64(n), 10) // handles math.MinInt, unlike negating n
 }
 
 const hexDigits = "0123456789abcdef"

@@ -1,0 +1,218 @@
+package shellyws
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// Subprotocol is the websocket subprotocol the device requests. Servers
+// that do not echo it are accepted, as real devices accept them.
+const Subprotocol = "json-rpc"
+
+// ConnError describes why a connection attempt failed or a connection was
+// lost. Its text never contains the server URL's query or user info.
+type ConnError struct {
+	// Op is what failed: "dial", "read", "write", "ping" or "status".
+	Op string
+	// Server is the server URL without query and user info.
+	Server string
+	// HTTPStatus is the status of a refused handshake, or 0.
+	HTTPStatus int
+	// CloseCode is the close status the server sent, or -1.
+	CloseCode websocket.StatusCode
+	// Err is the cause, its text redacted.
+	Err error
+}
+
+// Error implements error.
+func (e *ConnError) Error() string {
+	return fmt.Sprintf("shellyws: %s %s: %v", e.Op, e.Server, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *ConnError) Unwrap() error { return e.Err }
+
+// redactURL returns the URL without user info, query and fragment.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "<invalid URL>"
+	}
+	u.User = nil
+	if u.RawQuery != "" || u.ForceQuery {
+		u.RawQuery = "REDACTED"
+	}
+	u.Fragment = ""
+	u.RawFragment = ""
+	return u.String()
+}
+
+// secretsOf lists the substrings of raw that must not leak: its query and
+// user info, raw and decoded.
+func secretsOf(raw string) []string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return []string{raw}
+	}
+	var s []string
+	add := func(v string) {
+		if len(v) >= 3 {
+			s = append(s, v)
+		}
+	}
+	add(u.RawQuery)
+	if q, err := url.QueryUnescape(u.RawQuery); err == nil {
+		add(q)
+	}
+	for _, vals := range u.Query() {
+		for _, v := range vals {
+			add(v)
+		}
+	}
+	if u.User != nil {
+		add(u.User.String())
+		add(u.User.Username())
+		if p, ok := u.User.Password(); ok {
+			add(p)
+		}
+	}
+	return s
+}
+
+// redactedError keeps an error's identity (errors.Is and As still see the
+// cause) only when its text is free of secrets; otherwise it is text only.
+type redactedError struct {
+	msg   string
+	cause error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.cause }
+
+func redact(err error, server string) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	clean := msg
+	for _, s := range secretsOf(server) {
+		clean = strings.ReplaceAll(clean, s, "REDACTED")
+	}
+	if clean == msg {
+		return err
+	}
+	// Keep what can be kept without its text: close status and context errors.
+	var cause error
+	var ce websocket.CloseError
+	switch {
+	case errors.As(err, &ce):
+		cause = ce
+	case errors.Is(err, context.DeadlineExceeded):
+		cause = context.DeadlineExceeded
+	case errors.Is(err, context.Canceled):
+		cause = context.Canceled
+	}
+	return &redactedError{msg: clean, cause: cause}
+}
+
+func (c *Component) connError(op, server string, httpStatus int, err error) *ConnError {
+	return &ConnError{
+		Op:         op,
+		Server:     redactURL(server),
+		HTTPStatus: httpStatus,
+		CloseCode:  websocket.CloseStatus(err),
+		Err:        redact(err, server),
+	}
+}
+
+// tlsConfig returns the TLS settings ssl_ca asks for.
+func (c *Component) tlsConfig(sslCA *string, host string) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: host}
+	mode := SSLCABuiltin
+	if sslCA != nil {
+		mode = *sslCA
+	}
+	switch mode {
+	case SSLCABuiltin:
+		tc.RootCAs = c.opts.rootCAs // nil means the system roots
+	case SSLCAUser:
+		if c.opts.userCA == nil {
+			return nil, fmt.Errorf("%w: ssl_ca is %q but none was provided", ErrNoUserCA, SSLCAUser)
+		}
+		pem, err := c.opts.userCA()
+		if err != nil {
+			return nil, fmt.Errorf("%w: loading it: %w", ErrNoUserCA, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%w: it holds no PEM certificate", ErrNoUserCA)
+		}
+		tc.RootCAs = pool
+	case SSLCAInsecure:
+		tc.InsecureSkipVerify = true
+	default:
+		return nil, fmt.Errorf("shellyws: invalid ssl_ca %q", mode)
+	}
+	return tc, nil
+}
+
+// dial opens a websocket to server, bounded by the dial timeout. It returns
+// the HTTP status of a refused handshake.
+func (c *Component) dial(ctx context.Context, cfg Config) (*websocket.Conn, int, error) {
+	server := *cfg.Server
+	u, err := url.Parse(server)
+	if err != nil {
+		return nil, 0, errors.New("invalid server URL")
+	}
+	transport := &http.Transport{
+		Proxy:                 nil, // a device talks to its server directly
+		TLSHandshakeTimeout:   c.opts.dialTimeout,
+		ResponseHeaderTimeout: c.opts.dialTimeout,
+		DisableCompression:    true,
+	}
+	if c.opts.dialContext != nil {
+		transport.DialContext = c.opts.dialContext
+	} else {
+		transport.DialContext = (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext
+	}
+	if u.Scheme == "wss" {
+		tc, err := c.tlsConfig(cfg.SSLCA, u.Hostname())
+		if err != nil {
+			return nil, 0, err
+		}
+		if tc.InsecureSkipVerify {
+			c.opts.logger.Warn("shellyws: TLS certificate verification is off (ssl_ca \"*\")",
+				"server", redactURL(server))
+		}
+		transport.TLSClientConfig = tc
+	}
+	defer transport.CloseIdleConnections()
+	dialCtx, cancel := context.WithTimeout(ctx, c.opts.dialTimeout)
+	defer cancel()
+	conn, resp, err := websocket.Dial(dialCtx, server, &websocket.DialOptions{
+		HTTPClient: &http.Client{
+			Transport: transport,
+			// Devices do not follow redirects; a 3xx is a refused handshake.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		Subprotocols: []string{Subprotocol},
+	})
+	if err != nil {
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		return nil, status, err
+	}
+	return conn, 0, nil
+}

@@ -1,0 +1,28 @@
+// Package shellyws implements the device side of the Shelly Gen2 Outbound
+// Websocket component: a device dials out to a configured server (ws:// or
+// wss://), keeps that connection up through every failure, answers the
+// server's RPC requests over it and pushes notifications — a complete
+// NotifyFullStatus first on every connect, then NotifyStatus deltas and
+// NotifyEvents.
+//
+// The entry points:
+//
+//   - New creates the Component of one device; Component.Run keeps its
+//     connection up until its context ends.
+//   - Config, MergeConfig and a ConfigStore (MemoryStore, FileStore) hold the
+//     component's wire-visible settings, as Ws.GetConfig and Ws.SetConfig
+//     see them.
+//   - Dispatcher answers the device's other RPC methods; Mux routes them by
+//     name, case-insensitively, and Component.Register adds the Ws.* methods.
+//   - Component.NotifyStatus and Component.NotifyEvent push notifications
+//     through a bounded queue.
+//   - Component.State, AwaitConnected and the WithOnConnect/WithOnDisconnect
+//     callbacks report the connection.
+//   - Handler serves the same Dispatcher on a device's inbound channels
+//     (HTTP GET and POST /rpc, websocket /rpc, GET /shelly).
+//
+// The subpackage shellywstest stands up a loopback server for unit tests of
+// devices built on this package. The wire contract is the one real Gen2
+// devices speak; see the README for what the library decided where the
+// vendor's documentation is silent.
+package shellyws

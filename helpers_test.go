@@ -1,0 +1,116 @@
+package shellyws_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/stretchr/testify/require"
+
+	"github.com/shellyws/shellyws"
+)
+
+// waitTimeout bounds every wait in these tests.
+const waitTimeout = 10 * time.Second
+
+const testDeviceID = "shellyplus1pm-c049ef8cf4e0"
+
+func testCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// recordingBackoff is a fast exponential backoff that records every delay it
+// hands out and every reset, so tests can check growth and jitter in ms.
+type recordingBackoff struct {
+	mu     sync.Mutex
+	b      *backoff.ExponentialBackOff
+	delays []time.Duration
+	resets int
+}
+
+func newRecordingBackoff(initial, max time.Duration) *recordingBackoff {
+	b := shellyws.DefaultBackoff()
+	b.InitialInterval = initial
+	b.MaxInterval = max
+	b.Reset()
+	return &recordingBackoff{b: b}
+}
+
+func (r *recordingBackoff) NextBackOff() time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	d := r.b.NextBackOff()
+	r.delays = append(r.delays, d)
+	return d
+}
+
+func (r *recordingBackoff) Reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.resets++
+	r.b.Reset()
+}
+
+func (r *recordingBackoff) snapshot() ([]time.Duration, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]time.Duration(nil), r.delays...), r.resets
+}
+
+func (r *recordingBackoff) option() shellyws.Option {
+	return shellyws.WithBackoff(func() backoff.BackOff { return r })
+}
+
+// fastOptions make reconnects take milliseconds.
+func fastOptions() []shellyws.Option {
+	b := shellyws.DefaultBackoff()
+	return []shellyws.Option{
+		shellyws.WithBackoff(func() backoff.BackOff {
+			b := *b
+			b.InitialInterval = time.Millisecond
+			b.MaxInterval = 20 * time.Millisecond
+			b.Reset()
+			return &b
+		}),
+	}
+}
+
+// enabledConfig points a device at server.
+func enabledConfig(server string) shellyws.Config {
+	cfg := shellyws.DefaultConfig()
+	cfg.Enable = true
+	cfg.Server = &server
+	return cfg
+}
+
+// startDevice runs a component until the test ends; Run's return is awaited
+// in cleanup, so a leaked goroutine fails the test.
+func startDevice(t testing.TB, cfg shellyws.Config, opts ...shellyws.Option) *shellyws.Component {
+	t.Helper()
+	all := append(fastOptions(), shellyws.WithConfigStore(shellyws.NewMemoryStore(cfg)))
+	all = append(all, opts...)
+	c, err := shellyws.New(testDeviceID, all...)
+	require.NoError(t, err)
+	runDevice(t, c)
+	return c
+}
+
+func runDevice(t testing.TB, c *shellyws.Component) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(waitTimeout):
+			t.Fatal("Run did not return after its context ended")
+		}
+	})
+}

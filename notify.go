@@ -1,0 +1,216 @@
+package shellyws
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/shellyws/shellyws/internal/frame"
+)
+
+// Notification methods a device sends.
+const (
+	MethodNotifyFullStatus = "NotifyFullStatus"
+	MethodNotifyStatus     = "NotifyStatus"
+	MethodNotifyEvent      = "NotifyEvent"
+)
+
+// outboundDst is the dst of every notification on the outbound channel;
+// matterbridge-shelly drops anything else.
+const outboundDst = "ws"
+
+// Event is one entry of a NotifyEvent's "events" array.
+type Event struct {
+	// Component is the component key, e.g. "input:0" or "sys".
+	Component string
+	// ID is the component's id; nil for singletons such as sys, whose
+	// events carry no "id".
+	ID *int
+	// Event is the event name, e.g. "single_push" or "config_changed".
+	Event string
+	// TS is when it happened; zero means now.
+	TS time.Time
+	// Fields are extra keys of the event, e.g. "cfg_rev" and
+	// "restart_required" of config_changed.
+	Fields map[string]any
+}
+
+// notification is a queued notification: its method and encoded params.
+type notification struct {
+	method string
+	params []byte
+}
+
+// notifyQueue is the bounded queue of notifications waiting for a
+// connection. When full it drops the oldest, as the firmware base does.
+type notifyQueue struct {
+	mu      sync.Mutex
+	items   []notification // ring buffer
+	head    int
+	n       int
+	dropped uint64
+	ready   chan struct{} // has a value while items wait
+}
+
+func newNotifyQueue(size int) *notifyQueue {
+	return &notifyQueue{items: make([]notification, size), ready: make(chan struct{}, 1)}
+}
+
+func (q *notifyQueue) push(n notification) {
+	q.mu.Lock()
+	if len(q.items) == 0 {
+		q.dropped++
+		q.mu.Unlock()
+		return
+	}
+	if q.n == len(q.items) {
+		q.items[q.head] = notification{}
+		q.head = (q.head + 1) % len(q.items)
+		q.n--
+		q.dropped++
+	}
+	q.items[(q.head+q.n)%len(q.items)] = n
+	q.n++
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+// pushFront puts n back at the head, where pop finds it first. If the queue
+// filled meanwhile, n is the one dropped: it is the oldest.
+func (q *notifyQueue) pushFront(n notification) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.n == len(q.items) {
+		q.dropped++
+		return
+	}
+	q.head = (q.head - 1 + len(q.items)) % len(q.items)
+	q.items[q.head] = n
+	q.n++
+}
+
+// pop removes and returns the oldest notification.
+func (q *notifyQueue) pop() (notification, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.n == 0 {
+		return notification{}, false
+	}
+	n := q.items[q.head]
+	q.items[q.head] = notification{}
+	q.head = (q.head + 1) % len(q.items)
+	q.n--
+	return n, true
+}
+
+func (q *notifyQueue) stats() (queued int, dropped uint64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.n, q.dropped
+}
+
+// Stats are counters of a component, for monitoring and tests.
+type Stats struct {
+	// Connects counts connections that came up; Disconnects counts those
+	// that were lost; DialFailures counts attempts that never came up.
+	Connects, Disconnects, DialFailures uint64
+	// Queued is how many notifications wait for the connection now.
+	Queued int
+	// Dropped counts notifications dropped because the queue was full.
+	Dropped uint64
+}
+
+// NotifyStatus sends a NotifyStatus with the changed fields of components,
+// keyed like Shelly.GetStatus: {"switch:0": {"output": true, "source":
+// "WS_in"}}. A nil value tells the server the component is gone. The delta
+// is encoded now, so the caller may reuse the map; "ts" is added. It never
+// blocks: the notification is queued (see WithQueueSize) and sent after the
+// NotifyFullStatus of the current or next connection.
+func (c *Component) NotifyStatus(delta map[string]any) error {
+	params, err := paramsWithTS(c.opts.now(), delta)
+	if err != nil {
+		return fmt.Errorf("shellyws: NotifyStatus: %w", err)
+	}
+	c.publish(notification{method: MethodNotifyStatus, params: params})
+	return nil
+}
+
+// NotifyEvent sends a NotifyEvent with events; "ts" is added to the
+// notification and to each event that has none. It queues like NotifyStatus.
+func (c *Component) NotifyEvent(events ...Event) error {
+	now := c.opts.now()
+	list := make([]map[string]any, 0, len(events))
+	for _, e := range events {
+		m := make(map[string]any, len(e.Fields)+4)
+		maps.Copy(m, e.Fields)
+		m["component"] = e.Component
+		if e.ID != nil {
+			m["id"] = *e.ID
+		}
+		m["event"] = e.Event
+		ts := e.TS
+		if ts.IsZero() {
+			ts = now
+		}
+		m["ts"] = json.RawMessage(appendTS(nil, ts))
+		list = append(list, m)
+	}
+	params, err := paramsWithTS(now, map[string]any{"events": list})
+	if err != nil {
+		return fmt.Errorf("shellyws: NotifyEvent: %w", err)
+	}
+	c.publish(notification{method: MethodNotifyEvent, params: params})
+	return nil
+}
+
+func (c *Component) publish(n notification) {
+	c.queue.push(n)
+	for _, sub := range c.subscribers() {
+		sub(n.method, n.params)
+	}
+}
+
+// Stats returns the component's counters.
+func (c *Component) Stats() Stats {
+	queued, dropped := c.queue.stats()
+	return Stats{
+		Connects:     c.connects.Load(),
+		Disconnects:  c.disconnects.Load(),
+		DialFailures: c.dialFailures.Load(),
+		Queued:       queued,
+		Dropped:      dropped,
+	}
+}
+
+// appendTS appends t as Unix seconds with two decimals, as devices send it.
+func appendTS(buf []byte, t time.Time) []byte {
+	return strconv.AppendFloat(buf, float64(t.UnixMilli())/1000, 'f', 2, 64)
+}
+
+// paramsWithTS encodes {"ts": now, ...fields} with the keys of fields sorted.
+func paramsWithTS(now time.Time, fields map[string]any) ([]byte, error) {
+	buf := make([]byte, 0, 64+32*len(fields))
+	buf = append(buf, `{"ts":`...)
+	buf = appendTS(buf, now)
+	for _, k := range slices.Sorted(maps.Keys(fields)) {
+		if k == "ts" {
+			continue
+		}
+		v, err := json.Marshal(fields[k])
+		if err != nil {
+			return nil, fmt.Errorf("encoding %q: %w", k, err)
+		}
+		buf = append(buf, ',')
+		buf = frame.AppendString(buf, k)
+		buf = append(buf, ':')
+		buf = append(buf, v...)
+	}
+	return append(buf, '}'), nil
+}

@@ -1,0 +1,187 @@
+package shellyws
+
+import (
+	"context"
+	"crypto/x509"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+)
+
+// Option configures a Component. Options set behavioural dependencies; the
+// wire-visible settings live in Config.
+type Option func(*options)
+
+// StatusFunc returns the whole device status, the object Shelly.GetStatus
+// answers, keyed by component ("sys", "switch:0", ...). The component fills in
+// its own "ws" entry. It is called once per connection, to build the
+// NotifyFullStatus that opens it; ctx ends with the connection.
+type StatusFunc func(ctx context.Context) (map[string]any, error)
+
+type options struct {
+	dispatcher    Dispatcher
+	store         ConfigStore
+	logger        *slog.Logger
+	newBackoff    func() backoff.BackOff
+	healthyAfter  time.Duration
+	rootCAs       *x509.CertPool
+	userCA        func() ([]byte, error)
+	dialContext   func(ctx context.Context, network, addr string) (net.Conn, error)
+	dialTimeout   time.Duration
+	writeTimeout  time.Duration
+	pingInterval  time.Duration
+	pingTimeout   time.Duration
+	readLimit     int64
+	maxInFlight   int
+	queueSize     int
+	fullStatus    StatusFunc
+	onConnect     func()
+	onDisconnect  func(error)
+	onConfigSaved func(Config)
+	now           func() time.Time
+}
+
+// Defaults, documented on the options that set them.
+const (
+	DefaultHealthyAfter = 10 * time.Second
+	DefaultDialTimeout  = 20 * time.Second
+	DefaultWriteTimeout = 10 * time.Second
+	DefaultPingInterval = 30 * time.Second
+	DefaultPingTimeout  = 10 * time.Second
+	DefaultReadLimit    = 1 << 20
+	DefaultMaxInFlight  = 16
+	DefaultQueueSize    = 25
+)
+
+func defaultOptions() options {
+	return options{
+		logger:       slog.New(slog.DiscardHandler),
+		newBackoff:   func() backoff.BackOff { return DefaultBackoff() },
+		healthyAfter: DefaultHealthyAfter,
+		dialTimeout:  DefaultDialTimeout,
+		writeTimeout: DefaultWriteTimeout,
+		pingInterval: DefaultPingInterval,
+		pingTimeout:  DefaultPingTimeout,
+		readLimit:    DefaultReadLimit,
+		maxInFlight:  DefaultMaxInFlight,
+		queueSize:    DefaultQueueSize,
+		now:          time.Now,
+	}
+}
+
+// DefaultBackoff returns a new instance of the reconnect policy: exponential,
+// doubling from 1 s to a 60 s cap, randomized by ±50% so a fleet restarted
+// together does not retry in lock-step, and never giving up.
+func DefaultBackoff() *backoff.ExponentialBackOff {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = time.Second
+	b.Multiplier = 2
+	b.MaxInterval = 60 * time.Second
+	b.RandomizationFactor = 0.5
+	b.MaxElapsedTime = 0 // the library default gives up after 15 minutes
+	b.Reset()
+	return b
+}
+
+// WithDispatcher sets what answers the server's requests. Register the
+// component's own methods on it with Component.Register. Default: a Mux
+// serving only Ws.GetConfig, Ws.SetConfig and Ws.GetStatus.
+func WithDispatcher(d Dispatcher) Option { return func(o *options) { o.dispatcher = d } }
+
+// WithConfigStore sets where the config is kept across restarts. Default: a
+// MemoryStore holding DefaultConfig().
+func WithConfigStore(s ConfigStore) Option { return func(o *options) { o.store = s } }
+
+// WithLogger sets the logger. Server URLs are logged without their query
+// string and user info, where tokens live. Default: no logging.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithBackoff sets the reconnect policy. newBackoff is called once per Run;
+// the instance is reset after a connection proved healthy (see
+// WithHealthyAfter) and after a restart, and a backoff.Stop from it is taken
+// as its MaxInterval or, failing that, 60 s, so the device never gives up.
+// Default: DefaultBackoff.
+func WithBackoff(newBackoff func() backoff.BackOff) Option {
+	return func(o *options) { o.newBackoff = newBackoff }
+}
+
+// WithHealthyAfter sets how long a connection must stay up before the
+// backoff is reset, so a server that accepts and drops at once cannot cause a
+// tight loop. Default: DefaultHealthyAfter (10 s).
+func WithHealthyAfter(d time.Duration) Option { return func(o *options) { o.healthyAfter = d } }
+
+// WithRootCAs sets the built-in CA bundle used for ssl_ca "ca.pem" and null.
+// Default: the system roots.
+func WithRootCAs(pool *x509.CertPool) Option { return func(o *options) { o.rootCAs = pool } }
+
+// WithUserCA sets where the user CA comes from, for ssl_ca "user_ca.pem".
+// load is called at every dial and returns PEM bytes, as a device reads the
+// file uploaded with Shelly.PutUserCA. Default: no user CA, so a dial with
+// "user_ca.pem" fails (and is retried) with ErrNoUserCA.
+func WithUserCA(load func() ([]byte, error)) Option { return func(o *options) { o.userCA = load } }
+
+// WithDialContext sets how TCP connections are made, for custom transports
+// and tests. Default: a net.Dialer.
+func WithDialContext(dial func(ctx context.Context, network, addr string) (net.Conn, error)) Option {
+	return func(o *options) { o.dialContext = dial }
+}
+
+// WithDialTimeout bounds one connection attempt: TCP, TLS and the websocket
+// handshake together. Default: DefaultDialTimeout (20 s).
+func WithDialTimeout(d time.Duration) Option { return func(o *options) { o.dialTimeout = d } }
+
+// WithWriteTimeout bounds each frame written; a write that times out drops
+// the connection. Default: DefaultWriteTimeout (10 s).
+func WithWriteTimeout(d time.Duration) Option { return func(o *options) { o.writeTimeout = d } }
+
+// WithPing sets the keepalive: a ping every interval, and the connection is
+// dropped and redialled when its pong does not arrive within timeout, so a
+// half-open connection is noticed within interval+timeout. An interval of 0
+// disables the device's own pings (it still answers the server's). Default:
+// DefaultPingInterval (30 s) and DefaultPingTimeout (10 s).
+func WithPing(interval, timeout time.Duration) Option {
+	return func(o *options) { o.pingInterval, o.pingTimeout = interval, timeout }
+}
+
+// WithReadLimit sets the largest frame accepted from the server; a larger
+// one closes the connection with status 1009 and the device redials.
+// Default: DefaultReadLimit (1 MiB), room for any real request.
+func WithReadLimit(n int64) Option { return func(o *options) { o.readLimit = n } }
+
+// WithMaxInFlight bounds how many requests of one connection are dispatched
+// at once; while all slots are taken the device stops reading, pushing back
+// on the server. Default: DefaultMaxInFlight (16).
+func WithMaxInFlight(n int) Option { return func(o *options) { o.maxInFlight = n } }
+
+// WithQueueSize bounds the notifications kept while disconnected or while
+// the server reads slowly. When full, the oldest is dropped and counted in
+// Stats.Dropped, as the firmware does. Default: DefaultQueueSize (25).
+func WithQueueSize(n int) Option { return func(o *options) { o.queueSize = n } }
+
+// WithFullStatus sets the source of the NotifyFullStatus sent first on every
+// connection. Default: a status holding only "sys": {"mac": ...} (derived
+// from the device id) and the component's own "ws".
+func WithFullStatus(f StatusFunc) Option { return func(o *options) { o.fullStatus = f } }
+
+// WithOnConnect sets a function called after each connection is up and its
+// NotifyFullStatus sent. Callbacks run in order on a goroutine of their own,
+// never under a library lock, so a slow one delays only later callbacks.
+// Default: none.
+func WithOnConnect(f func()) Option { return func(o *options) { o.onConnect = f } }
+
+// WithOnDisconnect sets a function called exactly once per lost connection
+// with the cause (failed dials are in LastError and the log, not here). It
+// runs like WithOnConnect's. Default: none.
+func WithOnDisconnect(f func(err error)) Option { return func(o *options) { o.onDisconnect = f } }
+
+// WithOnConfigSaved sets a function called after a new config was stored by
+// SetConfig or Ws.SetConfig, with that config; a device uses it to bump
+// sys.cfg_rev and emit a config_changed event. It runs on the caller's
+// goroutine after the component's lock is released. Default: none.
+func WithOnConfigSaved(f func(Config)) Option { return func(o *options) { o.onConfigSaved = f } }
+
+// WithClock sets the clock used for notification timestamps and connection
+// health. Default: time.Now.
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }

@@ -1,0 +1,133 @@
+package shellyws
+
+import (
+	"context"
+	"sync"
+)
+
+// State is where the component's outbound connection is.
+type State int32
+
+// The states, in the order a connection goes through them. StateClosed is
+// terminal: Run has returned.
+const (
+	StateDisconnected State = iota
+	StateConnecting
+	StateConnected
+	StateClosed
+)
+
+// String returns the state's name in lower case.
+func (s State) String() string {
+	switch s {
+	case StateDisconnected:
+		return "disconnected"
+	case StateConnecting:
+		return "connecting"
+	case StateConnected:
+		return "connected"
+	case StateClosed:
+		return "closed"
+	}
+	return "unknown"
+}
+
+// Status is the component's status, shaped like the JSON of Ws.GetStatus.
+type Status struct {
+	Connected bool `json:"connected"`
+}
+
+// stateBox holds the state and wakes waiters on every change; waiters take
+// the current channel under the lock, so no change can be missed.
+type stateBox struct {
+	mu      sync.Mutex
+	state   State
+	lastErr error
+	changed chan struct{}
+}
+
+func newStateBox() *stateBox {
+	return &stateBox{changed: make(chan struct{})}
+}
+
+func (b *stateBox) get() (State, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.state, b.lastErr
+}
+
+// set moves to s; a non-nil err becomes the last error.
+func (b *stateBox) set(s State, err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err != nil {
+		b.lastErr = err
+	}
+	if b.state == s || b.state == StateClosed {
+		return
+	}
+	b.state = s
+	close(b.changed)
+	b.changed = make(chan struct{})
+}
+
+func (b *stateBox) snapshot() (State, <-chan struct{}) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.state, b.changed
+}
+
+// State returns the connection's current state.
+func (c *Component) State() State {
+	s, _ := c.state.get()
+	return s
+}
+
+// LastError returns the most recent connection error (a failed dial, a
+// dropped connection), or nil if there was none. Server URLs in it are
+// redacted.
+func (c *Component) LastError() error {
+	_, err := c.state.get()
+	return err
+}
+
+// GetStatus returns the component's status, as Ws.GetStatus answers it.
+func (c *Component) GetStatus() Status {
+	return Status{Connected: c.State() == StateConnected}
+}
+
+// WaitForStateChange blocks until the state differs from from, and returns
+// the new state. It returns ctx's error if ctx ends first.
+func (c *Component) WaitForStateChange(ctx context.Context, from State) (State, error) {
+	for {
+		s, changed := c.state.snapshot()
+		if s != from {
+			return s, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return s, ctx.Err()
+		}
+	}
+}
+
+// AwaitConnected blocks until the component is connected (its
+// NotifyFullStatus sent) and returns nil, or returns ctx's error, or
+// ErrClosed once Run has returned.
+func (c *Component) AwaitConnected(ctx context.Context) error {
+	for {
+		s, changed := c.state.snapshot()
+		switch s {
+		case StateConnected:
+			return nil
+		case StateClosed:
+			return ErrClosed
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}

@@ -1,0 +1,267 @@
+package shellyws
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/shellyws/shellyws/internal/frame"
+)
+
+// Errors of the component's Go API.
+var (
+	// ErrClosed is returned by AwaitConnected after Run has returned.
+	ErrClosed = errors.New("shellyws: component closed")
+	// ErrAlreadyRunning is returned by a second call of Run.
+	ErrAlreadyRunning = errors.New("shellyws: Run called twice")
+	// ErrNoUserCA means ssl_ca is "user_ca.pem" but no user CA could be
+	// loaded or parsed; the device keeps retrying.
+	ErrNoUserCA = errors.New("shellyws: no usable user CA")
+)
+
+// Component is the Outbound Websocket component of one device: its config,
+// its status and, while Run runs, its connection to the configured server.
+// All methods are safe for concurrent use.
+type Component struct {
+	id   string
+	opts options
+	disp Dispatcher
+
+	mu      sync.Mutex
+	stored  Config        // what the store holds; GetConfig returns it
+	active  Config        // what Run dials with; set by Restart
+	restart chan struct{} // closed and replaced by Restart
+
+	running atomic.Bool
+	state   *stateBox
+	queue   *notifyQueue
+
+	subsMu sync.Mutex
+	subs   map[int]func(method string, params []byte)
+	subSeq int
+
+	connects, disconnects, dialFailures atomic.Uint64
+}
+
+// New returns the component of the device whose id is deviceID, e.g.
+// "shellyplus1pm-c049ef8cf4e0" (the src of every frame it sends). It loads the
+// config from the store (see WithConfigStore); a store that fails to load is
+// an error, never silently replaced with defaults.
+func New(deviceID string, opts ...Option) (*Component, error) {
+	if deviceID == "" {
+		return nil, errors.New("shellyws: New needs a device id")
+	}
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.store == nil {
+		o.store = NewMemoryStore(DefaultConfig())
+	}
+	if o.maxInFlight < 1 {
+		o.maxInFlight = 1
+	}
+	if o.queueSize < 0 {
+		o.queueSize = 0
+	}
+	cfg, err := o.store.Load()
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("shellyws: stored config is invalid: %w", err)
+	}
+	c := &Component{
+		id:      deviceID,
+		opts:    o,
+		stored:  cfg.Clone(),
+		active:  cfg.Clone(),
+		restart: make(chan struct{}),
+		state:   newStateBox(),
+		queue:   newNotifyQueue(o.queueSize),
+	}
+	c.disp = o.dispatcher
+	if c.disp == nil {
+		mux := NewMux()
+		c.Register(mux)
+		c.disp = mux
+	}
+	return c, nil
+}
+
+// ID returns the device id the component sends as src.
+func (c *Component) ID() string { return c.id }
+
+// GetConfig returns the stored config, as Ws.GetConfig answers it. After
+// SetConfig it is the new config, even before Restart applies it.
+func (c *Component) GetConfig() Config {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stored.Clone()
+}
+
+// SetConfig validates cfg and stores it. Like Ws.SetConfig on a device, it
+// takes effect at the next Restart; restartRequired is therefore always true
+// on success. An invalid cfg is an *Error with CodeInvalidArgument and the
+// stored config is left untouched.
+func (c *Component) SetConfig(cfg Config) (restartRequired bool, err error) {
+	if err := cfg.Validate(); err != nil {
+		return false, err
+	}
+	return c.updateConfig(func(Config) (Config, error) { return cfg.Clone(), nil })
+}
+
+// updateConfig stores what change makes of the stored config, all under the
+// lock so concurrent partial updates do not lose each other's keys.
+func (c *Component) updateConfig(change func(Config) (Config, error)) (bool, error) {
+	c.mu.Lock()
+	next, err := change(c.stored.Clone())
+	if err == nil {
+		err = c.opts.store.Save(next)
+		if err != nil {
+			err = Errorf(CodeInternal, "Failed to save config: %v", err)
+		}
+	}
+	if err == nil {
+		c.stored = next
+	}
+	c.mu.Unlock()
+	if err != nil {
+		return false, err
+	}
+	if f := c.opts.onConfigSaved; f != nil {
+		f(next.Clone())
+	}
+	return true, nil
+}
+
+// Restart applies the stored config: the current connection, if any, is
+// closed with status 1012 (service restart) and Run dials again at once with
+// the new config, or stays quiet if it is disabled. A device calls it for
+// Shelly.Reboot.
+func (c *Component) Restart() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.active = c.stored.Clone()
+	close(c.restart)
+	c.restart = make(chan struct{})
+}
+
+func (c *Component) activeConfig() (Config, <-chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.active.Clone(), c.restart
+}
+
+// Register adds the component's RPC methods, Ws.GetConfig, Ws.SetConfig and
+// Ws.GetStatus, to m.
+func (c *Component) Register(m *Mux) {
+	m.HandleFunc("Ws.GetConfig", func(context.Context, *Request) (any, error) {
+		return c.GetConfig(), nil
+	})
+	m.HandleFunc("Ws.SetConfig", func(_ context.Context, req *Request) (any, error) {
+		restart, err := c.updateConfig(func(cur Config) (Config, error) {
+			return MergeConfig(cur, req.Params)
+		})
+		if err != nil {
+			return nil, err
+		}
+		return struct {
+			RestartRequired bool `json:"restart_required"`
+		}{restart}, nil
+	})
+	m.HandleFunc("Ws.GetStatus", func(context.Context, *Request) (any, error) {
+		return c.GetStatus(), nil
+	})
+}
+
+// subscribe registers f to see every notification published from now on;
+// the returned function unregisters it. Used by the inbound channels.
+func (c *Component) subscribe(f func(method string, params []byte)) (unsubscribe func()) {
+	c.subsMu.Lock()
+	defer c.subsMu.Unlock()
+	if c.subs == nil {
+		c.subs = make(map[int]func(string, []byte))
+	}
+	c.subSeq++
+	id := c.subSeq
+	c.subs[id] = f
+	return func() {
+		c.subsMu.Lock()
+		defer c.subsMu.Unlock()
+		delete(c.subs, id)
+	}
+}
+
+func (c *Component) subscribers() []func(string, []byte) {
+	c.subsMu.Lock()
+	defer c.subsMu.Unlock()
+	if len(c.subs) == 0 {
+		return nil
+	}
+	list := make([]func(string, []byte), 0, len(c.subs))
+	for _, f := range c.subs {
+		list = append(list, f)
+	}
+	return list
+}
+
+// macFromID derives the MAC the way Home Assistant does:
+// src.split("-")[1].upper().
+func macFromID(id string) string {
+	_, rest, ok := strings.Cut(id, "-")
+	if !ok {
+		return strings.ToUpper(id)
+	}
+	mac, _, _ := strings.Cut(rest, "-")
+	return strings.ToUpper(mac)
+}
+
+// fullStatusParams builds the params of NotifyFullStatus: the embedder's
+// status with "ws" filled in and "ts" first.
+func (c *Component) fullStatusParams(ctx context.Context) ([]byte, error) {
+	var status map[string]any
+	if c.opts.fullStatus != nil {
+		src, err := c.opts.fullStatus(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("full status: %w", err)
+		}
+		status = make(map[string]any, len(src)+1)
+		for k, v := range src {
+			status[k] = v
+		}
+	} else {
+		status = map[string]any{"sys": map[string]any{"mac": macFromID(c.id)}}
+	}
+	status[ComponentKey] = Status{Connected: true}
+	return paramsWithTS(c.opts.now(), status)
+}
+
+// encodeResponse builds the response frame for req from a handler's result.
+func (c *Component) encodeResponse(buf []byte, req *Request, result any, err error) []byte {
+	if err == nil {
+		var raw []byte
+		switch r := result.(type) {
+		case nil:
+		case json.RawMessage:
+			raw = r
+			if !json.Valid(raw) {
+				err = Errorf(CodeInternal, "Handler returned invalid JSON")
+			}
+		default:
+			raw, err = json.Marshal(result)
+			if err != nil {
+				err = Errorf(CodeInternal, "Failed to encode result: %v", err)
+			}
+		}
+		if err == nil {
+			return frame.AppendResult(buf, req.ID, c.id, req.Src, raw)
+		}
+	}
+	e := AsError(err)
+	return frame.AppendError(buf, req.ID, c.id, req.Src, e.Code, e.Message)
+}
