@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -135,9 +136,9 @@ func (c *Conn) readLoop() {
 	c.setCause(err)
 	c.mu.Lock()
 	cause := c.err
-	close(c.done)
 	c.mu.Unlock()
 	c.s.logf("== device %s gone: %v", c.name(), cause)
+	close(c.done)
 }
 
 // route hands f to its pending call or queues it for Next. It reports false
@@ -225,10 +226,11 @@ func (c *Conn) NextT(t testing.TB) Frame {
 // "result". An RPC error in the response is returned as the *shellyws.Error
 // itself (errors.As works too).
 //
-// ctx bounds the whole call; when it ends Call returns its error and forgets
-// the id, so a late response goes to Next. If ctx ends while the frame is
-// being written (the device does not read), coder/websocket closes the
-// connection.
+// ctx bounds the wait for the response; when it ends Call returns its error
+// and forgets the id, so a late response goes to Next. Writing the request
+// is bounded by DefaultTimeout instead, because coder/websocket closes a
+// connection whose write is cut short; a device that does not read for that
+// long is disconnected.
 func (c *Conn) Call(ctx context.Context, method string, params any, result any) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -296,8 +298,8 @@ func (c *Conn) CallT(t testing.TB, method string, params any, result any) {
 // for the response whose id is the same JSON (compared without whitespace);
 // it returns that whole response frame. It is for wire-level tests: string
 // ids, id 0, odd spellings. It fails without sending if frame is not a JSON
-// object with an id or if a call with that id is pending. ctx bounds it as it
-// bounds Call.
+// object with an id or if a call with that id is pending. ctx bounds the
+// wait as it does for Call.
 func (c *Conn) CallRaw(ctx context.Context, frame []byte) (json.RawMessage, error) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(frame, &m); err != nil || m == nil {
@@ -367,9 +369,13 @@ func (c *Conn) roundTrip(ctx context.Context, key string, data []byte) (Frame, e
 }
 
 // Send writes frame as one text message, verbatim and without waiting for
-// anything; for malformed-input tests and requests without an id. A response
-// it provokes goes to Next.
+// a response; for malformed-input tests and requests without an id. A
+// response it provokes goes to Next. It fails at once if ctx has ended; the
+// write itself is bounded by DefaultTimeout as Call's is.
 func (c *Conn) Send(ctx context.Context, frame []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	select {
 	case <-c.done:
 		return c.goneErr()
@@ -382,11 +388,19 @@ func (c *Conn) Send(ctx context.Context, frame []byte) error {
 	return nil
 }
 
+// writeTimeout bounds one write. Writes do not use the caller's context:
+// coder/websocket closes the connection when a write's context ends, even
+// in the instant after the frame went out, so cancelling a Call would
+// otherwise kill the connection now and then.
+const writeTimeout = DefaultTimeout
+
 // write writes one text message. A write that failed because the connection
 // is closed reports that as the connection being gone, once the reader has
 // recorded why.
 func (c *Conn) write(ctx context.Context, data []byte) error {
-	err := c.ws.Write(ctx, websocket.MessageText, data)
+	wctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	err := c.ws.Write(wctx, websocket.MessageText, data)
 	if err == nil || !errors.Is(err, net.ErrClosed) {
 		return err
 	}
@@ -409,7 +423,7 @@ func (c *Conn) Close(code websocket.StatusCode, reason string) error {
 	default:
 	}
 	c.setCause(fmt.Errorf("%w: %w", ErrClosedByServer, websocket.CloseError{Code: code, Reason: reason}))
-	c.s.logf("<- server close %d %s", code, reason)
+	c.s.logf("<- server close %d %s", code, oneLine(reason))
 	err := c.ws.Close(code, reason)
 	<-c.done // the read loop ends now that the connection is closed
 	if err != nil && !errors.Is(err, net.ErrClosed) {
@@ -439,16 +453,18 @@ func (c *Conn) logIn(f Frame) {
 	switch {
 	case f.Binary:
 		c.s.logf("-> %s: binary message of %d bytes", who, len(f.Raw))
+	case !f.object:
+		c.s.logf("-> %s: unexpected %s", who, trim(f.Raw))
 	case f.IsResponse() && f.errPresent && f.Error != nil:
-		c.s.logf("-> %s: error id=%s %d %s", who, f.ID, f.Error.Code, f.Error.Message)
+		c.s.logf("-> %s: error id=%s %d %s", who, trim(f.ID), f.Error.Code, oneLine(f.Error.Message))
 	case f.IsResponse() && f.errPresent:
-		c.s.logf("-> %s: error id=%s %s", who, f.ID, trim(f.Raw))
+		c.s.logf("-> %s: error id=%s %s", who, trim(f.ID), trim(f.Raw))
 	case f.IsResponse():
-		c.s.logf("-> %s: result id=%s %s", who, f.ID, trim(f.Result))
+		c.s.logf("-> %s: result id=%s%s", who, trim(f.ID), spaced(f.Result))
 	case f.Method != "" && f.ID != nil:
-		c.s.logf("-> %s: request %s id=%s %s", who, f.Method, f.ID, trim(f.Params))
+		c.s.logf("-> %s: request %s id=%s%s", who, f.Method, trim(f.ID), spaced(f.Params))
 	case f.Method != "":
-		c.s.logf("-> %s: %s %s", who, f.Method, trim(f.Params))
+		c.s.logf("-> %s: %s%s", who, f.Method, spaced(f.Params))
 	default:
 		c.s.logf("-> %s: unexpected %s", who, trim(f.Raw))
 	}
@@ -457,10 +473,35 @@ func (c *Conn) logIn(f Frame) {
 // transcriptWidth is where transcript lines cut JSON.
 const transcriptWidth = 200
 
-// trim shortens JSON for the transcript.
+// trim renders a message or member for the transcript and errors: JSON
+// compacted onto one line, anything else quoted, cut after transcriptWidth
+// bytes.
 func trim(b []byte) string {
+	var buf bytes.Buffer
+	if json.Compact(&buf, b) == nil {
+		b = buf.Bytes()
+	} else {
+		quoted := strconv.Quote(string(b))
+		b = []byte(quoted)
+	}
 	if len(b) <= transcriptWidth {
 		return string(b)
 	}
 	return string(b[:transcriptWidth]) + "..."
+}
+
+// oneLine keeps a text on one transcript line.
+func oneLine(s string) string {
+	if strings.ContainsAny(s, "\r\n") {
+		return strconv.Quote(s)
+	}
+	return s
+}
+
+// spaced returns " "+trim(b), or nothing for an absent member.
+func spaced(b []byte) string {
+	if b == nil {
+		return ""
+	}
+	return " " + trim(b)
 }

@@ -41,21 +41,29 @@
 //
 // # Transcript
 //
-// [WithLogf] receives one line per event, without a trailing newline:
+// [WithLogf] receives one line per event, without a trailing newline. "->"
+// is a frame from the device, "<-" one from the server, "==" a connection
+// or server event. A device is named by its src once one arrived, by its
+// remote address before. JSON is shown as sent, cut after 200 bytes with
+// "...". The lines:
 //
 //	== listening ws://127.0.0.1:40123/
-//	== connected 127.0.0.1:51234 GET / subprotocol=json-rpc
+//	== connected 127.0.0.1:51234 GET /?token=x subprotocol=json-rpc
 //	-> device shellyplus1pm-c049ef8cf4e0: NotifyFullStatus {"ts":1700000000.00,"sys":{...
 //	<- server call Shelly.GetDeviceInfo id=1
-//	-> device shellyplus1pm-c049ef8cf4e0: result id=1 {"id":"shellyplus1pm-c049ef8cf4e0",...
-//	-> device shellyplus1pm-c049ef8cf4e0: error id=2 404 No handler for Nope.Nothing
-//	<- server send {"id":"x","method":"Sys.GetStatus"}
-//	<- server close 4001 going away
-//	== device shellyplus1pm-c049ef8cf4e0 gone: ...
-//	== handshake 3 rejected with 503
-//
-// "->" is a frame from the device, "<-" one from the server and "==" a
-// connection or server event. A device is named by its src once one arrived,
-// by its remote address before. JSON is shown as sent, cut at about 200
-// bytes with "...".
+//	<- server call Shelly.Reboot id=2 {"delay_ms":3500}
+//	-> device shellyplus1pm-c049ef8cf4e0: result id=1 {"name":null,"id":"shellyplus1pm-c049ef8cf4e0",...
+//	-> device shellyplus1pm-c049ef8cf4e0: error id=3 404 No handler for Nope.Nothing
+//	-> device shellyplus1pm-c049ef8cf4e0: request Server.Hello id=8 {}
+//	-> device 127.0.0.1:51234: unexpected not json
+//	-> device shellyplus1pm-c049ef8cf4e0: binary message of 3 bytes
+//	<- server send {"id":"x","method":"ws.getstatus"}
+//	<- server close 4001 go away
+//	== device shellyplus1pm-c049ef8cf4e0 gone: shellywstest: closed by the server: status = 4001 ...
+//	== handshake 3 for /?token=x rejected with 503
+//	== handshake 4 from 127.0.0.1:51240 failed: ...
+//	== http: TLS handshake error from 127.0.0.1:51242: ...
+//	== stopped
+//	== restarted ws://127.0.0.1:40123/
+//	== closed
 package shellywstest

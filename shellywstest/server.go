@@ -337,9 +337,10 @@ func (s *Server) CertPool() *x509.CertPool {
 
 // Accept returns the next device connection, in order of arrival, waiting
 // for one until ctx ends. Connections the device already closed are
-// returned too (their Done is closed). Stop and Restart discard the
-// connections Accept has not returned yet. After Close it returns
-// ErrServerClosed.
+// returned too (their Done is closed). At most 1024 connections wait;
+// while that many do, further handshakes are answered 503. Stop and Restart
+// discard the connections Accept has not returned yet. After Close it
+// returns ErrServerClosed.
 func (s *Server) Accept(ctx context.Context) (*Conn, error) {
 	for {
 		s.mu.Lock()

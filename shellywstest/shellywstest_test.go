@@ -590,6 +590,12 @@ func TestLogf(t *testing.T) {
 	answer(t, ws, func(request) (any, *shellyws.Error) { return map[string]int{"gen": 2}, nil })
 	c.CallT(t, "Shelly.GetDeviceInfo", nil, nil)
 	c.CallT(t, "Shelly.Reboot", map[string]int{"delay_ms": 3500}, nil)
+	send(t, ws, "not\njson")
+	send(t, ws, `{"src":"`+devID+`","method":"NotifyX"}`)
+	send(t, ws, "{\n\"id\": 5,\n\"result\": null}")
+	for range 3 {
+		c.NextT(t)
+	}
 	require.NoError(t, c.Close(4001, "bye"))
 
 	mu.Lock()
@@ -604,6 +610,9 @@ func TestLogf(t *testing.T) {
 		"-> device " + devID + `: result id=1 {"gen":2}`,
 		`<- server call Shelly.Reboot id=2 {"delay_ms":3500}`,
 		"<- server close 4001 bye",
+		"-> device " + devID + `: unexpected "not\njson"` + "\n",
+		"-> device " + devID + ": NotifyX\n",
+		"-> device " + devID + ": result id=5 null\n",
 		"== device " + devID + " gone: ",
 	} {
 		assert.Contains(t, text, want)
@@ -611,6 +620,7 @@ func TestLogf(t *testing.T) {
 	for _, l := range lines {
 		assert.Less(t, len(l), 300, "lines are cut: %s", l)
 		assert.NotContains(t, l, "\n")
+		assert.Equal(t, strings.TrimSpace(l), l)
 	}
 }
 
