@@ -3,7 +3,6 @@ package shellyws
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -212,10 +211,10 @@ func (s *session) run(parent context.Context, restart <-chan struct{}, cb *callb
 		select {
 		case <-parent.Done():
 			mode = closeGoingAway
-			return true, context.Cause(parent), false
+			return true, s.c.connError("shutdown", s.server, 0, context.Cause(parent)), false
 		case <-restart:
 			mode = closeRestart
-			return true, errors.New("shellyws: restarted"), true
+			return true, s.c.connError("restart", s.server, 0, ErrRestarted), true
 		case err := <-s.readDone:
 			return true, s.c.connError("read", s.server, 0, err), false
 		case f := <-s.out:

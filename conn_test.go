@@ -216,16 +216,20 @@ func TestDeadPeerIsDetectedByPingAndRedialled(t *testing.T) {
 		c.CloseNow()
 	}))
 	t.Cleanup(func() { close(release); handlers.Wait(); srv.Close() })
-	var disconnects atomic.Int32
-	var lastErr atomic.Value
+	var mu sync.Mutex
+	var causes []error
 	startDevice(t, enabledConfig("ws"+strings.TrimPrefix(srv.URL, "http")),
 		shellyws.WithPing(5*time.Millisecond, 20*time.Millisecond),
-		shellyws.WithOnDisconnect(func(err error) { lastErr.Store(err); disconnects.Add(1) }))
+		shellyws.WithOnDisconnect(func(err error) { mu.Lock(); causes = append(causes, err); mu.Unlock() }))
 	require.Eventually(t, func() bool { return accepted.Load() >= 3 }, waitTimeout, time.Millisecond)
-	require.Eventually(t, func() bool { return disconnects.Load() >= 2 }, waitTimeout, time.Millisecond)
-	var ce *shellyws.ConnError
-	require.ErrorAs(t, lastErr.Load().(error), &ce)
-	assert.Equal(t, "ping", ce.Op)
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(causes) >= 2 }, waitTimeout, time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	for _, err := range causes[:2] {
+		var ce *shellyws.ConnError
+		require.ErrorAs(t, err, &ce)
+		assert.Equal(t, "ping", ce.Op)
+	}
 }
 
 func TestPipelinedRequestsWhileNotificationsFlow(t *testing.T) {
@@ -381,7 +385,7 @@ func TestNoGoroutineLeftAfterManyConnectDropCycles(t *testing.T) {
 		conn, err := srv.Accept(wctx)
 		require.NoError(t, err)
 		_, err = conn.ExpectFullStatus(wctx)
-		require.NoError(t, err)
+		require.NoError(t, err, "state %v, last error %v, stats %+v", c.State(), c.LastError(), c.Stats())
 		conn.Close(websocket.StatusTryAgainLater, "again")
 	}
 	cancel()

@@ -22,7 +22,9 @@ const Subprotocol = "json-rpc"
 // ConnError describes why a connection attempt failed or a connection was
 // lost. Its text never contains the server URL's query or user info.
 type ConnError struct {
-	// Op is what failed: "dial", "read", "write", "ping" or "status".
+	// Op is what ended the connection: "dial", "status" (the full status
+	// could not be built), "read", "write", "ping" (no pong in time),
+	// "restart" (Restart) or "shutdown" (Run's context ended).
 	Op string
 	// Server is the server URL without query and user info.
 	Server string

@@ -72,6 +72,9 @@ type Error struct {
 
 // Error implements error.
 func (e *Error) Error() string {
+	if e == nil {
+		return "rpc error: <nil>"
+	}
 	return fmt.Sprintf("rpc error %d: %s", e.Code, e.Message)
 }
 
@@ -89,6 +92,11 @@ func AsError(err error) *Error {
 	}
 	var e *Error
 	if errors.As(err, &e) {
+		if e == nil {
+			// A handler returned a typed nil *Error: still an error, and
+			// err.Error() would dereference it.
+			return &Error{Code: CodeInternal, Message: "Internal error: nil *Error returned"}
+		}
 		return e
 	}
 	return &Error{Code: CodeInternal, Message: err.Error()}

@@ -360,3 +360,16 @@ func TestRequestDecode(t *testing.T) {
 		})
 	}
 }
+
+func TestAsErrorTypedNil(t *testing.T) {
+	// A handler that declares `var e *shellyws.Error` and returns it has
+	// returned a non-nil error; the device must still answer, not panic
+	// dereferencing the result.
+	var typedNil *shellyws.Error
+	for _, err := range []error{typedNil, fmt.Errorf("wrapped: %w", typedNil)} {
+		got := shellyws.AsError(err)
+		require.NotNil(t, got, "AsError(%v) must not be nil for a non-nil error", err)
+		assert.Equal(t, shellyws.CodeInternal, got.Code)
+		assert.NotEmpty(t, got.Message)
+	}
+}

@@ -18,6 +18,8 @@ var (
 	ErrClosed = errors.New("shellyws: component closed")
 	// ErrAlreadyRunning is returned by a second call of Run.
 	ErrAlreadyRunning = errors.New("shellyws: Run called twice")
+	// ErrRestarted is the cause of a connection closed by Restart.
+	ErrRestarted = errors.New("shellyws: restarted to apply the stored config")
 	// ErrNoUserCA means ssl_ca is "user_ca.pem" but no user CA could be
 	// loaded or parsed; the device keeps retrying.
 	ErrNoUserCA = errors.New("shellyws: no usable user CA")
