@@ -13,7 +13,8 @@ import (
 // Request is one RPC request as the device received it.
 type Request struct {
 	// ID is the request id exactly as the peer sent it (a JSON number or
-	// string). It is nil for a request that must not be answered.
+	// string). On a websocket or in a POST /rpc frame it is nil for a
+	// request that must not be answered; the HTTP GET form has no id.
 	ID json.RawMessage
 	// Src is who asked; it becomes dst of the response. Empty when absent.
 	Src string
@@ -104,10 +105,15 @@ func AsError(err error) *Error {
 
 // Dispatcher answers RPC requests.
 //
-// The connection's reader goroutine calls Dispatch once per request, each call
-// on a goroutine of its own, so calls run concurrently up to the component's
-// in-flight limit (see WithMaxInFlight); further requests wait for a slot.
-// ctx is cancelled when the request's connection drops or Run returns.
+// Dispatch is called once per request, each call on a goroutine of its own:
+// the outbound connection's reader starts them, as do the inbound channels of
+// a Handler (one per HTTP request, and a reader per inbound websocket
+// client). Per connection, calls run concurrently up to the component's
+// in-flight limit (see WithMaxInFlight) and further requests wait for a slot;
+// HTTP requests share one such pool. ctx is cancelled when the request's
+// connection drops, its HTTP client goes away, Run returns or the Handler is
+// closed; Dispatch must then return promptly, because Run and Handler.Close
+// wait for it.
 //
 // Dispatch returns the result, which is encoded with encoding/json (a
 // json.RawMessage is sent verbatim, nil as null), or an error; see AsError for

@@ -2,7 +2,6 @@ package shellyws
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -182,7 +181,9 @@ func (c *Component) Register(m *Mux) {
 }
 
 // subscribe registers f to see every notification published from now on;
-// the returned function unregisters it. Used by the inbound channels.
+// the returned function unregisters it. publish works from a snapshot, so f
+// may still be called once, concurrently, after unsubscribe returns; f must
+// not block. Used by the inbound channels.
 func (c *Component) subscribe(f func(method string, params []byte)) (unsubscribe func()) {
 	c.subsMu.Lock()
 	defer c.subsMu.Unlock()
@@ -247,20 +248,7 @@ func (c *Component) fullStatusParams(ctx context.Context) ([]byte, error) {
 func (c *Component) encodeResponse(buf []byte, req *Request, result any, err error) []byte {
 	if err == nil {
 		var raw []byte
-		switch r := result.(type) {
-		case nil:
-		case json.RawMessage:
-			raw = r
-			if !json.Valid(raw) {
-				err = Errorf(CodeInternal, "Handler returned invalid JSON")
-			}
-		default:
-			raw, err = json.Marshal(result)
-			if err != nil {
-				err = Errorf(CodeInternal, "Failed to encode result: %v", err)
-			}
-		}
-		if err == nil {
+		if raw, err = encodeResult(result); err == nil {
 			return frame.AppendResult(buf, req.ID, c.id, req.Src, raw)
 		}
 	}

@@ -117,6 +117,9 @@ func AppendError(buf []byte, id json.RawMessage, src, dst string, code int, mess
 
 func appendHead(buf []byte, id json.RawMessage, src, dst string) []byte {
 	buf = append(buf, `{"id":`...)
+	if len(id) == 0 {
+		id = json.RawMessage("null") // callers never answer id-less requests; stay valid JSON anyway
+	}
 	buf = append(buf, id...)
 	buf = append(buf, `,"src":`...)
 	buf = AppendString(buf, src)

@@ -1,0 +1,776 @@
+package shellyws
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/shellyws/shellyws/internal/frame"
+)
+
+// Limits of the inbound channels, documented on the options that set them.
+const (
+	DefaultMaxRequestSize  = 64 << 10
+	DefaultMaxClients      = 8
+	DefaultClientQueueSize = 25
+)
+
+// deviceInfoMethod is the method GET /shelly answers with.
+const deviceInfoMethod = "Shelly.GetDeviceInfo"
+
+// HandlerOption configures a Handler.
+type HandlerOption func(*handlerOptions)
+
+type handlerOptions struct {
+	maxRequestSize  int64
+	maxClients      int
+	clientQueueSize int
+	originPatterns  []string
+}
+
+// WithMaxRequestSize bounds what one request may carry: an HTTP body, a
+// query string, a websocket message. A larger body is answered 413, a larger
+// query string 414, and a larger websocket message closes that client's
+// connection with status 1009. Default: DefaultMaxRequestSize (64 KiB).
+func WithMaxRequestSize(n int64) HandlerOption {
+	return func(o *handlerOptions) { o.maxRequestSize = n }
+}
+
+// WithMaxClients bounds how many inbound websocket clients may be connected
+// at once; a handshake beyond it is answered 503, as a device with its
+// websocket channel busy does; 0 turns the websocket channel off.
+// Default: DefaultMaxClients (8).
+func WithMaxClients(n int) HandlerOption {
+	return func(o *handlerOptions) { o.maxClients = n }
+}
+
+// WithClientQueueSize bounds the notifications waiting for one slow
+// websocket client; when it is full the oldest is dropped, so a client that
+// falls behind never blocks NotifyStatus, NotifyEvent or other clients (0
+// sends websocket clients no notifications at all). Default:
+// DefaultClientQueueSize (25, the firmware's queue length).
+func WithClientQueueSize(n int) HandlerOption {
+	return func(o *handlerOptions) { o.clientQueueSize = n }
+}
+
+// WithOriginPatterns restricts which browser origins may open the inbound
+// websocket, with the patterns of websocket.AcceptOptions.OriginPatterns
+// (the request's own host is always allowed). Default: any origin, as a
+// device accepts any; set this when the handler is reachable from web pages
+// that must not drive the device.
+func WithOriginPatterns(patterns ...string) HandlerOption {
+	return func(o *handlerOptions) { o.originPatterns = append([]string(nil), patterns...) }
+}
+
+// Handler serves a component's Dispatcher on the inbound channels a real
+// Gen2 device offers on its web server:
+//
+//   - GET /rpc/<method>?<name>=<value>&... calls method with the query as
+//     params. Each value that is valid JSON is taken as that JSON, any other
+//     as a string, so ?id=0&on=true and ?config={"ssl_ca":"*"} both work
+//     (URL-encoded or not) and ?name="true" passes the string "true".
+//   - POST /rpc/<method> calls method with the body, a JSON object, as
+//     params; an empty body means no params and the query is used instead.
+//   - Both answer 200 with the bare result (application/json, null for a
+//     method with nothing to return). An RPC error is answered like the
+//     firmware does: HTTP 404 for code 404 (no handler), HTTP 500 for every
+//     other code, with {"code":<code>,"message":"<text>"} as body.
+//   - POST /rpc takes one whole request frame as body and answers 200 with
+//     the whole response frame, error responses included, byte for byte as
+//     the outbound channel would send it (keys id, src, dst, result|error;
+//     dst only when the request had a src). A frame without an id is
+//     executed and answered 200 with an empty body.
+//   - GET /rpc with a websocket handshake opens the inbound websocket
+//     channel (subprotocol json-rpc if the client offers it, not required):
+//     request and response frames as on the outbound channel. Once a client
+//     sent a request with a src, every notification the component publishes
+//     from then on (NotifyStatus, NotifyEvent) is sent to it too, with that
+//     src as dst; the first src a client sends is kept, as the firmware does.
+//   - GET /shelly answers the result of Shelly.GetDeviceInfo, the device
+//     information that needs no authentication, or its error like GET
+//     /rpc/<method> does.
+//
+// Requests that cannot be parsed are answered 400 (code -103), a body over
+// the size limit 413 and a query string over it 414 (code -108), unknown
+// paths 404 (code 404), other HTTP methods 405 (code 405, with Allow), a
+// websocket handshake beyond WithMaxClients 503 (code -108) and anything
+// after Close 503 (code -114); always with a JSON body
+// {"code":..,"message":..}. A handler's panic is answered as a 500 error
+// (code 500) and logged.
+//
+// The REST forms (/rpc/<method>, /shelly) dispatch requests without ID and
+// Src; POST /rpc passes the frame's. Every request is dispatched with a
+// context that ends when the client goes away or Close is called. HTTP
+// requests share the component's in-flight limit (WithMaxInFlight): beyond
+// it they wait for a slot. Each websocket client is bounded like the
+// outbound connection: one reader and one writer goroutine, a read limit
+// (WithMaxRequestSize), the component's in-flight limit, write timeout and
+// ping keepalive (WithMaxInFlight, WithWriteTimeout, WithPing), and a
+// bounded notification queue (WithClientQueueSize). A malformed frame is
+// dropped and logged; the client stays connected.
+//
+// Paths are matched exactly; mount the handler under a prefix with
+// http.StripPrefix. Any browser origin may open the websocket unless
+// WithOriginPatterns says otherwise; there is no authentication.
+//
+// Websocket connections are hijacked, so http.Server.Shutdown neither
+// closes nor waits for them: call Close, which closes every inbound
+// websocket client with status 1001 and returns when all their goroutines
+// (handlers included) have ended. HTTP requests still running when Close is
+// called see their context end; later requests are answered 503.
+type Handler struct {
+	c    *Component
+	opts handlerOptions
+	log  *slog.Logger
+
+	ctx    context.Context // ends with Close
+	cancel context.CancelFunc
+
+	httpSlots chan struct{} // in-flight HTTP requests
+
+	mu      sync.Mutex
+	closed  bool
+	clients int
+	wg      sync.WaitGroup // websocket clients
+}
+
+// NewHandler returns the inbound channels of c, serving c's Dispatcher.
+// The returned Handler must be closed with Close.
+func NewHandler(c *Component, opts ...HandlerOption) *Handler {
+	o := handlerOptions{
+		maxRequestSize:  DefaultMaxRequestSize,
+		maxClients:      DefaultMaxClients,
+		clientQueueSize: DefaultClientQueueSize,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.maxRequestSize < 1 {
+		o.maxRequestSize = DefaultMaxRequestSize
+	}
+	if o.maxClients < 0 {
+		o.maxClients = 0
+	}
+	if o.clientQueueSize < 0 {
+		o.clientQueueSize = 0
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Handler{
+		c:         c,
+		opts:      o,
+		log:       c.opts.logger,
+		ctx:       ctx,
+		cancel:    cancel,
+		httpSlots: make(chan struct{}, c.opts.maxInFlight),
+	}
+}
+
+// Close closes every inbound websocket client with status 1001 and waits for
+// their goroutines and handlers to end. Later requests are answered 503.
+// Close is idempotent and safe for concurrent use.
+func (h *Handler) Close() {
+	h.mu.Lock()
+	h.closed = true
+	h.mu.Unlock()
+	h.cancel()
+	h.wg.Wait()
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.ctx.Err() != nil {
+		writeJSONError(w, http.StatusServiceUnavailable, CodeUnavailable, "Shutting down")
+		return
+	}
+	switch p := r.URL.Path; {
+	case p == "/rpc":
+		switch {
+		case r.Method == http.MethodPost:
+			h.serveFrame(w, r)
+		case r.Method == http.MethodGet && isWebsocketUpgrade(r):
+			h.serveWebsocket(w, r)
+		case r.Method == http.MethodGet:
+			writeJSONError(w, http.StatusBadRequest, CodeInvalidArgument,
+				"Missing method: use GET /rpc/<method>, POST /rpc or a websocket")
+		default:
+			methodNotAllowed(w, "GET, POST")
+		}
+	case strings.HasPrefix(p, "/rpc/"):
+		method := p[len("/rpc/"):]
+		if method == "" {
+			writeJSONError(w, http.StatusBadRequest, CodeInvalidArgument, "Missing method after /rpc/")
+			return
+		}
+		switch r.Method {
+		case http.MethodGet:
+			h.serveGet(w, r, method)
+		case http.MethodPost:
+			h.servePost(w, r, method)
+		default:
+			methodNotAllowed(w, "GET, POST")
+		}
+	case p == "/shelly":
+		if r.Method != http.MethodGet {
+			methodNotAllowed(w, "GET")
+			return
+		}
+		h.serveREST(w, r, &Request{Method: deviceInfoMethod})
+	default:
+		writeJSONError(w, http.StatusNotFound, CodeNoHandler, "Not found: "+p)
+	}
+}
+
+func methodNotAllowed(w http.ResponseWriter, allow string) {
+	w.Header().Set("Allow", allow)
+	writeJSONError(w, http.StatusMethodNotAllowed, http.StatusMethodNotAllowed, "Method not allowed")
+}
+
+// writeJSONError answers status with {"code":code,"message":msg}.
+func writeJSONError(w http.ResponseWriter, status, code int, msg string) {
+	writeJSON(w, status, appendErrorObject(nil, code, msg))
+}
+
+func appendErrorObject(buf []byte, code int, msg string) []byte {
+	buf = append(buf, `{"code":`...)
+	buf = strconv.AppendInt(buf, int64(code), 10)
+	buf = append(buf, `,"message":`...)
+	buf = frame.AppendString(buf, msg)
+	return append(buf, '}')
+}
+
+func writeJSON(w http.ResponseWriter, status int, body []byte) {
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/json")
+	hdr.Set("Content-Length", strconv.Itoa(len(body)))
+	hdr.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// httpStatusOf maps an RPC error code to the HTTP status of the REST forms,
+// as the firmware's HTTP channel does: 404 stays 404, anything else is 500.
+func httpStatusOf(code int) int {
+	if code == CodeNoHandler {
+		return http.StatusNotFound
+	}
+	return http.StatusInternalServerError
+}
+
+// serveGet calls method with the query string as params.
+func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request, method string) {
+	params, status, err := h.queryParams(r.URL.RawQuery)
+	if err != nil {
+		writeJSONError(w, status, err.Code, err.Message)
+		return
+	}
+	h.serveREST(w, r, &Request{Method: method, Params: params})
+}
+
+// servePost calls method with the body (or, when it is empty, the query
+// string) as params.
+func (h *Handler) servePost(w http.ResponseWriter, r *http.Request, method string) {
+	body, ok := h.readBody(w, r)
+	if !ok {
+		return
+	}
+	var params json.RawMessage
+	if trimmed := bytes.TrimSpace(body); len(trimmed) > 0 {
+		if (trimmed[0] != '{' && string(trimmed) != "null") || !json.Valid(trimmed) {
+			writeJSONError(w, http.StatusBadRequest, CodeInvalidArgument, "Body must be a JSON object of params")
+			return
+		}
+		if trimmed[0] == '{' {
+			params = trimmed
+		}
+	} else {
+		var status int
+		var perr *Error
+		params, status, perr = h.queryParams(r.URL.RawQuery)
+		if perr != nil {
+			writeJSONError(w, status, perr.Code, perr.Message)
+			return
+		}
+	}
+	h.serveREST(w, r, &Request{Method: method, Params: params})
+}
+
+// serveREST dispatches req and answers the bare result or the error object.
+func (h *Handler) serveREST(w http.ResponseWriter, r *http.Request, req *Request) {
+	result, ok, err := h.dispatchHTTP(w, r, req)
+	if !ok {
+		return
+	}
+	var raw []byte
+	if err == nil {
+		raw, err = encodeResult(result)
+	}
+	if err != nil {
+		e := AsError(err)
+		writeJSONError(w, httpStatusOf(e.Code), e.Code, e.Message)
+		return
+	}
+	writeJSON(w, http.StatusOK, raw)
+}
+
+// serveFrame answers POST /rpc: one request frame in, one response frame out.
+func (h *Handler) serveFrame(w http.ResponseWriter, r *http.Request) {
+	body, ok := h.readBody(w, r)
+	if !ok {
+		return
+	}
+	fr, err := frame.Decode(body)
+	if err != nil {
+		writeJSONError(w, http.StatusBadRequest, CodeInvalidArgument, "Invalid request frame: "+err.Error())
+		return
+	}
+	req := &Request{ID: fr.ID, Src: fr.Src, Method: fr.Method, Params: fr.Params}
+	result, ok, derr := h.dispatchHTTP(w, r, req)
+	if !ok {
+		return
+	}
+	if req.ID == nil {
+		// Executed, never answered: only the HTTP exchange is completed.
+		w.Header().Set("Content-Length", "0")
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	writeJSON(w, http.StatusOK, h.c.encodeResponse(nil, req, result, derr))
+}
+
+// readBody reads the whole body within the size limit, answering 413 when
+// it is larger; ok is false when an answer was written.
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) (body []byte, ok bool) {
+	limit := h.opts.maxRequestSize
+	if r.ContentLength > limit {
+		tooLarge(w, limit)
+		return nil, false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			tooLarge(w, limit)
+		} else {
+			writeJSONError(w, http.StatusBadRequest, CodeInvalidArgument, "Failed to read the body")
+		}
+		return nil, false
+	}
+	return body, true
+}
+
+func tooLarge(w http.ResponseWriter, limit int64) {
+	writeJSONError(w, http.StatusRequestEntityTooLarge, CodeResourceExhausted,
+		fmt.Sprintf("Request body larger than %d bytes", limit))
+}
+
+// queryParams turns a raw query string into a params object. Names are
+// kept in order; a name given twice, an empty name or a bad escape is an
+// error, answered with status.
+func (h *Handler) queryParams(raw string) (json.RawMessage, int, *Error) {
+	if int64(len(raw)) > h.opts.maxRequestSize {
+		return nil, http.StatusRequestURITooLong,
+			Errorf(CodeResourceExhausted, "Query string longer than %d bytes", h.opts.maxRequestSize)
+	}
+	if raw == "" {
+		return nil, 0, nil
+	}
+	buf := make([]byte, 0, len(raw)+16)
+	buf = append(buf, '{')
+	seen := make(map[string]bool)
+	for part := range strings.SplitSeq(raw, "&") {
+		if part == "" {
+			continue
+		}
+		rawName, rawValue, _ := strings.Cut(part, "=")
+		name, err := url.QueryUnescape(rawName)
+		if err != nil {
+			return nil, http.StatusBadRequest, Errorf(CodeInvalidArgument, "Bad escape in query name %q", rawName)
+		}
+		value, err := url.QueryUnescape(rawValue)
+		if err != nil {
+			return nil, http.StatusBadRequest, Errorf(CodeInvalidArgument, "Bad escape in the value of '%s'", name)
+		}
+		if name == "" {
+			return nil, http.StatusBadRequest, Errorf(CodeInvalidArgument, "Query argument without a name")
+		}
+		if seen[name] {
+			return nil, http.StatusBadRequest, Errorf(CodeInvalidArgument, "Argument '%s' given twice", name)
+		}
+		seen[name] = true
+		if len(buf) > 1 {
+			buf = append(buf, ',')
+		}
+		buf = frame.AppendString(buf, name)
+		buf = append(buf, ':')
+		if v := strings.TrimSpace(value); v != "" && json.Valid([]byte(v)) {
+			buf = append(buf, v...)
+		} else {
+			buf = frame.AppendString(buf, value)
+		}
+	}
+	if len(buf) == 1 {
+		return nil, 0, nil
+	}
+	return append(buf, '}'), 0, nil
+}
+
+// dispatchHTTP runs req within the HTTP in-flight limit, with a context that
+// ends when the client goes or the handler closes. ok is false when the
+// request was abandoned (an answer, if any could be given, was written).
+func (h *Handler) dispatchHTTP(w http.ResponseWriter, r *http.Request, req *Request) (result any, ok bool, err error) {
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	stop := context.AfterFunc(h.ctx, cancel)
+	defer stop()
+	select {
+	case h.httpSlots <- struct{}{}:
+	case <-ctx.Done():
+		if h.ctx.Err() != nil {
+			writeJSONError(w, http.StatusServiceUnavailable, CodeUnavailable, "Shutting down")
+		}
+		return nil, false, nil
+	}
+	defer func() { <-h.httpSlots }()
+	result, err = h.dispatch(ctx, req)
+	return result, true, err
+}
+
+// dispatch calls the Dispatcher, turning a panic into a 500 so that one bad
+// handler cannot take the device down.
+func (h *Handler) dispatch(ctx context.Context, req *Request) (result any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			h.log.Error("shellyws: handler panicked", "method", req.Method, "panic", p, "channel", "inbound")
+			result, err = nil, Errorf(CodeInternal, "Internal error in %s", req.Method)
+		}
+	}()
+	return h.c.disp.Dispatch(ctx, req)
+}
+
+// encodeResult encodes a handler's result by the rules of encodeResponse:
+// nil is null, a json.RawMessage is sent verbatim if valid, anything else
+// goes through encoding/json.
+func encodeResult(result any) ([]byte, error) {
+	switch r := result.(type) {
+	case nil:
+		return []byte("null"), nil
+	case json.RawMessage:
+		if !json.Valid(r) {
+			return nil, Errorf(CodeInternal, "Handler returned invalid JSON")
+		}
+		return r, nil
+	default:
+		raw, err := json.Marshal(result)
+		if err != nil {
+			return nil, Errorf(CodeInternal, "Failed to encode result: %v", err)
+		}
+		return raw, nil
+	}
+}
+
+func isWebsocketUpgrade(r *http.Request) bool {
+	for _, v := range r.Header.Values("Upgrade") {
+		for tok := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "websocket") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// serveWebsocket runs one inbound websocket client until it goes or the
+// handler closes. Its goroutine is the client's writer.
+func (h *Handler) serveWebsocket(w http.ResponseWriter, r *http.Request) {
+	h.mu.Lock()
+	switch {
+	case h.closed:
+		h.mu.Unlock()
+		writeJSONError(w, http.StatusServiceUnavailable, CodeUnavailable, "Shutting down")
+		return
+	case h.clients >= h.opts.maxClients:
+		h.mu.Unlock()
+		writeJSONError(w, http.StatusServiceUnavailable, CodeResourceExhausted, "Too many websocket clients")
+		return
+	}
+	h.clients++
+	h.wg.Add(1)
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		h.clients--
+		h.mu.Unlock()
+		h.wg.Done()
+	}()
+
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		Subprotocols:       []string{Subprotocol},
+		InsecureSkipVerify: len(h.opts.originPatterns) == 0,
+		OriginPatterns:     h.opts.originPatterns,
+	})
+	if err != nil {
+		h.log.Debug("shellyws: inbound websocket handshake failed", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	conn.SetReadLimit(h.opts.maxRequestSize)
+	cl := &inboundClient{
+		h:        h,
+		conn:     conn,
+		log:      h.log.With("remote", r.RemoteAddr),
+		out:      make(chan []byte, h.c.opts.maxInFlight),
+		slots:    make(chan struct{}, h.c.opts.maxInFlight),
+		readDone: make(chan error, 1),
+		pingDone: make(chan error, 1),
+		notes:    newNoteQueue(h.opts.clientQueueSize),
+	}
+	cl.run()
+}
+
+// inboundClient is one inbound websocket connection.
+type inboundClient struct {
+	h    *Handler
+	conn *websocket.Conn
+	log  *slog.Logger
+
+	ctx    context.Context // ends with the client; handlers get it
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // reader, handlers, ping
+
+	dst      atomic.Pointer[string] // the first src the client sent
+	out      chan []byte            // encoded responses, for the writer
+	slots    chan struct{}          // in-flight requests
+	readDone chan error
+	pingDone chan error
+	notes    *noteQueue
+	wbuf     []byte
+}
+
+func (cl *inboundClient) run() {
+	// Not derived from the handler's context: cancelling a read context
+	// tears the socket down at once, and on Close the client deserves a
+	// close frame first.
+	cl.ctx, cl.cancel = context.WithCancel(context.Background())
+	unsubscribe := cl.h.c.subscribe(cl.notify)
+	goingAway := false
+	defer func() {
+		unsubscribe()
+		if goingAway {
+			cl.conn.Close(websocket.StatusGoingAway, "shutting down")
+		} else {
+			cl.conn.CloseNow()
+		}
+		cl.cancel()
+		cl.wg.Wait()
+	}()
+	cl.wg.Add(1)
+	go cl.readLoop()
+	cl.log.Debug("shellyws: inbound websocket client connected")
+
+	var tick <-chan time.Time
+	if iv := cl.h.c.opts.pingInterval; iv > 0 {
+		t := time.NewTicker(iv)
+		defer t.Stop()
+		tick = t.C
+	}
+	pinging := false
+	for {
+		select {
+		case <-cl.h.ctx.Done():
+			goingAway = true
+			return
+		case err := <-cl.readDone:
+			cl.log.Debug("shellyws: inbound websocket client gone", "err", err)
+			return
+		case f := <-cl.out:
+			if err := cl.write(f); err != nil {
+				return
+			}
+		case <-cl.notes.ready:
+			if err := cl.flushNotes(); err != nil {
+				return
+			}
+		case <-tick:
+			if !pinging {
+				pinging = true
+				cl.wg.Add(1)
+				go cl.ping()
+			}
+		case err := <-cl.pingDone:
+			pinging = false
+			if err != nil {
+				cl.log.Debug("shellyws: inbound websocket client did not answer a ping", "err", err)
+				return
+			}
+		}
+	}
+}
+
+// notify is the client's subscription to the component's notifications. It
+// runs on the goroutine of whoever called NotifyStatus or NotifyEvent, so it
+// only queues, never blocks.
+func (cl *inboundClient) notify(method string, params []byte) {
+	dst := cl.dst.Load()
+	if dst == nil {
+		return
+	}
+	cl.notes.push(note{dst: *dst, method: method, params: params})
+}
+
+func (cl *inboundClient) flushNotes() error {
+	for {
+		n, ok := cl.notes.pop()
+		if !ok {
+			return nil
+		}
+		cl.wbuf = frame.AppendNotification(cl.wbuf[:0], cl.h.c.id, n.dst, n.method, n.params)
+		if err := cl.write(cl.wbuf); err != nil {
+			return err
+		}
+		if cap(cl.wbuf) > maxKeptBuf {
+			cl.wbuf = nil
+		}
+	}
+}
+
+func (cl *inboundClient) write(f []byte) error {
+	ctx, cancel := context.WithTimeout(cl.ctx, cl.h.c.opts.writeTimeout)
+	defer cancel()
+	err := cl.conn.Write(ctx, websocket.MessageText, f)
+	if err != nil {
+		cl.log.Debug("shellyws: write to inbound websocket client failed", "err", err)
+	}
+	return err
+}
+
+func (cl *inboundClient) ping() {
+	defer cl.wg.Done()
+	ctx, cancel := context.WithTimeout(cl.ctx, cl.h.c.opts.pingTimeout)
+	defer cancel()
+	cl.pingDone <- cl.conn.Ping(ctx)
+}
+
+func (cl *inboundClient) readLoop() {
+	defer cl.wg.Done()
+	var buf bytes.Buffer
+	for {
+		typ, r, err := cl.conn.Reader(cl.ctx)
+		if err != nil {
+			cl.readDone <- err
+			return
+		}
+		buf.Reset()
+		if _, err := buf.ReadFrom(r); err != nil {
+			cl.readDone <- err
+			return
+		}
+		if typ != websocket.MessageText {
+			cl.log.Debug("shellyws: dropped a binary message from an inbound websocket client", "len", buf.Len())
+			continue
+		}
+		fr, err := frame.Decode(buf.Bytes())
+		if buf.Cap() > maxKeptBuf {
+			buf = bytes.Buffer{}
+		}
+		if err != nil {
+			cl.log.Debug("shellyws: dropped a malformed frame from an inbound websocket client", "err", err)
+			continue
+		}
+		if fr.Src != "" && cl.dst.Load() == nil {
+			src := fr.Src
+			cl.dst.CompareAndSwap(nil, &src)
+		}
+		select {
+		case cl.slots <- struct{}{}:
+		case <-cl.ctx.Done():
+			cl.readDone <- cl.ctx.Err()
+			return
+		}
+		req := &Request{ID: fr.ID, Src: fr.Src, Method: fr.Method, Params: fr.Params}
+		cl.wg.Add(1)
+		go cl.serve(req)
+	}
+}
+
+func (cl *inboundClient) serve(req *Request) {
+	defer func() {
+		<-cl.slots
+		cl.wg.Done()
+	}()
+	result, err := cl.h.dispatch(cl.ctx, req)
+	if req.ID == nil {
+		return
+	}
+	f := cl.h.c.encodeResponse(nil, req, result, err)
+	select {
+	case cl.out <- f:
+	case <-cl.ctx.Done():
+	}
+}
+
+// note is a notification waiting for one inbound client.
+type note struct {
+	dst, method string
+	params      []byte
+}
+
+// noteQueue is a client's bounded queue of notifications; when full it drops
+// the oldest.
+type noteQueue struct {
+	mu      sync.Mutex
+	items   []note // ring buffer
+	head, n int
+	dropped uint64
+	ready   chan struct{} // has a value while items wait
+}
+
+func newNoteQueue(size int) *noteQueue {
+	return &noteQueue{items: make([]note, size), ready: make(chan struct{}, 1)}
+}
+
+func (q *noteQueue) push(n note) {
+	q.mu.Lock()
+	if len(q.items) == 0 {
+		q.dropped++
+		q.mu.Unlock()
+		return
+	}
+	if q.n == len(q.items) {
+		q.items[q.head] = note{}
+		q.head = (q.head + 1) % len(q.items)
+		q.n--
+		q.dropped++
+	}
+	q.items[(q.head+q.n)%len(q.items)] = n
+	q.n++
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (q *noteQueue) pop() (note, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.n == 0 {
+		return note{}, false
+	}
+	n := q.items[q.head]
+	q.items[q.head] = note{}
+	q.head = (q.head + 1) % len(q.items)
+	q.n--
+	return n, true
+}
