@@ -165,10 +165,28 @@ const (
 	closeRestart
 )
 
+// closeGrace bounds a clean close on shutdown: a server that does not
+// answer the close frame, or a write stalled on a full socket, is cut off
+// after it, so Run returns promptly.
+const closeGrace = time.Second
+
 func (s *session) run(parent context.Context, restart <-chan struct{}, cb *callbackRunner) (connected bool, cause error, restarted bool) {
 	// Not derived from parent: cancelling a read context tears the socket
 	// down at once, and on shutdown the server deserves a close frame first.
+	// closeGrace after parent ends, s.ctx ends too, aborting whatever still
+	// waits on the socket.
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	abortDone := make(chan struct{})
+	stopAbort := context.AfterFunc(parent, func() {
+		defer close(abortDone)
+		t := time.NewTimer(closeGrace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			s.cancel()
+		case <-s.ctx.Done():
+		}
+	})
 	mode := closeAbort
 	defer func() {
 		switch mode {
@@ -180,7 +198,13 @@ func (s *session) run(parent context.Context, restart <-chan struct{}, cb *callb
 			s.conn.CloseNow()
 		}
 		s.cancel()
+		if !stopAbort() {
+			<-abortDone
+		}
 		s.wg.Wait()
+		if parent.Err() != nil && !restarted {
+			cause = s.c.connError("shutdown", s.server, 0, context.Cause(parent))
+		}
 	}()
 	s.wg.Add(1)
 	go s.readLoop()
