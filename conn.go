@@ -206,16 +206,17 @@ func (s *session) run(parent context.Context, restart <-chan struct{}, cb *callb
 			cause = s.c.connError("shutdown", s.server, 0, context.Cause(parent))
 		}
 	}()
-	s.wg.Add(1)
-	go s.readLoop()
-
-	// NotifyFullStatus goes first, before any response: handlers' answers
-	// wait in s.out until it is written.
+	// NotifyFullStatus goes first, before any response, and the reader
+	// starts only once the state is connected, so a request the server sent
+	// the instant the handshake finished waits in the socket and then sees
+	// Ws.GetStatus report connected.
 	if err := s.sendFullStatus(); err != nil {
 		return false, err, false
 	}
 	s.c.connects.Add(1)
 	s.c.state.set(StateConnected, nil)
+	s.wg.Add(1)
+	go s.readLoop()
 	s.log.Info("shellyws: connected")
 	if f := s.c.opts.onConnect; f != nil {
 		cb.post(f)

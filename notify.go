@@ -119,7 +119,8 @@ func (q *notifyQueue) stats() (queued int, dropped uint64) {
 // Stats are counters of a component, for monitoring and tests.
 type Stats struct {
 	// Connects counts connections that came up; Disconnects counts those
-	// that were lost; DialFailures counts attempts that never came up.
+	// that ended, the one closed at shutdown included; DialFailures counts
+	// attempts that never came up.
 	Connects, Disconnects, DialFailures uint64
 	// Queued is how many notifications wait for the connection now.
 	Queued int
