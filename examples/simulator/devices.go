@@ -1,0 +1,265 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+
+	"github.com/shellyws/shellyws"
+	"github.com/shellyws/shellyws/examples/simulator/device"
+)
+
+// statusEvery is how often -devices N prints its status line.
+const statusEvery = 5 * time.Second
+
+// idFile is where -state keeps the base id when -id is not given, so a
+// restarted simulator is the same device.
+const idFile = "id"
+
+// runDevices runs s.devices devices until ctx ends, and returns the exit
+// status.
+func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int {
+	out := &printer{w: stdout}
+	fail := func(format string, args ...any) int {
+		fmt.Fprintf(stderr, "simulator: "+format+"\n", args...)
+		return 1
+	}
+	if s.stateDir != "" {
+		if err := os.MkdirAll(s.stateDir, 0o700); err != nil {
+			return fail("-state: %v", err)
+		}
+	}
+	base, err := baseID(s)
+	if err != nil {
+		return fail("%v", err)
+	}
+	logger := slog.New(slog.DiscardHandler)
+	if s.verbose {
+		logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	var userCA func() ([]byte, error)
+	if s.userCA != "" {
+		path := s.userCA
+		userCA = func() ([]byte, error) { return os.ReadFile(path) }
+	}
+	single := s.devices == 1
+
+	devices := make([]*device.Device, 0, s.devices)
+	dialing := 0
+	for i := range s.devices {
+		id := device.DeriveID(base, i)
+		store, cfg, err := openStore(s, id)
+		if err != nil {
+			return fail("%v", err)
+		}
+		if cfg.Enable && cfg.Server != nil {
+			dialing++
+		}
+		o := device.Options{
+			ID:          id,
+			Store:       store,
+			UserCA:      userCA,
+			Logger:      logger,
+			PowerDeltas: true, // real servers chart power; send it as a device does
+		}
+		var reporter *retryReporter
+		if single {
+			reporter = &retryReporter{
+				BackOff: shellyws.DefaultBackoff(),
+				report: func(attempt int, delay time.Duration, lost bool, cause error) {
+					what := "dial failed"
+					if lost {
+						what = "connection lost"
+					}
+					out.printf("%s %s: %s; retrying in %v (attempt %d)",
+						clock(), what, describe(cause), roundDelay(delay), attempt)
+				},
+			}
+			o.Extra = append(o.Extra,
+				shellyws.WithBackoff(func() backoff.BackOff { return reporter }),
+				shellyws.WithOnConnect(func() { out.printf("%s connected; NotifyFullStatus sent", clock()) }),
+			)
+			o.OnRequest = func(req *shellyws.Request, err error) {
+				out.printf("%s %s", clock(), describeRequest(req, err))
+			}
+		}
+		d, err := device.New(o)
+		if err != nil {
+			return fail("device %s: %v", id, err)
+		}
+		if reporter != nil {
+			reporter.comp = d.Component()
+		}
+		devices = append(devices, d)
+	}
+	if dialing == 0 {
+		fmt.Fprintf(stderr, "simulator: no server to dial: give -server URL (the stored config has enable=false or no server)\n")
+		return 2
+	}
+
+	cfg := devices[0].Component().GetConfig()
+	if single {
+		d := devices[0]
+		out.printf("simulator: %s (sys.mac %s) dialing %s, ssl_ca %s; Ctrl-C to stop",
+			d.ID(), d.MAC(), redactURL(deref(cfg.Server, "null")), deref(cfg.SSLCA, "null"))
+		if s.stateDir != "" {
+			out.printf("simulator: ws config kept in %s", storePath(s.stateDir, d.ID()))
+		}
+	} else {
+		out.printf("simulator: %d devices %s … %s dialing %s; Ctrl-C to stop",
+			len(devices), devices[0].ID(), devices[len(devices)-1].ID(), redactURL(deref(cfg.Server, "null")))
+	}
+
+	var wg sync.WaitGroup
+	for _, d := range devices {
+		wg.Go(func() { _ = d.Run(ctx) })
+	}
+	if !single {
+		wg.Go(func() { printStatus(ctx, out, devices) })
+	}
+	<-ctx.Done()
+	out.printf("%s stopping %d device(s): closing with 1001 (going away)", clock(), len(devices))
+	wg.Wait()
+	if !single {
+		out.printf("%s", statusLine(devices))
+	}
+	return 0
+}
+
+// baseID is -id, or with -state the id kept there (made up on first start).
+func baseID(s *settings) (string, error) {
+	if s.idSet {
+		return s.id, nil
+	}
+	if s.stateDir == "" {
+		return device.RandomID(), nil
+	}
+	path := filepath.Join(s.stateDir, idFile)
+	data, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		id := strings.TrimSpace(string(data))
+		if err := device.CheckID(id); err != nil {
+			return "", fmt.Errorf("%s: %v", path, err)
+		}
+		return id, nil
+	case errors.Is(err, os.ErrNotExist):
+		id := device.RandomID()
+		if err := os.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
+			return "", err
+		}
+		return id, nil
+	default:
+		return "", err
+	}
+}
+
+func storePath(dir, id string) string { return filepath.Join(dir, id+".ws.json") }
+
+// openStore returns the device's config store with the explicit flags
+// applied: -server and -ssl-ca override what is stored and, with -state, are
+// saved, so the file always shows what the device runs with.
+func openStore(s *settings, id string) (shellyws.ConfigStore, shellyws.Config, error) {
+	var store shellyws.ConfigStore
+	if s.stateDir != "" {
+		store = shellyws.NewFileStore(storePath(s.stateDir, id))
+	} else {
+		store = shellyws.NewMemoryStore(shellyws.DefaultConfig())
+	}
+	cfg, err := store.Load()
+	if err != nil {
+		return nil, cfg, err
+	}
+	before, _ := json.Marshal(cfg)
+	if s.serverSet {
+		server := s.server
+		cfg.Enable, cfg.Server = true, &server
+	}
+	if s.sslCASet {
+		cfg.SSLCA = s.sslCA
+	}
+	if after, _ := json.Marshal(cfg); string(after) != string(before) {
+		if err := store.Save(cfg); err != nil {
+			return nil, cfg, err
+		}
+	}
+	return store, cfg, nil
+}
+
+// printStatus prints a status line every statusEvery until ctx ends.
+func printStatus(ctx context.Context, out *printer, devices []*device.Device) {
+	t := time.NewTicker(statusEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			out.printf("%s", statusLine(devices))
+		}
+	}
+}
+
+// statusLine counts the devices' states and connection counters.
+func statusLine(devices []*device.Device) string {
+	var states [4]int
+	var connects, lost, failed uint64
+	for _, d := range devices {
+		c := d.Component()
+		if st := c.State(); int(st) < len(states) {
+			states[st]++
+		}
+		st := c.Stats()
+		connects += st.Connects
+		lost += st.Disconnects
+		failed += st.DialFailures
+	}
+	line := fmt.Sprintf("%s devices %d: connected %d, connecting %d, disconnected %d",
+		clock(), len(devices), states[shellyws.StateConnected], states[shellyws.StateConnecting],
+		states[shellyws.StateDisconnected])
+	if n := states[shellyws.StateClosed]; n > 0 {
+		line += fmt.Sprintf(", stopped %d", n)
+	}
+	return line + fmt.Sprintf(" | connects %d, disconnects %d, failed dials %d", connects, lost, failed)
+}
+
+// describeRequest renders a served request as one line.
+func describeRequest(req *shellyws.Request, err error) string {
+	var b strings.Builder
+	b.WriteString("<- ")
+	b.WriteString(req.Method)
+	if len(req.Params) > 0 {
+		p := string(req.Params)
+		if len(p) > 120 {
+			p = p[:120] + "…"
+		}
+		b.WriteString(" " + p)
+	}
+	if req.Src != "" {
+		b.WriteString(" from " + req.Src)
+	}
+	if err != nil {
+		e := shellyws.AsError(err)
+		fmt.Fprintf(&b, ": error %d %s", e.Code, e.Message)
+	}
+	return b.String()
+}
+
+func clock() string { return time.Now().Format("15:04:05") }
+
+func deref(s *string, null string) string {
+	if s == nil {
+		return null
+	}
+	return *s
+}

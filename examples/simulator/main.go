@@ -1,0 +1,206 @@
+// Command simulator is a simulated Shelly Plus 1PM that speaks the Gen2
+// Outbound Websocket.
+//
+// Run without flags, it plays a short demo on loopback: a test server, one
+// simulated device, and a transcript of what they say to each other.
+//
+//	go run ./examples/simulator
+//
+// With -server it is a device for a real server (Home Assistant, Fleet
+// Manager, examples/server) and runs until interrupted:
+//
+//	go run ./examples/simulator -server ws://192.168.1.10:8123/api/shelly/ws
+//
+// See the usage text (-h) for every flag.
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/shellyws/shellyws"
+	"github.com/shellyws/shellyws/examples/simulator/device"
+)
+
+const usageText = `Usage: simulator [flags]
+
+A simulated Shelly Plus 1PM that speaks the Gen2 Outbound Websocket.
+
+Without -server and -state it runs a demo: it starts a test server on
+127.0.0.1, points one simulated device at it, prints their conversation
+and exits. Only -id and -v apply to the demo.
+
+With -server (or a -state directory that holds a server) it is a device for
+a real server and runs until interrupted; Ctrl-C or SIGTERM closes the
+connection cleanly (status 1001) and exits 0.
+
+Flags:
+  -server URL    ws:// or wss:// URL to dial, verbatim (path and query
+                 included); sets enable to true
+  -id ID         device id, <model>-<12 lowercase hex digits>; sys.mac is
+                 the upper-cased hex part (default: shellyplus1pm- and 12
+                 random hex digits)
+  -ssl-ca VALUE  how a wss:// server's certificate is verified:
+                   ca.pem       system roots (the default)
+                   user_ca.pem  the CA in the -user-ca file
+                   *            no verification
+                   ''           null, verifies like ca.pem
+  -user-ca FILE  PEM file with the CA for -ssl-ca user_ca.pem; read again at
+                 every dial, as a device reads its uploaded user CA
+  -state DIR     keep each device's ws config in DIR/<id>.ws.json so that
+                 what a server changes with Ws.SetConfig survives a restart;
+                 without -id the id is kept in DIR/id as well. The stored
+                 config wins, except that -server and -ssl-ca given on the
+                 command line override it (and are saved).
+                 Without -state the config lives in memory.
+  -devices N     run N devices in one process (default 1), with ids derived
+                 from -id by counting up its MAC; prints a status line every
+                 5 s instead of each device's events
+  -v             debug logging to stderr
+
+Exit status: 0 when done or interrupted, 1 on failure, 2 for invalid flags.
+
+Examples:
+  go run ./examples/simulator
+  go run ./examples/simulator -server ws://192.168.1.10:8123/api/shelly/ws
+  go run ./examples/simulator -server 'wss://fm.example/shelly?token=T' -ssl-ca '*'
+  go run ./examples/simulator -server ws://127.0.0.1:8765/shelly -devices 100 -state ./sim
+`
+
+// maxDevices bounds -devices: the library is built for 10,000 devices in one
+// process, and the operating system's file limits bite somewhere after.
+const maxDevices = 100000
+
+// settings are the parsed flags.
+type settings struct {
+	server    string
+	serverSet bool
+	id        string
+	idSet     bool
+	sslCA     *string // nil for null
+	sslCASet  bool
+	userCA    string
+	stateDir  string
+	devices   int
+	verbose   bool
+}
+
+// demo reports whether the flags ask for the embedded demo.
+func (s *settings) demo() bool { return !s.serverSet && s.stateDir == "" }
+
+// usageError is an invalid command line; run exits 2 for it.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usageErr(format string, args ...any) error {
+	return &usageError{fmt.Sprintf(format, args...)}
+}
+
+// parseFlags parses and validates args. Every problem is a *usageError, or
+// flag.ErrHelp for -h.
+func parseFlags(args []string) (*settings, error) {
+	fs := flag.NewFlagSet("simulator", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are printed by run, with one hint
+	fs.Usage = func() {}
+	s := &settings{}
+	sslCA := shellyws.SSLCABuiltin
+	fs.StringVar(&s.server, "server", "", "")
+	fs.StringVar(&s.id, "id", "", "")
+	fs.StringVar(&sslCA, "ssl-ca", shellyws.SSLCABuiltin, "")
+	fs.StringVar(&s.userCA, "user-ca", "", "")
+	fs.StringVar(&s.stateDir, "state", "", "")
+	fs.IntVar(&s.devices, "devices", 1, "")
+	fs.BoolVar(&s.verbose, "v", false, "")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, usageErr("%v", err)
+	}
+	if fs.NArg() > 0 {
+		return nil, usageErr("unexpected argument %q", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	s.serverSet, s.idSet, s.sslCASet = set["server"], set["id"], set["ssl-ca"]
+
+	if s.serverSet {
+		cfg := shellyws.Config{Enable: true, Server: &s.server}
+		if err := cfg.Validate(); err != nil {
+			msg := strings.TrimPrefix(shellyws.AsError(err).Message, "Invalid argument 'server': ")
+			return nil, usageErr("-server %q: %s", s.server, msg)
+		}
+	}
+	if s.idSet {
+		if err := device.CheckID(s.id); err != nil {
+			return nil, usageErr("-id: %v", err)
+		}
+	}
+	switch sslCA {
+	case shellyws.SSLCABuiltin, shellyws.SSLCAUser, shellyws.SSLCAInsecure:
+		s.sslCA = &sslCA
+	case "":
+		s.sslCA = nil
+	default:
+		return nil, usageErr("-ssl-ca %q: want ca.pem, user_ca.pem, * or ''", sslCA)
+	}
+	if s.devices < 1 || s.devices > maxDevices {
+		return nil, usageErr("-devices %d: want 1 to %d", s.devices, maxDevices)
+	}
+	if s.userCA != "" {
+		pem, err := os.ReadFile(s.userCA)
+		if err != nil {
+			return nil, usageErr("-user-ca: %v", err)
+		}
+		if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			return nil, usageErr("-user-ca %s: no PEM certificate in it", s.userCA)
+		}
+	}
+	if s.sslCASet && sslCA == shellyws.SSLCAUser && s.userCA == "" {
+		return nil, usageErr("-ssl-ca user_ca.pem needs -user-ca FILE")
+	}
+	if s.demo() {
+		for _, name := range []string{"ssl-ca", "user-ca", "devices"} {
+			if set[name] {
+				return nil, usageErr("-%s needs -server or -state; the demo takes only -id and -v", name)
+			}
+		}
+	}
+	return s, nil
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is the whole program, returning its exit status; tests call it.
+func run(args []string, stdout, stderr io.Writer) int {
+	s, err := parseFlags(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(stdout, usageText)
+		return 0
+	case err != nil:
+		fmt.Fprintf(stderr, "simulator: %v\nRun 'simulator -h' for usage.\n", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if s.demo() {
+		if err := runDemo(ctx, s, stdout, stderr); err != nil {
+			fmt.Fprintf(stderr, "simulator: demo failed: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+	return runDevices(ctx, s, stdout, stderr)
+}
