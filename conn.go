@@ -338,6 +338,7 @@ func (s *session) readLoop() {
 			continue
 		}
 		fr, err := frame.Decode(buf.Bytes())
+		fr = fr.Detach() // buf is reused for the next frame
 		if buf.Cap() > maxKeptBuf {
 			buf = bytes.Buffer{}
 		}

@@ -91,8 +91,10 @@ func secretsOf(raw string) []string {
 	return s
 }
 
-// redactedError keeps an error's identity (errors.Is and As still see the
-// cause) only when its text is free of secrets; otherwise it is text only.
+// redactedError is an error whose text had secrets replaced. It unwraps to
+// the outermost error of the original chain whose own text is free of them
+// (a close status, a certificate error, a refused connection, …), so
+// errors.Is and errors.As still work without the text leaking.
 type redactedError struct {
 	msg   string
 	cause error
@@ -105,24 +107,24 @@ func redact(err error, server string) error {
 	if err == nil {
 		return nil
 	}
-	msg := err.Error()
-	clean := msg
-	for _, s := range secretsOf(server) {
-		clean = strings.ReplaceAll(clean, s, "REDACTED")
+	secrets := secretsOf(server)
+	scrub := func(msg string) string {
+		for _, s := range secrets {
+			msg = strings.ReplaceAll(msg, s, "REDACTED")
+		}
+		return msg
 	}
+	msg := err.Error()
+	clean := scrub(msg)
 	if clean == msg {
 		return err
 	}
-	// Keep what can be kept without its text: close status and context errors.
 	var cause error
-	var ce websocket.CloseError
-	switch {
-	case errors.As(err, &ce):
-		cause = ce
-	case errors.Is(err, context.DeadlineExceeded):
-		cause = context.DeadlineExceeded
-	case errors.Is(err, context.Canceled):
-		cause = context.Canceled
+	for e := errors.Unwrap(err); e != nil; e = errors.Unwrap(e) {
+		if t := e.Error(); scrub(t) == t {
+			cause = e
+			break
+		}
 	}
 	return &redactedError{msg: clean, cause: cause}
 }

@@ -681,6 +681,7 @@ func (cl *inboundClient) readLoop() {
 			continue
 		}
 		fr, err := frame.Decode(buf.Bytes())
+		fr = fr.Detach() // buf is reused for the next frame
 		if buf.Cap() > maxKeptBuf {
 			buf = bytes.Buffer{}
 		}

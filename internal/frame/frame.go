@@ -32,62 +32,188 @@ var (
 	ErrNotRequest = errors.New("frame has no method")
 )
 
-type wireRequest struct {
-	ID     json.RawMessage
-	Src    json.RawMessage
-	Method json.RawMessage
-	Params json.RawMessage
-}
-
 // Decode parses one request frame. It never panics; any error means the frame
-// is malformed and must be dropped without a reply.
+// is malformed and must be dropped without a reply. ID and Params alias data:
+// copy them before data is reused.
+//
+// Only the top level is scanned, by hand, so a request costs two string
+// allocations instead of a map of copies. Keys are matched exactly: JSON keys
+// are case-sensitive, so "ID" is not "id". Of repeated keys the last wins, as
+// with encoding/json.
 func Decode(data []byte) (Request, error) {
 	data = bytes.TrimSpace(data)
-	if len(data) == 0 || data[0] != '{' {
-		if len(data) > 0 && !json.Valid(data) {
-			return Request{}, ErrMalformed
-		}
+	if len(data) == 0 {
 		return Request{}, ErrNotObject
 	}
-	// A map, not a struct: encoding/json matches struct fields ignoring case,
-	// so "ID" or "Method" would be taken for "id" or "method".
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(data, &fields); err != nil {
+	if !json.Valid(data) {
 		return Request{}, ErrMalformed
 	}
-	w := wireRequest{ID: fields["id"], Src: fields["src"], Method: fields["method"], Params: fields["params"]}
+	if data[0] != '{' {
+		return Request{}, ErrNotObject
+	}
+	var id, src, method, params []byte
+	i := 1
+	for {
+		i = skipSpace(data, i)
+		if data[i] == '}' {
+			break
+		}
+		keyEnd := skipString(data, i)
+		key := data[i:keyEnd]
+		i = skipSpace(data, keyEnd)
+		i = skipSpace(data, i+1) // ':'
+		valEnd := skipValue(data, i)
+		val := data[i:valEnd]
+		switch {
+		case string(key) == `"id"`:
+			id = val
+		case string(key) == `"src"`:
+			src = val
+		case string(key) == `"method"`:
+			method = val
+		case string(key) == `"params"`:
+			params = val
+		case bytes.IndexByte(key, '\\') >= 0:
+			// An escaped key may still spell one of ours.
+			var k string
+			if json.Unmarshal(key, &k) == nil {
+				switch k {
+				case "id":
+					id = val
+				case "src":
+					src = val
+				case "method":
+					method = val
+				case "params":
+					params = val
+				}
+			}
+		}
+		i = skipSpace(data, valEnd)
+		if data[i] == ',' {
+			i++
+		}
+	}
 	var r Request
-	if len(w.ID) > 0 && !isNull(w.ID) {
-		switch c := w.ID[0]; {
+	if len(id) > 0 {
+		switch c := id[0]; {
 		case c == '"', c == '-', c >= '0' && c <= '9':
-			r.ID = w.ID
+			r.ID = id
 		default:
 			return Request{}, ErrBadID
 		}
-	} else if len(w.ID) > 0 {
-		return Request{}, ErrBadID
 	}
-	if len(w.Method) == 0 || isNull(w.Method) {
+	if len(method) == 0 || isNull(method) {
 		return Request{}, ErrNotRequest
 	}
-	if w.Method[0] != '"' {
+	var ok bool
+	if r.Method, ok = stringValue(method); !ok || r.Method == "" {
 		return Request{}, ErrBadMethod
 	}
-	if err := json.Unmarshal(w.Method, &r.Method); err != nil || r.Method == "" {
-		return Request{}, ErrBadMethod
-	}
-	if len(w.Src) > 0 && !isNull(w.Src) {
-		if w.Src[0] != '"' {
-			return Request{}, ErrBadSrc
-		}
-		if err := json.Unmarshal(w.Src, &r.Src); err != nil {
+	if len(src) > 0 && !isNull(src) {
+		if r.Src, ok = stringValue(src); !ok {
 			return Request{}, ErrBadSrc
 		}
 	}
-	if len(w.Params) > 0 && !isNull(w.Params) {
-		r.Params = w.Params
+	if len(params) > 0 && !isNull(params) {
+		r.Params = params
 	}
 	return r, nil
+}
+
+// Detach returns r with ID and Params copied into one new allocation, so
+// that r no longer aliases the buffer it was decoded from.
+func (r Request) Detach() Request {
+	buf := make([]byte, len(r.ID)+len(r.Params))
+	n := copy(buf, r.ID)
+	copy(buf[n:], r.Params)
+	if r.ID != nil {
+		r.ID = buf[:n:n]
+	}
+	if r.Params != nil {
+		r.Params = buf[n:]
+	}
+	return r
+}
+
+// The skip functions walk JSON that json.Valid has accepted, so they need
+// not check syntax, only stay within bounds.
+
+func skipSpace(data []byte, i int) int {
+	for i < len(data) {
+		switch data[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// skipString returns the index just past the string starting at data[i].
+func skipString(data []byte, i int) int {
+	for i++; i < len(data); i++ {
+		switch data[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return i
+}
+
+// skipValue returns the index just past the value starting at data[i].
+func skipValue(data []byte, i int) int {
+	switch data[i] {
+	case '"':
+		return skipString(data, i)
+	case '{', '[':
+		depth := 0
+		for i < len(data) {
+			switch data[i] {
+			case '"':
+				i = skipString(data, i)
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+			i++
+		}
+		return i
+	default: // number, true, false, null
+		for i < len(data) {
+			switch data[i] {
+			case ',', '}', ']', ' ', '\t', '\n', '\r':
+				return i
+			}
+			i++
+		}
+		return i
+	}
+}
+
+// stringValue decodes a JSON string value; ok is false for any other type.
+func stringValue(raw []byte) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' {
+		return "", false
+	}
+	inner := raw[1 : len(raw)-1]
+	if bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
+		return string(inner), true
+	}
+	// Escapes and invalid UTF-8 (which becomes U+FFFD) as encoding/json does.
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return "", false
+	}
+	return s, true
 }
 
 func isNull(raw json.RawMessage) bool { return string(raw) == "null" }
