@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -27,6 +29,13 @@ const demoRetries = 3
 // demoPath is the URL path of the demo server, a path a real server uses.
 const demoPath = "/shelly"
 
+// demoHTTPAddr is where the demo device's web server listens.
+const demoHTTPAddr = "127.0.0.1:0"
+
+// demoSetConfigQuery is the HTTP GET form of Ws.SetConfig exactly as the
+// vendor documents it, raw JSON in the query, not URL-encoded.
+const demoSetConfigQuery = `/rpc/Ws.SetConfig?config={"ssl_ca":"*"}`
+
 // runDemo plays the scenario of the README: a test server on loopback, one
 // simulated device, the server's calls, a crash and the reconnect. Every
 // line of the conversation comes from the real frames: the test server's
@@ -36,6 +45,7 @@ func runDemo(parent context.Context, s *settings, stdout, stderr io.Writer) (err
 	ctx, cancel := context.WithTimeout(parent, demoTimeout)
 	defer cancel()
 	out := &printer{w: stdout}
+	transcript := &holdPrinter{out: out}
 	step := 0
 	heading := func(format string, args ...any) {
 		step++
@@ -51,7 +61,7 @@ func runDemo(parent context.Context, s *settings, stdout, stderr io.Writer) (err
 		shellywstest.WithPath(demoPath),
 		shellywstest.WithSrc("demo_server"),
 		shellywstest.WithLogf(func(format string, args ...any) {
-			out.printf("   "+format, args...)
+			transcript.printf("   "+format, args...)
 		}),
 	)
 	if err := srv.Start(); err != nil {
@@ -99,6 +109,14 @@ func runDemo(parent context.Context, s *settings, stdout, stderr io.Writer) (err
 	cfgJSON, _ := json.Marshal(cfg)
 
 	heading("Start the device %s; its ws config: %s", dev.ID(), cfgJSON)
+	// Its web server, which a real device serves from boot: the inbound
+	// channels, on the same RPC methods.
+	web, err := serveInbound(demoHTTPAddr, dev.Component(), logger)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, web.close()) }()
+	note("its own web server (inbound HTTP, shellyws.Handler) listens on %s", web.URL())
 	devCtx, stopDevice := context.WithCancel(ctx)
 	runDone := make(chan error, 1)
 	go func() { runDone <- dev.Run(devCtx) }()
@@ -169,8 +187,44 @@ func runDemo(parent context.Context, s *settings, stdout, stderr io.Writer) (err
 	st := dev.Component().Stats()
 	note("back after %d refused dials, with a fresh NotifyFullStatus: %s", st.DialFailures, summary(fs.Status))
 
-	// Issue 7 (the inbound HTTP handler) adds one step here: the same
-	// device answering `curl http://127.0.0.1:PORT/rpc/Shelly.GetDeviceInfo`.
+	heading("A client on the LAN calls the device's own web server, as these curl lines do")
+	client := &http.Client{Transport: &http.Transport{}, Timeout: 5 * time.Second}
+	defer client.CloseIdleConnections()
+	curl := func(flags, path string) error {
+		// The server's lines the request causes wait until its answer is
+		// printed, so they read in the order they happen.
+		transcript.hold()
+		defer transcript.release()
+		body, err := httpGet(ctx, client, web.URL()+path)
+		if err != nil {
+			return err
+		}
+		out.printf("   $ curl %s'%s%s'", flags, web.URL(), path)
+		out.printf("   %s", body)
+		return nil
+	}
+	if err := curl("", "/rpc/Ws.GetConfig"); err != nil {
+		return err
+	}
+	if err := curl("-g ", demoSetConfigQuery); err != nil {
+		return err
+	}
+	ev, err := conn.ExpectEvent(ctx)
+	if err != nil {
+		return err
+	}
+	changed, err := conn.ExpectStatus(ctx)
+	if err != nil {
+		return err
+	}
+	note("the server hears of it at once: %s, then %s; the new ssl_ca applies at the next restart",
+		ev.Events[0].Event, compact(changed.Changes["sys"]))
+	note("(-g keeps curl from reading {} as a URL pattern.)")
+	note("this device is gone when the demo ends; the lines work with any device run with -http,")
+	note("e.g. in three terminals:")
+	out.printf("        go run ./examples/server")
+	out.printf("        go run ./examples/simulator -server ws://127.0.0.1:8765/shelly -http 127.0.0.1:8080")
+	out.printf("        curl 'http://127.0.0.1:8080/rpc/Ws.GetConfig'")
 
 	heading("The device shuts down: a clean close with 1001 (going away)")
 	stopDevice()
@@ -182,6 +236,63 @@ func runDemo(parent context.Context, s *settings, stdout, stderr io.Writer) (err
 	srv.Close()
 	out.printf("\nDone in %.1f s.", time.Since(start).Seconds())
 	return nil
+}
+
+// httpGet fetches url and returns its body, which must come with 200 OK.
+func httpGet(ctx context.Context, client *http.Client, url string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s: %s: %s", url, resp.Status, body)
+	}
+	return strings.TrimSpace(string(body)), nil
+}
+
+// holdPrinter passes lines on to a printer, or keeps them while held.
+type holdPrinter struct {
+	mu    sync.Mutex
+	out   *printer
+	held  bool
+	lines []string
+}
+
+func (h *holdPrinter) printf(format string, args ...any) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	line := fmt.Sprintf(format, args...)
+	if h.held {
+		h.lines = append(h.lines, line)
+		return
+	}
+	h.out.printf("%s", line)
+}
+
+// hold keeps the lines printed from now on until release.
+func (h *holdPrinter) hold() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.held = true
+}
+
+// release prints the kept lines and lets later ones through.
+func (h *holdPrinter) release() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, line := range h.lines {
+		h.out.printf("%s", line)
+	}
+	h.lines, h.held = nil, false
 }
 
 // summary picks the fields of a full status a reader cares about first.

@@ -120,6 +120,20 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 			len(devices), devices[0].ID(), devices[len(devices)-1].ID(), redactURL(deref(cfg.Server, "null")))
 	}
 
+	var servers []*inbound
+	if s.httpAddr != "" {
+		servers, err = serveDevices(s.httpAddr, devices, logger)
+		if err != nil {
+			fmt.Fprintf(stderr, "simulator: %v\n", err)
+			var le *listenError
+			if errors.As(err, &le) && le.bad {
+				return 2
+			}
+			return 1
+		}
+		printInbound(out, s.httpAddr, devices, servers)
+	}
+
 	var wg sync.WaitGroup
 	for _, d := range devices {
 		wg.Go(func() { _ = d.Run(ctx) })
@@ -129,11 +143,51 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 	}
 	<-ctx.Done()
 	out.printf("%s stopping %d device(s): closing with 1001 (going away)", clock(), len(devices))
+	if err := closeAll(servers); err != nil {
+		fmt.Fprintf(stderr, "simulator: -http shutdown: %v\n", err)
+	}
 	wg.Wait()
 	if !single {
 		out.printf("%s", statusLine(devices))
 	}
 	return 0
+}
+
+// serveDevices starts the -http server of every device: device i on
+// PORT+i, or each on a free port for port 0. On failure the servers already
+// started are closed.
+func serveDevices(addr string, devices []*device.Device, logger *slog.Logger) ([]*inbound, error) {
+	servers := make([]*inbound, 0, len(devices))
+	for i, d := range devices {
+		in, err := serveInbound(deviceHTTPAddr(addr, i), d.Component(), logger)
+		if err != nil {
+			_ = closeAll(servers)
+			return nil, err
+		}
+		servers = append(servers, in)
+	}
+	return servers, nil
+}
+
+// printInbound tells where the -http servers listen, with a curl line to
+// paste for one device.
+func printInbound(out *printer, addr string, devices []*device.Device, servers []*inbound) {
+	const channels = "GET /rpc/<Method>?..., POST /rpc, websocket /rpc, GET /shelly"
+	switch {
+	case len(servers) == 1:
+		out.printf("simulator: inbound HTTP on %s serves %s; try", servers[0].where(), channels)
+		out.printf("  curl '%s/rpc/Ws.GetConfig'", servers[0].URL())
+	case httpPort(addr) == 0:
+		for i, in := range servers {
+			out.printf("simulator: inbound HTTP of %s on %s", devices[i].ID(), in.where())
+		}
+		out.printf("simulator: each serves %s", channels)
+	default:
+		last := len(servers) - 1
+		out.printf("simulator: inbound HTTP of %s on %s … %s on %s, device i on port %d+i; each serves %s",
+			devices[0].ID(), servers[0].where(), devices[last].ID(), servers[last].where(),
+			httpPort(addr), channels)
+	}
 }
 
 // baseID is -id, or with -state the id kept there (made up on first start).

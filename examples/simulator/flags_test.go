@@ -9,8 +9,11 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"io"
+	"log/slog"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +23,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/shellyws/shellyws/examples/simulator/device"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -51,6 +56,16 @@ func TestParseFlags(t *testing.T) {
 	s, err = parseFlags([]string{"-state", t.TempDir()})
 	require.NoError(t, err)
 	assert.False(t, s.demo())
+	assert.Empty(t, s.httpAddr, "-http is off by default")
+
+	for _, addr := range []string{"127.0.0.1:8080", ":8080", "[::1]:0", "localhost:65535"} {
+		s, err = parseFlags([]string{"-server", "ws://h", "-http", addr})
+		require.NoError(t, err, addr)
+		assert.Equal(t, addr, s.httpAddr)
+	}
+	s, err = parseFlags([]string{"-server", "ws://h", "-http", "127.0.0.1:65534", "-devices", "2"})
+	require.NoError(t, err, "ports 65534 and 65535")
+	assert.Equal(t, 2, s.devices)
 
 	for _, tc := range []struct {
 		args []string
@@ -69,6 +84,12 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-server", "ws://h", "-user-ca", filepath.Join(t.TempDir(), "missing.pem")}, "-user-ca"},
 		{[]string{"-server", "ws://h", "-user-ca", notPEM}, "no PEM certificate"},
 		{[]string{"-nosuchflag"}, "not defined"},
+		{[]string{"-server", "ws://h", "-http", "8080"}, "want HOST:PORT"},
+		{[]string{"-server", "ws://h", "-http", ""}, "want HOST:PORT"},
+		{[]string{"-server", "ws://h", "-http", "127.0.0.1:http"}, `port "http" is not a number`},
+		{[]string{"-server", "ws://h", "-http", "127.0.0.1:65536"}, "0 to 65535"},
+		{[]string{"-server", "ws://h", "-http", "127.0.0.1:65535", "-devices", "2"}, "port 65536 does not exist"},
+		{[]string{"-http", "127.0.0.1:8080"}, "-http needs -server or -state"},
 		{[]string{"extra"}, "unexpected argument"},
 	} {
 		_, err := parseFlags(tc.args)
@@ -86,10 +107,43 @@ func TestParseFlags(t *testing.T) {
 func TestUsage(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	assert.Equal(t, 0, run([]string{"-h"}, &stdout, &stderr))
-	for _, flag := range []string{"-server URL", "-id ID", "-ssl-ca VALUE", "-user-ca FILE", "-state DIR", "-devices N", "-v "} {
+	for _, flag := range []string{"-server URL", "-id ID", "-ssl-ca VALUE", "-user-ca FILE", "-state DIR", "-devices N", "-http ADDR", "-v "} {
 		assert.Contains(t, stdout.String(), flag)
 	}
 	assert.True(t, strings.HasPrefix(stdout.String(), "Usage: simulator"))
+}
+
+func TestDeviceHTTPAddr(t *testing.T) {
+	assert.Equal(t, "127.0.0.1:8080", deviceHTTPAddr("127.0.0.1:8080", 0))
+	assert.Equal(t, "127.0.0.1:8082", deviceHTTPAddr("127.0.0.1:8080", 2))
+	assert.Equal(t, ":8081", deviceHTTPAddr(":8080", 1))
+	assert.Equal(t, "[::1]:8081", deviceHTTPAddr("[::1]:8080", 1))
+	assert.Equal(t, "127.0.0.1:0", deviceHTTPAddr("127.0.0.1:0", 5), "port 0: a free port each")
+}
+
+// TestServeInbound runs the -http server in process: the URL to print,
+// a request, and a clean close with nothing left running (goleak).
+func TestServeInbound(t *testing.T) {
+	d, err := device.New(device.Options{ID: "shellyplus1pm-0a0b0c0d0e0f"})
+	require.NoError(t, err)
+	for _, addr := range []string{"127.0.0.1:0", ":0", "0.0.0.0:0"} {
+		in, err := serveInbound(addr, d.Component(), slog.New(slog.DiscardHandler))
+		require.NoError(t, err, addr)
+		assert.Regexp(t, `^http://127\.0\.0\.1:[1-9][0-9]*$`, in.URL(), "%s is reached on loopback", addr)
+
+		client := &http.Client{Transport: &http.Transport{}, Timeout: waitTimeout}
+		resp, err := client.Get(in.URL() + "/rpc/Ws.GetStatus")
+		require.NoError(t, err)
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.JSONEq(t, `{"connected":false}`, string(body), "not running, so not connected")
+		client.CloseIdleConnections()
+
+		require.NoError(t, in.close())
+		_, err = client.Get(in.URL() + "/shelly")
+		assert.Error(t, err, "closed")
+	}
 }
 
 func TestDescribe(t *testing.T) {

@@ -11,6 +11,12 @@
 //
 //	go run ./examples/simulator -server ws://192.168.1.10:8123/api/shelly/ws
 //
+// With -http it also answers on the inbound channels a real device's web
+// server offers, so curl works against it as against a device:
+//
+//	go run ./examples/simulator -server ws://127.0.0.1:8765/shelly -http 127.0.0.1:8080
+//	curl 'http://127.0.0.1:8080/rpc/Ws.GetConfig'
+//
 // See the usage text (-h) for every flag.
 package main
 
@@ -35,12 +41,13 @@ const usageText = `Usage: simulator [flags]
 A simulated Shelly Plus 1PM that speaks the Gen2 Outbound Websocket.
 
 Without -server and -state it runs a demo: it starts a test server on
-127.0.0.1, points one simulated device at it, prints their conversation
-and exits. Only -id and -v apply to the demo.
+127.0.0.1, points one simulated device at it, prints their conversation,
+calls the device's own web server (on 127.0.0.1) the way curl would, and
+exits. Only -id and -v apply to the demo.
 
 With -server (or a -state directory that holds a server) it is a device for
 a real server and runs until interrupted; Ctrl-C or SIGTERM closes the
-connection cleanly (status 1001) and exits 0.
+connection cleanly (status 1001), stops the -http server, and exits 0.
 
 Flags:
   -server URL    ws:// or wss:// URL to dial, verbatim (path and query
@@ -64,14 +71,27 @@ Flags:
   -devices N     run N devices in one process (default 1), with ids derived
                  from -id by counting up its MAC; prints a status line every
                  5 s instead of each device's events
+  -http ADDR     also serve the inbound channels of a device's web server
+                 on ADDR, HOST:PORT (off by default): GET /rpc/<Method>?...,
+                 POST /rpc/<Method>, POST /rpc with a whole request frame,
+                 websocket GET /rpc and GET /shelly, so that
+                   curl 'http://127.0.0.1:8080/rpc/Ws.GetConfig'
+                 works as against a real device. Port 0 picks a free port;
+                 the address is printed. With -devices N, device i listens
+                 on PORT+i (with port 0, each on a free port of its own).
+                 There is no authentication, as on a device: prefer
+                 127.0.0.1:PORT to :PORT unless the network is yours.
   -v             debug logging to stderr
 
-Exit status: 0 when done or interrupted, 1 on failure, 2 for invalid flags.
+Exit status: 0 when done or interrupted, 1 on failure (e.g. the -http port
+is taken), 2 for invalid flags (an -http address that is not HOST:PORT or not
+an address of this machine included).
 
 Examples:
   go run ./examples/simulator
   go run ./examples/simulator -server ws://192.168.1.10:8123/api/shelly/ws
   go run ./examples/simulator -server 'wss://fm.example/shelly?token=T' -ssl-ca '*'
+  go run ./examples/simulator -server ws://127.0.0.1:8765/shelly -http 127.0.0.1:8080
   go run ./examples/simulator -server ws://127.0.0.1:8765/shelly -devices 100 -state ./sim
 `
 
@@ -90,6 +110,7 @@ type settings struct {
 	userCA    string
 	stateDir  string
 	devices   int
+	httpAddr  string // "" without -http
 	verbose   bool
 }
 
@@ -119,6 +140,7 @@ func parseFlags(args []string) (*settings, error) {
 	fs.StringVar(&s.userCA, "user-ca", "", "")
 	fs.StringVar(&s.stateDir, "state", "", "")
 	fs.IntVar(&s.devices, "devices", 1, "")
+	fs.StringVar(&s.httpAddr, "http", "", "")
 	fs.BoolVar(&s.verbose, "v", false, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -156,6 +178,11 @@ func parseFlags(args []string) (*settings, error) {
 	if s.devices < 1 || s.devices > maxDevices {
 		return nil, usageErr("-devices %d: want 1 to %d", s.devices, maxDevices)
 	}
+	if set["http"] {
+		if err := checkHTTPAddr(s.httpAddr, s.devices); err != nil {
+			return nil, err
+		}
+	}
 	if s.userCA != "" {
 		pem, err := os.ReadFile(s.userCA)
 		if err != nil {
@@ -169,7 +196,7 @@ func parseFlags(args []string) (*settings, error) {
 		return nil, usageErr("-ssl-ca user_ca.pem needs -user-ca FILE")
 	}
 	if s.demo() {
-		for _, name := range []string{"ssl-ca", "user-ca", "devices"} {
+		for _, name := range []string{"ssl-ca", "user-ca", "devices", "http"} {
 			if set[name] {
 				return nil, usageErr("-%s needs -server or -state; the demo takes only -id and -v", name)
 			}

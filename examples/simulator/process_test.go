@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -109,13 +110,29 @@ func TestDemo(t *testing.T) {
 		"(attempt 3)",
 		"== restarted ws://127.0.0.1:",
 		"StatusGoingAway",
+		`{"restart_required":true}`,
+		`"events":[{"cfg_rev":2,"component":"sys","event":"config_changed"`,
+		`"sys":{"cfg_rev":2,"restart_required":true}`,
+		"go run ./examples/simulator -server ws://127.0.0.1:8765/shelly -http 127.0.0.1:8080\n",
+		"curl 'http://127.0.0.1:8080/rpc/Ws.GetConfig'\n",
 		"Done in",
 	} {
 		assert.Contains(t, out, want)
 	}
 	// The device opens both connections with its full status.
 	assert.Equal(t, 2, strings.Count(out, ": NotifyFullStatus {"), out)
-	assert.Equal(t, 1, strings.Count(out, ": NotifyStatus {"), out)
+	// The toggle's delta, and cfg_rev after Ws.SetConfig over HTTP.
+	assert.Equal(t, 2, strings.Count(out, ": NotifyStatus {"), out)
+
+	// The curl lines name the demo's own web server, and its answers follow
+	// them.
+	m := regexp.MustCompile(`web server \(inbound HTTP, shellyws.Handler\) listens on (http://127\.0\.0\.1:\d+)\n`).FindStringSubmatch(out)
+	require.NotNil(t, m, out)
+	web := m[1]
+	assert.Contains(t, out, "   $ curl '"+web+"/rpc/Ws.GetConfig'\n   {\"enable\":true,\"server\":\"ws://127.0.0.1:")
+	assert.Contains(t, out, "   $ curl -g '"+web+`/rpc/Ws.SetConfig?config={"ssl_ca":"*"}'`+"\n   {\"restart_required\":true}\n")
+	assert.Less(t, strings.Index(out, `{"restart_required":true}`), strings.Index(out, ": NotifyEvent {"),
+		"the answer is printed before the notifications it causes")
 	first := strings.Index(out, ": NotifyFullStatus {")
 	assert.Less(t, first, strings.Index(out, "<- server call Shelly.GetDeviceInfo"))
 }
@@ -282,6 +299,8 @@ func TestBadFlagsExit2(t *testing.T) {
 		{[]string{"-ssl-ca", "bogus"}, `-ssl-ca "bogus"`},
 		{[]string{"-server", "http://x"}, "must start with ws:// or wss://"},
 		{[]string{"-state", t.TempDir()}, "no server to dial"},
+		{[]string{"-server", "ws://h", "-http", "8080"}, "want HOST:PORT"},
+		{[]string{"-http", "127.0.0.1:0"}, "-http needs -server or -state"},
 	} {
 		p := startSimulator(t, tc.args...)
 		assert.Equal(t, 2, p.exitCode(t, waitTimeout), "%v", tc.args)

@@ -77,12 +77,13 @@ type Options struct {
 	// once its meter has settled. Off, a change sends only
 	// {"switch:0":{"id":0,"output":...,"source":...}}. Default: off.
 	PowerDeltas bool
-	// OnRequest, if set, is called after each request of the outbound
-	// connection was served, with the error it was answered with (nil on
-	// success), on the goroutine that served it; the simulator prints
-	// requests with it. Requests served through Mux directly skip it. It must not
-	// block for long: the component bounds requests in flight. Default:
-	// none.
+	// OnRequest, if set, is called after each request the component's
+	// Dispatcher served, on the outbound connection or on the inbound
+	// channels of a shellyws.Handler, with the error it was answered with
+	// (nil on success), on the goroutine that served it; the simulator
+	// prints requests with it. Requests served through Mux directly skip
+	// it. It must not block for long: the component bounds requests in
+	// flight. Default: none.
 	OnRequest func(req *shellyws.Request, err error)
 	// Now is the clock for uptime, unixtime, energy and notification
 	// timestamps (it is passed on with shellyws.WithClock). Timers such as

@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/shellyws/shellyws"
@@ -15,27 +14,11 @@ import (
 // device.
 const ComponentsPageSize = 5
 
-// outboundKey marks the context of a request that arrived on the outbound
-// connection.
-type outboundKey struct{}
-
-func viaOutbound(ctx context.Context) bool {
-	v, _ := ctx.Value(outboundKey{}).(bool)
-	return v
-}
-
-// dispatch serves a request of the outbound connection through the mux,
-// with a debug line and the OnRequest hook per request.
+// dispatch serves a request through the mux, with a debug line and the
+// OnRequest hook per request. The component calls it for the outbound
+// connection and a shellyws.Handler for the inbound channels alike.
 func (d *Device) dispatch(ctx context.Context, req *shellyws.Request) (any, error) {
-	ctx = context.WithValue(ctx, outboundKey{}, true)
-	var res any
-	var err error
-	if strings.EqualFold(req.Method, "Ws.GetStatus") {
-		// See wsStatus: the request itself proves the connection is up.
-		res = d.wsStatus(ctx)
-	} else {
-		res, err = d.mux.Dispatch(ctx, req)
-	}
+	res, err := d.mux.Dispatch(ctx, req)
 	if d.log.Enabled(ctx, slog.LevelDebug) {
 		d.log.Debug("simulator: request", "method", req.Method, "src", req.Src, "err", err)
 	}

@@ -255,15 +255,12 @@ func (d *Device) wifiStatus() wifiStatus {
 // simulatedSSID is the network the simulated device pretends to be on.
 const simulatedSSID = "Simulated-WiFi"
 
-// wsStatus is the component's status, except that a request that arrived on
-// the outbound connection proves the connection is up. The component marks
-// itself connected only after writing NotifyFullStatus, while its reader
-// already serves requests: a server that asks the instant the full status
-// arrives could otherwise read "connected": false.
-func (d *Device) wsStatus(ctx context.Context) shellyws.Status {
-	if viaOutbound(ctx) {
-		return shellyws.Status{Connected: true}
-	}
+// wsStatus is the component's status, the same on every channel: the
+// component marks itself connected before it reads the first request of a
+// connection, so a request on the outbound connection sees "connected":
+// true (unless that connection is closing), and one on an inbound channel
+// (shellyws.Handler) sees whether the outbound connection is up.
+func (d *Device) wsStatus(context.Context) shellyws.Status {
 	return d.comp.GetStatus()
 }
 

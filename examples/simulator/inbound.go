@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/shellyws/shellyws"
+)
+
+// httpShutdownTimeout bounds the graceful shutdown of the inbound HTTP
+// servers; requests still running after it are cut off.
+const httpShutdownTimeout = 3 * time.Second
+
+// checkHTTPAddr validates -http ADDR for devices devices: HOST:PORT with a
+// numeric port, and room for PORT+devices-1 when the port is not 0.
+func checkHTTPAddr(addr string, devices int) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return usageErr("-http %q: want HOST:PORT, e.g. 127.0.0.1:8080 (:8080 for every interface)", addr)
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return usageErr("-http %q: port %q is not a number from 0 to 65535", addr, port)
+	}
+	if p != 0 && int(p)+devices-1 > 65535 {
+		return usageErr("-http %q with -devices %d: device i listens on port %d+i, and port %d does not exist",
+			addr, devices, p, int(p)+devices-1)
+	}
+	return nil
+}
+
+// deviceHTTPAddr is where device i of a fleet listens: PORT+i, or a free
+// port of its own for port 0. addr passed checkHTTPAddr.
+func deviceHTTPAddr(addr string, i int) string {
+	p := httpPort(addr)
+	if p == 0 {
+		return addr
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	return net.JoinHostPort(host, strconv.Itoa(p+i))
+}
+
+// httpPort is the port of an address that passed checkHTTPAddr.
+func httpPort(addr string) int {
+	_, port, _ := net.SplitHostPort(addr)
+	p, _ := strconv.Atoi(port)
+	return p
+}
+
+// inbound is one device's web server: shellyws.Handler, the device's
+// inbound channels, on an http.Server.
+type inbound struct {
+	ln      net.Listener
+	srv     *http.Server
+	handler *shellyws.Handler
+	served  chan error // Serve's result
+}
+
+// listenError is an -http address that could not be listened on; bad is
+// true when the address itself is wrong (unknown host, not an address of
+// this machine) rather than busy or forbidden.
+type listenError struct {
+	addr string
+	err  error
+	bad  bool
+}
+
+func (e *listenError) Error() string {
+	return fmt.Sprintf("-http %s: %v", e.addr, e.err)
+}
+
+// serveInbound listens on addr and serves the inbound channels of c there
+// until close.
+func serveInbound(addr string, c *shellyws.Component, logger *slog.Logger) (*inbound, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		var dnsErr *net.DNSError
+		bad := errors.As(err, &dnsErr) || errors.Is(err, syscall.EADDRNOTAVAIL)
+		return nil, &listenError{addr: addr, err: err, bad: bad}
+	}
+	h := shellyws.NewHandler(c)
+	in := &inbound{
+		ln:      ln,
+		handler: h,
+		srv: &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		},
+		served: make(chan error, 1),
+	}
+	go func() { in.served <- in.srv.Serve(ln) }()
+	return in, nil
+}
+
+// Addr is the address the server listens on, its port resolved.
+func (in *inbound) Addr() string { return in.ln.Addr().String() }
+
+// URL is the base URL a client on this machine uses: an unspecified host
+// (every interface, "::" included: Go listens on both IPv4 and IPv6 there)
+// is reached on 127.0.0.1.
+func (in *inbound) URL() string {
+	host, port, _ := net.SplitHostPort(in.Addr())
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// where is URL, and says so when the server listens on every interface.
+func (in *inbound) where() string {
+	host, _, _ := net.SplitHostPort(in.Addr())
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		return in.URL() + " (every interface)"
+	}
+	return in.URL()
+}
+
+// close shuts the server down: no new connections, running HTTP requests
+// get up to httpShutdownTimeout, then the Handler closes its websocket
+// clients (status 1001), which Shutdown neither closes nor waits for, and
+// waits for every handler it started.
+func (in *inbound) close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), httpShutdownTimeout)
+	defer cancel()
+	err := in.srv.Shutdown(ctx)
+	if err != nil {
+		err = errors.Join(err, in.srv.Close())
+	}
+	in.handler.Close()
+	if serr := <-in.served; !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, serr)
+	}
+	return err
+}
+
+// closeAll closes servers concurrently, so a fleet shuts down in one
+// timeout, not one per device.
+func closeAll(servers []*inbound) error {
+	errs := make([]error, len(servers))
+	var wg sync.WaitGroup
+	for i, in := range servers {
+		wg.Go(func() { errs[i] = in.close() })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
