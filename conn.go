@@ -1,10 +1,7 @@
 package shellyws
 
 import (
-	"bytes"
 	"context"
-	"fmt"
-	"log/slog"
 	"sync"
 	"time"
 
@@ -108,16 +105,8 @@ func (c *Component) connect(ctx context.Context, cfg Config, restart <-chan stru
 		return false, false
 	}
 	conn.SetReadLimit(c.opts.readLimit)
-	s := &session{
-		c:        c,
-		conn:     conn,
-		server:   server,
-		log:      log,
-		out:      make(chan []byte, c.opts.maxInFlight),
-		slots:    make(chan struct{}, c.opts.maxInFlight),
-		readDone: make(chan error, 1),
-		pingDone: make(chan error, 1),
-	}
+	s := &session{peer: newPeer(ctx, c, conn, log, c.queue), server: server}
+	s.peer.dst.Store(new(outboundDst))
 	start := c.opts.now()
 	connected, cause, restarted := s.run(ctx, restart, cb)
 	if !connected {
@@ -136,72 +125,18 @@ func (c *Component) connect(ctx context.Context, cfg Config, restart <-chan stru
 	return c.opts.now().Sub(start) >= c.opts.healthyAfter, restarted
 }
 
-// session is one live connection. Its goroutine (the caller of run) is the
-// only writer; one reader goroutine feeds handlers, each on a goroutine of
-// its own up to the in-flight limit.
+// session is the outbound connection: a peer whose notifications are
+// the component's own queue, opened by NotifyFullStatus.
 type session struct {
-	c      *Component
-	conn   *websocket.Conn
+	*peer
 	server string
-	log    *slog.Logger
-
-	ctx    context.Context // ends with the session; handlers get it
-	cancel context.CancelFunc
-	wg     sync.WaitGroup // reader, handlers, ping
-
-	out      chan []byte   // encoded responses, for the writer
-	slots    chan struct{} // in-flight requests
-	readDone chan error
-	pingDone chan error
-	wbuf     []byte // the writer's notification buffer
 }
 
-// closeMode says how run ends a connection.
-type closeMode int
-
-const (
-	closeAbort closeMode = iota // the connection is already broken
-	closeGoingAway
-	closeRestart
-)
-
-// closeGrace bounds a clean close on shutdown: a server that does not
-// answer the close frame, or a write stalled on a full socket, is cut off
-// after it, so Run returns promptly.
-const closeGrace = time.Second
-
 func (s *session) run(parent context.Context, restart <-chan struct{}, cb *callbackRunner) (connected bool, cause error, restarted bool) {
-	// Not derived from parent: cancelling a read context tears the socket
-	// down at once, and on shutdown the server deserves a close frame first.
-	// closeGrace after parent ends, s.ctx ends too, aborting whatever still
-	// waits on the socket.
-	s.ctx, s.cancel = context.WithCancel(context.Background())
-	abortDone := make(chan struct{})
-	stopAbort := context.AfterFunc(parent, func() {
-		defer close(abortDone)
-		t := time.NewTimer(closeGrace)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			s.cancel()
-		case <-s.ctx.Done():
-		}
-	})
-	mode := closeAbort
+	var code websocket.StatusCode // zero: abort without a close frame
+	reason := ""
 	defer func() {
-		switch mode {
-		case closeGoingAway:
-			s.conn.Close(websocket.StatusGoingAway, "shutting down")
-		case closeRestart:
-			s.conn.Close(websocket.StatusServiceRestart, "restart")
-		default:
-			s.conn.CloseNow()
-		}
-		s.cancel()
-		if !stopAbort() {
-			<-abortDone
-		}
-		s.wg.Wait()
+		s.finish(code, reason)
 		if parent.Err() != nil && !restarted {
 			cause = s.c.connError("shutdown", s.server, 0, context.Cause(parent))
 		}
@@ -215,53 +150,21 @@ func (s *session) run(parent context.Context, restart <-chan struct{}, cb *callb
 	}
 	s.c.connects.Add(1)
 	s.c.state.set(StateConnected, nil)
-	s.wg.Add(1)
-	go s.readLoop()
+	s.startReading()
 	s.log.Info("shellyws: connected")
 	if f := s.c.opts.onConnect; f != nil {
 		cb.post(f)
 	}
-
-	var tick <-chan time.Time
-	if iv := s.c.opts.pingInterval; iv > 0 {
-		t := time.NewTicker(iv)
-		defer t.Stop()
-		tick = t.C
+	stopped, op, err := s.loop(parent.Done(), restart)
+	switch {
+	case stopped == restart:
+		code, reason = websocket.StatusServiceRestart, "restart"
+		return true, s.c.connError("restart", s.server, 0, ErrRestarted), true
+	case stopped != nil:
+		code, reason = websocket.StatusGoingAway, "shutting down"
+		return true, nil, false // the deferred func reports the shutdown
 	}
-	pinging := false
-	for {
-		if err := s.flushQueue(); err != nil {
-			return true, err, false
-		}
-		select {
-		case <-parent.Done():
-			mode = closeGoingAway
-			return true, s.c.connError("shutdown", s.server, 0, context.Cause(parent)), false
-		case <-restart:
-			mode = closeRestart
-			return true, s.c.connError("restart", s.server, 0, ErrRestarted), true
-		case err := <-s.readDone:
-			return true, s.c.connError("read", s.server, 0, err), false
-		case f := <-s.out:
-			err := s.write(f)
-			putBuf(f)
-			if err != nil {
-				return true, err, false
-			}
-		case <-s.c.queue.ready:
-		case <-tick:
-			if !pinging {
-				pinging = true
-				s.wg.Add(1)
-				go s.ping()
-			}
-		case err := <-s.pingDone:
-			pinging = false
-			if err != nil {
-				return true, s.c.connError("ping", s.server, 0, err), false
-			}
-		}
-	}
+	return true, s.c.connError(op, s.server, 0, err), false
 }
 
 func (s *session) sendFullStatus() error {
@@ -273,129 +176,10 @@ func (s *session) sendFullStatus() error {
 		return s.c.connError("status", s.server, 0, err)
 	}
 	s.wbuf = frame.AppendNotification(s.wbuf[:0], s.c.id, outboundDst, MethodNotifyFullStatus, params)
-	return s.write(s.wbuf)
-}
-
-// flushQueue writes every queued notification. One that fails to go out is
-// put back at the head, so it is sent after the next NotifyFullStatus.
-func (s *session) flushQueue() error {
-	for {
-		n, ok := s.c.queue.pop()
-		if !ok {
-			return nil
-		}
-		s.wbuf = frame.AppendNotification(s.wbuf[:0], s.c.id, outboundDst, n.method, n.params)
-		if err := s.write(s.wbuf); err != nil {
-			s.c.queue.pushFront(n)
-			return err
-		}
-		if cap(s.wbuf) > maxKeptBuf {
-			s.wbuf = nil
-		}
-	}
-}
-
-func (s *session) write(f []byte) error {
-	ctx, cancel := context.WithTimeout(s.ctx, s.c.opts.writeTimeout)
-	defer cancel()
-	if err := s.conn.Write(ctx, websocket.MessageText, f); err != nil {
+	if err := s.write(s.wbuf); err != nil {
 		return s.c.connError("write", s.server, 0, err)
 	}
 	return nil
-}
-
-func (s *session) ping() {
-	defer s.wg.Done()
-	ctx, cancel := context.WithTimeout(s.ctx, s.c.opts.pingTimeout)
-	defer cancel()
-	err := s.conn.Ping(ctx)
-	if err != nil && ctx.Err() == context.DeadlineExceeded {
-		err = fmt.Errorf("no pong within %v", s.c.opts.pingTimeout)
-	}
-	s.pingDone <- err
-}
-
-// maxKeptBuf is the largest buffer a connection keeps between frames, so an
-// idle device does not hold on to the memory of its largest frame.
-const maxKeptBuf = 64 << 10
-
-func (s *session) readLoop() {
-	defer s.wg.Done()
-	var buf bytes.Buffer
-	for {
-		typ, r, err := s.conn.Reader(s.ctx)
-		if err != nil {
-			s.readDone <- err
-			return
-		}
-		buf.Reset()
-		if _, err := buf.ReadFrom(r); err != nil {
-			s.readDone <- err
-			return
-		}
-		if typ != websocket.MessageText {
-			s.log.Debug("shellyws: dropped a binary message", "len", buf.Len())
-			continue
-		}
-		fr, err := frame.Decode(buf.Bytes())
-		fr = fr.Detach() // buf is reused for the next frame
-		if buf.Cap() > maxKeptBuf {
-			buf = bytes.Buffer{}
-		}
-		if err != nil {
-			s.log.Debug("shellyws: dropped a malformed frame", "err", err)
-			continue
-		}
-		select {
-		case s.slots <- struct{}{}:
-		case <-s.ctx.Done():
-			s.readDone <- s.ctx.Err()
-			return
-		}
-		req := &Request{ID: fr.ID, Src: fr.Src, Method: fr.Method, Params: fr.Params}
-		s.wg.Add(1)
-		go s.serve(req)
-	}
-}
-
-func (s *session) serve(req *Request) {
-	defer func() {
-		<-s.slots
-		s.wg.Done()
-	}()
-	result, err := s.dispatch(req)
-	if req.ID == nil {
-		return
-	}
-	f := s.c.encodeResponse(getBuf(), req, result, err)
-	select {
-	case s.out <- f:
-	case <-s.ctx.Done():
-		putBuf(f)
-	}
-}
-
-// dispatch calls the Dispatcher, turning a panic into a 500 so that one bad
-// handler cannot take the device down.
-func (s *session) dispatch(req *Request) (result any, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			s.log.Error("shellyws: handler panicked", "method", req.Method, "panic", p)
-			result, err = nil, Errorf(CodeInternal, "Internal error in %s", req.Method)
-		}
-	}()
-	return s.c.disp.Dispatch(s.ctx, req)
-}
-
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
-
-func getBuf() []byte { return (*bufPool.Get().(*[]byte))[:0] }
-
-func putBuf(b []byte) {
-	if cap(b) > maxKeptBuf {
-		return
-	}
-	bufPool.Put(&b)
 }
 
 // callbackRunner runs user callbacks in order on a goroutine that exists

@@ -13,8 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/coder/websocket"
 
@@ -444,20 +442,8 @@ func (h *Handler) dispatchHTTP(w http.ResponseWriter, r *http.Request, req *Requ
 		return nil, false, nil
 	}
 	defer func() { <-h.httpSlots }()
-	result, err = h.dispatch(ctx, req)
+	result, err = h.c.dispatch(ctx, req)
 	return result, true, err
-}
-
-// dispatch calls the Dispatcher, turning a panic into a 500 so that one bad
-// handler cannot take the device down.
-func (h *Handler) dispatch(ctx context.Context, req *Request) (result any, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			h.log.Error("shellyws: handler panicked", "method", req.Method, "panic", p, "channel", "inbound")
-			result, err = nil, Errorf(CodeInternal, "Internal error in %s", req.Method)
-		}
-	}()
-	return h.c.disp.Dispatch(ctx, req)
 }
 
 // encodeResult encodes a handler's result by the rules of encodeResponse:
@@ -526,252 +512,17 @@ func (h *Handler) serveWebsocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	conn.SetReadLimit(h.opts.maxRequestSize)
-	cl := &inboundClient{
-		h:        h,
-		conn:     conn,
-		log:      h.log.With("remote", r.RemoteAddr),
-		out:      make(chan []byte, h.c.opts.maxInFlight),
-		slots:    make(chan struct{}, h.c.opts.maxInFlight),
-		readDone: make(chan error, 1),
-		pingDone: make(chan error, 1),
-		notes:    newNoteQueue(h.opts.clientQueueSize),
-	}
-	cl.run()
-}
-
-// inboundClient is one inbound websocket connection.
-type inboundClient struct {
-	h    *Handler
-	conn *websocket.Conn
-	log  *slog.Logger
-
-	ctx    context.Context // ends with the client; handlers get it
-	cancel context.CancelFunc
-	wg     sync.WaitGroup // reader, handlers, ping
-
-	dst      atomic.Pointer[string] // the first src the client sent
-	out      chan []byte            // encoded responses, for the writer
-	slots    chan struct{}          // in-flight requests
-	readDone chan error
-	pingDone chan error
-	notes    *noteQueue
-	wbuf     []byte
-}
-
-func (cl *inboundClient) run() {
-	// Not derived from the handler's context: cancelling a read context
-	// tears the socket down at once, and on Close the client deserves a
-	// close frame first.
-	cl.ctx, cl.cancel = context.WithCancel(context.Background())
-	unsubscribe := cl.h.c.subscribe(cl.notify)
-	goingAway := false
-	defer func() {
-		unsubscribe()
-		if goingAway {
-			cl.conn.Close(websocket.StatusGoingAway, "shutting down")
-		} else {
-			cl.conn.CloseNow()
-		}
-		cl.cancel()
-		cl.wg.Wait()
-	}()
-	cl.wg.Add(1)
-	go cl.readLoop()
-	cl.log.Debug("shellyws: inbound websocket client connected")
-
-	var tick <-chan time.Time
-	if iv := cl.h.c.opts.pingInterval; iv > 0 {
-		t := time.NewTicker(iv)
-		defer t.Stop()
-		tick = t.C
-	}
-	pinging := false
-	for {
-		select {
-		case <-cl.h.ctx.Done():
-			goingAway = true
-			return
-		case err := <-cl.readDone:
-			cl.log.Debug("shellyws: inbound websocket client gone", "err", err)
-			return
-		case f := <-cl.out:
-			if err := cl.write(f); err != nil {
-				return
-			}
-		case <-cl.notes.ready:
-			if err := cl.flushNotes(); err != nil {
-				return
-			}
-		case <-tick:
-			if !pinging {
-				pinging = true
-				cl.wg.Add(1)
-				go cl.ping()
-			}
-		case err := <-cl.pingDone:
-			pinging = false
-			if err != nil {
-				cl.log.Debug("shellyws: inbound websocket client did not answer a ping", "err", err)
-				return
-			}
-		}
-	}
-}
-
-// notify is the client's subscription to the component's notifications. It
-// runs on the goroutine of whoever called NotifyStatus or NotifyEvent, so it
-// only queues, never blocks.
-func (cl *inboundClient) notify(method string, params []byte) {
-	dst := cl.dst.Load()
-	if dst == nil {
+	log := h.log.With("remote", r.RemoteAddr)
+	p := newPeer(h.ctx, h.c, conn, log, newNotifyQueue(h.opts.clientQueueSize))
+	p.dstFromSrc = true
+	unsubscribe := h.c.subscribe(p.notify)
+	defer unsubscribe()
+	p.startReading()
+	log.Debug("shellyws: inbound websocket client connected")
+	if _, op, err := p.loop(h.ctx.Done(), nil); err != nil {
+		log.Debug("shellyws: inbound websocket client gone", "op", op, "err", err)
+		p.finish(0, "")
 		return
 	}
-	cl.notes.push(note{dst: *dst, method: method, params: params})
-}
-
-func (cl *inboundClient) flushNotes() error {
-	for {
-		n, ok := cl.notes.pop()
-		if !ok {
-			return nil
-		}
-		cl.wbuf = frame.AppendNotification(cl.wbuf[:0], cl.h.c.id, n.dst, n.method, n.params)
-		if err := cl.write(cl.wbuf); err != nil {
-			return err
-		}
-		if cap(cl.wbuf) > maxKeptBuf {
-			cl.wbuf = nil
-		}
-	}
-}
-
-func (cl *inboundClient) write(f []byte) error {
-	ctx, cancel := context.WithTimeout(cl.ctx, cl.h.c.opts.writeTimeout)
-	defer cancel()
-	err := cl.conn.Write(ctx, websocket.MessageText, f)
-	if err != nil {
-		cl.log.Debug("shellyws: write to inbound websocket client failed", "err", err)
-	}
-	return err
-}
-
-func (cl *inboundClient) ping() {
-	defer cl.wg.Done()
-	ctx, cancel := context.WithTimeout(cl.ctx, cl.h.c.opts.pingTimeout)
-	defer cancel()
-	cl.pingDone <- cl.conn.Ping(ctx)
-}
-
-func (cl *inboundClient) readLoop() {
-	defer cl.wg.Done()
-	var buf bytes.Buffer
-	for {
-		typ, r, err := cl.conn.Reader(cl.ctx)
-		if err != nil {
-			cl.readDone <- err
-			return
-		}
-		buf.Reset()
-		if _, err := buf.ReadFrom(r); err != nil {
-			cl.readDone <- err
-			return
-		}
-		if typ != websocket.MessageText {
-			cl.log.Debug("shellyws: dropped a binary message from an inbound websocket client", "len", buf.Len())
-			continue
-		}
-		fr, err := frame.Decode(buf.Bytes())
-		fr = fr.Detach() // buf is reused for the next frame
-		if buf.Cap() > maxKeptBuf {
-			buf = bytes.Buffer{}
-		}
-		if err != nil {
-			cl.log.Debug("shellyws: dropped a malformed frame from an inbound websocket client", "err", err)
-			continue
-		}
-		if fr.Src != "" && cl.dst.Load() == nil {
-			src := fr.Src
-			cl.dst.CompareAndSwap(nil, &src)
-		}
-		select {
-		case cl.slots <- struct{}{}:
-		case <-cl.ctx.Done():
-			cl.readDone <- cl.ctx.Err()
-			return
-		}
-		req := &Request{ID: fr.ID, Src: fr.Src, Method: fr.Method, Params: fr.Params}
-		cl.wg.Add(1)
-		go cl.serve(req)
-	}
-}
-
-func (cl *inboundClient) serve(req *Request) {
-	defer func() {
-		<-cl.slots
-		cl.wg.Done()
-	}()
-	result, err := cl.h.dispatch(cl.ctx, req)
-	if req.ID == nil {
-		return
-	}
-	f := cl.h.c.encodeResponse(nil, req, result, err)
-	select {
-	case cl.out <- f:
-	case <-cl.ctx.Done():
-	}
-}
-
-// note is a notification waiting for one inbound client.
-type note struct {
-	dst, method string
-	params      []byte
-}
-
-// noteQueue is a client's bounded queue of notifications; when full it drops
-// the oldest.
-type noteQueue struct {
-	mu      sync.Mutex
-	items   []note // ring buffer
-	head, n int
-	dropped uint64
-	ready   chan struct{} // has a value while items wait
-}
-
-func newNoteQueue(size int) *noteQueue {
-	return &noteQueue{items: make([]note, size), ready: make(chan struct{}, 1)}
-}
-
-func (q *noteQueue) push(n note) {
-	q.mu.Lock()
-	if len(q.items) == 0 {
-		q.dropped++
-		q.mu.Unlock()
-		return
-	}
-	if q.n == len(q.items) {
-		q.items[q.head] = note{}
-		q.head = (q.head + 1) % len(q.items)
-		q.n--
-		q.dropped++
-	}
-	q.items[(q.head+q.n)%len(q.items)] = n
-	q.n++
-	q.mu.Unlock()
-	select {
-	case q.ready <- struct{}{}:
-	default:
-	}
-}
-
-func (q *noteQueue) pop() (note, bool) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.n == 0 {
-		return note{}, false
-	}
-	n := q.items[q.head]
-	q.items[q.head] = note{}
-	q.head = (q.head + 1) % len(q.items)
-	q.n--
-	return n, true
+	p.finish(websocket.StatusGoingAway, "shutting down")
 }
