@@ -93,7 +93,7 @@ func nextDelay(bo backoff.BackOff) time.Duration {
 func (c *Component) connect(ctx context.Context, cfg Config, restart <-chan struct{}, cb *callbackRunner) (healthy, restarted bool) {
 	server := *cfg.Server
 	log := c.opts.logger.With("server", redactURL(server))
-	conn, status, err := c.dial(ctx, cfg)
+	conn, raw, status, err := c.dial(ctx, cfg)
 	if err != nil {
 		if ctx.Err() != nil {
 			return false, false
@@ -106,6 +106,7 @@ func (c *Component) connect(ctx context.Context, cfg Config, restart <-chan stru
 	}
 	conn.SetReadLimit(c.opts.readLimit)
 	s := &session{peer: newPeer(ctx, c, conn, log, c.queue), server: server}
+	s.peer.raw = raw
 	s.peer.dst.Store(new(outboundDst))
 	start := c.opts.now()
 	connected, cause, restarted := s.run(ctx, restart, cb)
@@ -176,6 +177,8 @@ func (s *session) sendFullStatus() error {
 		return s.c.connError("status", s.server, 0, err)
 	}
 	s.wbuf = frame.AppendNotification(s.wbuf[:0], s.c.id, outboundDst, MethodNotifyFullStatus, params)
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
 	if err := s.write(s.wbuf); err != nil {
 		return s.c.connError("write", s.server, 0, err)
 	}

@@ -427,3 +427,72 @@ func TestRunReturnsPromptlyWhileWaiting(t *testing.T) {
 }
 
 var _ = errors.New
+
+func TestSlowHandlerDoesNotHoldUpOtherRequests(t *testing.T) {
+	srv := shellywstest.NewServer(t)
+	mux := shellyws.NewMux()
+	release := make(chan struct{})
+	var blocked atomic.Int32
+	mux.HandleFunc("Slow.Wait", func(ctx context.Context, _ *shellyws.Request) (any, error) {
+		blocked.Add(1)
+		select {
+		case <-release:
+			return "released", nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	})
+	mux.HandleFunc("Fast.Echo", func(_ context.Context, req *shellyws.Request) (any, error) {
+		return json.RawMessage(req.ID), nil
+	})
+	startDevice(t, enabledConfig(srv.URL()), shellyws.WithDispatcher(mux), shellyws.WithMaxInFlight(3))
+	ctx := testCtx(t)
+	conn, err := srv.Accept(ctx)
+	require.NoError(t, err)
+	_, err = conn.ExpectFullStatus(ctx)
+	require.NoError(t, err)
+
+	// Two handlers block; requests sent after them are still answered.
+	slow := make(chan error, 2)
+	for range 2 {
+		go func() {
+			var res string
+			err := conn.Call(ctx, "Slow.Wait", nil, &res)
+			if err == nil && res != "released" {
+				err = fmt.Errorf("got %q", res)
+			}
+			slow <- err
+		}()
+	}
+	require.Eventually(t, func() bool { return blocked.Load() == 2 }, waitTimeout, time.Millisecond)
+	for i := range 20 {
+		resp, err := conn.CallRaw(ctx, []byte(fmt.Sprintf(`{"id":%d,"method":"Fast.Echo"}`, 1000+i)))
+		require.NoError(t, err)
+		assert.Contains(t, string(resp), fmt.Sprintf(`"result":%d`, 1000+i))
+	}
+
+	// With every slot taken the device stops reading: the next request waits
+	// for a slot, and is answered once one frees.
+	third := make(chan error, 1)
+	go func() {
+		var res string
+		third <- conn.Call(ctx, "Slow.Wait", nil, &res)
+	}()
+	require.Eventually(t, func() bool { return blocked.Load() == 3 }, waitTimeout, time.Millisecond)
+	waiting := make(chan error, 1)
+	go func() {
+		_, err := conn.CallRaw(ctx, []byte(`{"id":"late","method":"Fast.Echo"}`))
+		waiting <- err
+	}()
+	select {
+	case err := <-waiting:
+		t.Fatalf("answered with all %d slots taken: %v", 3, err)
+	case <-time.After(50 * time.Millisecond): // a bounded look for a wrong early answer
+	}
+	close(release)
+	require.NoError(t, <-waiting)
+	for range 2 {
+		require.NoError(t, <-slow)
+	}
+	require.NoError(t, <-third)
+}

@@ -170,13 +170,14 @@ func (c *Component) tlsConfig(sslCA *string, host string) (*tls.Config, error) {
 	return tc, nil
 }
 
-// dial opens a websocket to server, bounded by the dial timeout. It returns
-// the HTTP status of a refused handshake.
-func (c *Component) dial(ctx context.Context, cfg Config) (*websocket.Conn, int, error) {
+// dial opens a websocket to server, bounded by the dial timeout, and returns
+// it with the TCP connection beneath it, or the HTTP status of a refused
+// handshake.
+func (c *Component) dial(ctx context.Context, cfg Config) (*websocket.Conn, net.Conn, int, error) {
 	server := *cfg.Server
 	u, err := url.Parse(server)
 	if err != nil {
-		return nil, 0, errors.New("invalid server URL")
+		return nil, nil, 0, errors.New("invalid server URL")
 	}
 	transport := &http.Transport{
 		Proxy:                 nil, // a device talks to its server directly
@@ -184,15 +185,25 @@ func (c *Component) dial(ctx context.Context, cfg Config) (*websocket.Conn, int,
 		ResponseHeaderTimeout: c.opts.dialTimeout,
 		DisableCompression:    true,
 	}
-	if c.opts.dialContext != nil {
-		transport.DialContext = c.opts.dialContext
-	} else {
-		transport.DialContext = (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext
+	dialTCP := c.opts.dialContext
+	if dialTCP == nil {
+		dialTCP = (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext
+	}
+	// Keep the TCP connection under the websocket (and TLS): deadlines on it
+	// bound writes without a context per frame, and closing it aborts
+	// everything at once.
+	var raw net.Conn
+	transport.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := dialTCP(ctx, network, addr)
+		if err == nil {
+			raw = conn
+		}
+		return conn, err
 	}
 	if u.Scheme == "wss" {
 		tc, err := c.tlsConfig(cfg.SSLCA, u.Hostname())
 		if err != nil {
-			return nil, 0, err
+			return nil, nil, 0, err
 		}
 		if tc.InsecureSkipVerify {
 			c.opts.logger.Warn("shellyws: TLS certificate verification is off (ssl_ca \"*\")",
@@ -216,7 +227,7 @@ func (c *Component) dial(ctx context.Context, cfg Config) (*websocket.Conn, int,
 		if resp != nil {
 			status = resp.StatusCode
 		}
-		return nil, status, err
+		return nil, nil, status, err
 	}
-	return conn, 0, nil
+	return conn, raw, 0, nil
 }

@@ -49,7 +49,8 @@ type notification struct {
 // connection. When full it drops the oldest, as the firmware base does.
 type notifyQueue struct {
 	mu      sync.Mutex
-	items   []notification // ring buffer
+	size    int
+	items   []notification // ring buffer, allocated at the first push
 	head    int
 	n       int
 	dropped uint64
@@ -57,15 +58,18 @@ type notifyQueue struct {
 }
 
 func newNotifyQueue(size int) *notifyQueue {
-	return &notifyQueue{items: make([]notification, size), ready: make(chan struct{}, 1)}
+	return &notifyQueue{size: size, ready: make(chan struct{}, 1)}
 }
 
 func (q *notifyQueue) push(n notification) {
 	q.mu.Lock()
-	if len(q.items) == 0 {
+	if q.size == 0 {
 		q.dropped++
 		q.mu.Unlock()
 		return
+	}
+	if q.items == nil {
+		q.items = make([]notification, q.size)
 	}
 	if q.n == len(q.items) {
 		q.items[q.head] = notification{}
@@ -87,7 +91,7 @@ func (q *notifyQueue) push(n notification) {
 func (q *notifyQueue) pushFront(n notification) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.n == len(q.items) {
+	if q.n == q.size {
 		q.dropped++
 		return
 	}
@@ -200,7 +204,11 @@ func paramsWithTS(now time.Time, fields map[string]any) ([]byte, error) {
 	buf := make([]byte, 0, 64+32*len(fields))
 	buf = append(buf, `{"ts":`...)
 	buf = appendTS(buf, now)
-	for _, k := range slices.Sorted(maps.Keys(fields)) {
+	keys := maps.Keys(fields)
+	if len(fields) > 1 {
+		keys = slices.Values(slices.Sorted(keys))
+	}
+	for k := range keys {
 		if k == "ts" {
 			continue
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,6 +25,12 @@ type peer struct {
 	log   *slog.Logger
 	queue *notifyQueue
 
+	// raw is the TCP connection under an outbound websocket, nil for an
+	// inbound one. With it, reads take no context and writes are bounded by
+	// a deadline: a context per frame would cost coder/websocket several
+	// allocations each time.
+	raw net.Conn
+
 	// dst addresses the peer's notifications; until it is set they are not
 	// queued. With dstFromSrc the first src the peer sends sets it.
 	dst        atomic.Pointer[string]
@@ -36,7 +43,8 @@ type peer struct {
 	stopAbort func() bool
 	abortDone chan struct{}
 
-	out      chan []byte   // encoded responses, for the writer
+	writeMu  sync.Mutex    // one writer at a time: the loop or a handler
+	writeErr chan error    // a handler's failed write, for the loop
 	slots    chan struct{} // in-flight requests
 	readDone chan error
 	pingDone chan error
@@ -62,7 +70,7 @@ func newPeer(parent context.Context, c *Component, conn *websocket.Conn, log *sl
 		log:       log,
 		queue:     queue,
 		abortDone: make(chan struct{}),
-		out:       make(chan []byte, c.opts.maxInFlight),
+		writeErr:  make(chan error, 1),
 		slots:     make(chan struct{}, c.opts.maxInFlight),
 		readDone:  make(chan error, 1),
 		pingDone:  make(chan error, 1),
@@ -74,23 +82,35 @@ func newPeer(parent context.Context, c *Component, conn *websocket.Conn, log *sl
 		defer t.Stop()
 		select {
 		case <-t.C:
-			p.cancel()
+			p.abort()
 		case <-p.ctx.Done():
 		}
 	})
 	return p
 }
 
+// abort ends the peer at once: every wait on the socket fails.
+func (p *peer) abort() {
+	p.cancel() // also closes an inbound socket, whose reads take p.ctx
+	if p.raw != nil {
+		p.raw.Close()
+	}
+}
+
 // startReading starts the reader goroutine.
 func (p *peer) startReading() {
 	p.wg.Add(1)
-	go p.readLoop()
+	go p.readLoop(new(bytes.Buffer))
 }
 
 // finish closes the connection, with a close frame if code is not zero, and
 // waits for every goroutine of the peer.
 func (p *peer) finish(code websocket.StatusCode, reason string) {
 	if code != 0 {
+		if p.raw != nil {
+			// The close handshake gets closeGrace, not coder/websocket's 5+5 s.
+			p.raw.SetDeadline(time.Now().Add(closeGrace))
+		}
 		p.conn.Close(code, reason)
 	} else {
 		p.conn.CloseNow()
@@ -124,12 +144,8 @@ func (p *peer) loop(stopA, stopB <-chan struct{}) (stopped <-chan struct{}, op s
 			return stopB, "", nil
 		case err := <-p.readDone:
 			return nil, "read", err
-		case f := <-p.out:
-			err := p.write(f)
-			putBuf(f)
-			if err != nil {
-				return nil, "write", err
-			}
+		case err := <-p.writeErr:
+			return nil, "write", err
 		case <-p.queue.ready:
 		case <-tick:
 			if !pinging {
@@ -157,6 +173,8 @@ func (p *peer) notify(method string, params []byte) {
 // flushQueue writes every queued notification. One that fails to go out is
 // put back at the head, so it is sent after the next NotifyFullStatus.
 func (p *peer) flushQueue() error {
+	p.writeMu.Lock()
+	defer p.writeMu.Unlock()
 	for {
 		dst := p.dst.Load()
 		if dst == nil {
@@ -177,7 +195,13 @@ func (p *peer) flushQueue() error {
 	}
 }
 
+// write sends one frame within the write timeout; a write that overruns it
+// fails and the connection with it. The caller holds writeMu.
 func (p *peer) write(f []byte) error {
+	if p.raw != nil {
+		p.raw.SetWriteDeadline(time.Now().Add(p.c.opts.writeTimeout))
+		return p.conn.Write(context.Background(), websocket.MessageText, f)
+	}
 	ctx, cancel := context.WithTimeout(p.ctx, p.c.opts.writeTimeout)
 	defer cancel()
 	return p.conn.Write(ctx, websocket.MessageText, f)
@@ -194,11 +218,28 @@ func (p *peer) ping() {
 	p.pingDone <- err
 }
 
-func (p *peer) readLoop() {
+// handoffAfter is how long a request may run on the reader's goroutine
+// before reading moves to a new one. Most handlers finish well within it,
+// so a request costs no thread wake-up; a slow one delays the next read by
+// at most this much, and then runs on alongside the new reader.
+const handoffAfter = time.Millisecond
+
+// readLoop reads and serves requests on its own goroutine. When a request
+// outlasts handoffAfter, a new goroutine takes over reading and this one
+// returns once the request is served: requests run concurrently, up to the
+// in-flight limit, and reading never waits long for a handler.
+func (p *peer) readLoop(buf *bytes.Buffer) {
 	defer p.wg.Done()
-	var buf bytes.Buffer
+	readCtx := p.ctx
+	if p.raw != nil {
+		readCtx = context.Background() // aborted by closing raw instead
+	}
+	// Each reader has its own timer: a shared one could be re-armed by the
+	// next reader before this one checks whether it fired.
+	handoff := time.AfterFunc(time.Hour, func() { p.readLoop(buf) })
+	handoff.Stop()
 	for {
-		typ, r, err := p.conn.Reader(p.ctx)
+		typ, r, err := p.conn.Reader(readCtx)
 		if err != nil {
 			p.readDone <- err
 			return
@@ -214,7 +255,7 @@ func (p *peer) readLoop() {
 		}
 		fr, err := frame.Decode(buf.Bytes())
 		if buf.Cap() > maxKeptBuf {
-			buf = bytes.Buffer{}
+			*buf = bytes.Buffer{}
 		}
 		if err != nil {
 			p.log.Debug("shellyws: dropped a malformed frame", "err", err)
@@ -231,26 +272,38 @@ func (p *peer) readLoop() {
 			p.readDone <- p.ctx.Err()
 			return
 		}
-		req := &Request{ID: fr.ID, Src: fr.Src, Method: fr.Method, Params: fr.Params}
-		p.wg.Add(1)
-		go p.serve(req)
+		p.wg.Add(1) // for the reader that may take over
+		handoff.Reset(handoffAfter)
+		p.serve(&Request{ID: fr.ID, Src: fr.Src, Method: fr.Method, Params: fr.Params})
+		if !handoff.Stop() {
+			return // another goroutine reads now, with the count added above
+		}
+		p.wg.Done()
 	}
 }
 
 func (p *peer) serve(req *Request) {
-	defer func() {
-		<-p.slots
-		p.wg.Done()
-	}()
+	defer func() { <-p.slots }()
 	result, err := p.c.dispatch(p.ctx, req)
 	if req.ID == nil {
 		return
 	}
-	f := p.c.encodeResponse(getBuf(), req, result, err)
-	select {
-	case p.out <- f:
-	case <-p.ctx.Done():
-		putBuf(f)
+	// The handler writes its own answer, under the lock that makes it the
+	// one writer for that moment: handing it to the loop's goroutine would
+	// cost a thread wake-up per request.
+	bp := getBuf()
+	*bp = p.c.encodeResponse(*bp, req, result, err)
+	p.writeMu.Lock()
+	if p.ctx.Err() == nil {
+		err = p.write(*bp)
+	}
+	p.writeMu.Unlock()
+	putBuf(bp)
+	if err != nil {
+		select {
+		case p.writeErr <- err:
+		default: // the loop already has a failure to report
+		}
 	}
 }
 
@@ -268,11 +321,17 @@ func (c *Component) dispatch(ctx context.Context, req *Request) (result any, err
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
-func getBuf() []byte { return (*bufPool.Get().(*[]byte))[:0] }
+// getBuf returns an empty buffer; the pointer travels with it back to
+// putBuf, so recycling it allocates nothing.
+func getBuf() *[]byte {
+	bp := bufPool.Get().(*[]byte)
+	*bp = (*bp)[:0]
+	return bp
+}
 
-func putBuf(b []byte) {
-	if cap(b) > maxKeptBuf {
+func putBuf(bp *[]byte) {
+	if cap(*bp) > maxKeptBuf {
 		return
 	}
-	bufPool.Put(&b)
+	bufPool.Put(bp)
 }

@@ -87,9 +87,7 @@ func New(deviceID string, opts ...Option) (*Component, error) {
 	}
 	c.disp = o.dispatcher
 	if c.disp == nil {
-		mux := NewMux()
-		c.Register(mux)
-		c.disp = mux
+		c.disp = ownMethods{c}
 	}
 	return c, nil
 }
@@ -161,23 +159,50 @@ func (c *Component) activeConfig() (Config, <-chan struct{}) {
 // Register adds the component's RPC methods, Ws.GetConfig, Ws.SetConfig and
 // Ws.GetStatus, to m.
 func (c *Component) Register(m *Mux) {
-	m.HandleFunc("Ws.GetConfig", func(context.Context, *Request) (any, error) {
-		return c.GetConfig(), nil
+	m.HandleFunc("Ws.GetConfig", c.rpcGetConfig)
+	m.HandleFunc("Ws.SetConfig", c.rpcSetConfig)
+	m.HandleFunc("Ws.GetStatus", c.rpcGetStatus)
+}
+
+func (c *Component) rpcGetConfig(context.Context, *Request) (any, error) {
+	return c.GetConfig(), nil
+}
+
+func (c *Component) rpcSetConfig(_ context.Context, req *Request) (any, error) {
+	restart, err := c.updateConfig(func(cur Config) (Config, error) {
+		return MergeConfig(cur, req.Params)
 	})
-	m.HandleFunc("Ws.SetConfig", func(_ context.Context, req *Request) (any, error) {
-		restart, err := c.updateConfig(func(cur Config) (Config, error) {
-			return MergeConfig(cur, req.Params)
-		})
-		if err != nil {
-			return nil, err
-		}
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		RestartRequired bool `json:"restart_required"`
+	}{restart}, nil
+}
+
+func (c *Component) rpcGetStatus(context.Context, *Request) (any, error) {
+	return c.GetStatus(), nil
+}
+
+// ownMethods is the Dispatcher of a component given none: the Ws methods
+// and Shelly.ListMethods, as a Mux with Register would answer them, without
+// a Mux's map per device in a fleet of thousands.
+type ownMethods struct{ c *Component }
+
+func (o ownMethods) Dispatch(ctx context.Context, req *Request) (any, error) {
+	switch m := req.Method; {
+	case strings.EqualFold(m, "Ws.GetStatus"):
+		return o.c.rpcGetStatus(ctx, req)
+	case strings.EqualFold(m, "Ws.GetConfig"):
+		return o.c.rpcGetConfig(ctx, req)
+	case strings.EqualFold(m, "Ws.SetConfig"):
+		return o.c.rpcSetConfig(ctx, req)
+	case strings.EqualFold(m, ListMethodsMethod):
 		return struct {
-			RestartRequired bool `json:"restart_required"`
-		}{restart}, nil
-	})
-	m.HandleFunc("Ws.GetStatus", func(context.Context, *Request) (any, error) {
-		return c.GetStatus(), nil
-	})
+			Methods []string `json:"methods"`
+		}{[]string{ListMethodsMethod, "Ws.GetConfig", "Ws.GetStatus", "Ws.SetConfig"}}, nil
+	}
+	return nil, Errorf(CodeNoHandler, "No handler for %s", req.Method)
 }
 
 // subscribe registers f to see every notification published from now on;
