@@ -105,12 +105,14 @@ func AsError(err error) *Error {
 
 // Dispatcher answers RPC requests.
 //
-// Dispatch is called once per request, each call on a goroutine of its own:
-// the outbound connection's reader starts them, as do the inbound channels of
-// a Handler (one per HTTP request, and a reader per inbound websocket
-// client). Per connection, calls run concurrently up to the component's
-// in-flight limit (see WithMaxInFlight) and further requests wait for a slot;
-// HTTP requests share one such pool. ctx is cancelled when the request's
+// Dispatch is called once per request by the connection's reader: on a
+// websocket (the outbound connection, or an inbound client of a Handler) the
+// reader calls it on its own goroutine and, if the call is still running
+// after a millisecond, hands reading on to a new goroutine, so a slow call
+// never holds up the requests behind it; each HTTP request of a Handler is
+// dispatched on its own goroutine. Calls therefore run concurrently, up to
+// the component's in-flight limit per connection (see WithMaxInFlight;
+// HTTP requests share one such pool), and must be safe for concurrent use. ctx is cancelled when the request's
 // connection drops, its HTTP client goes away, Run returns or the Handler is
 // closed; Dispatch must then return promptly, because Run and Handler.Close
 // wait for it.
