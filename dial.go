@@ -214,7 +214,14 @@ func (c *Component) dial(ctx context.Context, cfg Config) (*websocket.Conn, net.
 	defer transport.CloseIdleConnections()
 	dialCtx, cancel := context.WithTimeout(ctx, c.opts.dialTimeout)
 	defer cancel()
-	conn, resp, err := websocket.Dial(dialCtx, server, &websocket.DialOptions{
+	target := server
+	if u.User != nil {
+		// A device sends no auth headers (the firmware has no field for
+		// them); Go's client would turn user info into Basic auth.
+		u.User = nil
+		target = u.String()
+	}
+	conn, resp, err := websocket.Dial(dialCtx, target, &websocket.DialOptions{
 		HTTPClient: &http.Client{
 			Transport: transport,
 			// Devices do not follow redirects; a 3xx is a refused handshake.
