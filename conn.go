@@ -43,7 +43,7 @@ func (c *Component) Run(ctx context.Context) error {
 			select {
 			case <-ctx.Done():
 				return nil
-			case <-restart:
+			case <-restart.Done():
 				bo.Reset()
 				continue
 			}
@@ -67,7 +67,7 @@ func (c *Component) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			t.Stop()
 			return nil
-		case <-restart:
+		case <-restart.Done():
 			t.Stop()
 			bo.Reset()
 		case <-t.C:
@@ -90,7 +90,7 @@ func nextDelay(bo backoff.BackOff) time.Duration {
 // connect makes one connection and serves it until it ends. healthy reports
 // whether it stayed up long enough to reset the backoff; restarted, whether
 // it ended because of Restart.
-func (c *Component) connect(ctx context.Context, cfg Config, restart <-chan struct{}, cb *callbackRunner) (healthy, restarted bool) {
+func (c *Component) connect(ctx context.Context, cfg Config, restart context.Context, cb *callbackRunner) (healthy, restarted bool) {
 	server := *cfg.Server
 	log := c.opts.logger.With("server", redactURL(server))
 	conn, raw, status, err := c.dial(ctx, cfg)
@@ -133,39 +133,31 @@ type session struct {
 	server string
 }
 
-func (s *session) run(parent context.Context, restart <-chan struct{}, cb *callbackRunner) (connected bool, cause error, restarted bool) {
-	var code websocket.StatusCode // zero: abort without a close frame
-	reason := ""
-	defer func() {
-		s.finish(code, reason)
-		if parent.Err() != nil && !restarted {
-			cause = s.c.connError("shutdown", s.server, 0, context.Cause(parent))
-		}
-	}()
-	// NotifyFullStatus goes first, before any response, and the reader
-	// starts only once the state is connected, so a request the server sent
-	// the instant the handshake finished waits in the socket and then sees
+func (s *session) run(parent, restart context.Context, cb *callbackRunner) (connected bool, cause error, restarted bool) {
+	// NotifyFullStatus goes first, before any response, and reading starts
+	// only once the state is connected, so a request the server sent the
+	// instant the handshake finished waits in the socket and then sees
 	// Ws.GetStatus report connected.
 	if err := s.sendFullStatus(); err != nil {
+		s.finish(0, "")
 		return false, err, false
 	}
 	s.c.connects.Add(1)
 	s.c.state.set(StateConnected, nil)
-	s.startReading()
 	s.log.Info("shellyws: connected")
 	if f := s.c.opts.onConnect; f != nil {
 		cb.post(f)
 	}
-	stopped, op, err := s.loop(parent.Done(), restart)
+	s.c.live.Store(s.peer)
+	end := s.peer.run(parent, websocket.StatusGoingAway, restart, websocket.StatusServiceRestart)
+	s.c.live.CompareAndSwap(s.peer, nil)
 	switch {
-	case stopped == restart:
-		code, reason = websocket.StatusServiceRestart, "restart"
+	case end.stop == 2:
 		return true, s.c.connError("restart", s.server, 0, ErrRestarted), true
-	case stopped != nil:
-		code, reason = websocket.StatusGoingAway, "shutting down"
-		return true, nil, false // the deferred func reports the shutdown
+	case end.stop == 1 || parent.Err() != nil:
+		return true, s.c.connError("shutdown", s.server, 0, context.Cause(parent)), false
 	}
-	return true, s.c.connError(op, s.server, 0, err), false
+	return true, s.c.connError(end.op, s.server, 0, end.err), false
 }
 
 func (s *session) sendFullStatus() error {
@@ -176,10 +168,12 @@ func (s *session) sendFullStatus() error {
 		s.conn.Close(websocket.StatusInternalError, "no status")
 		return s.c.connError("status", s.server, 0, err)
 	}
-	s.wbuf = frame.AppendNotification(s.wbuf[:0], s.c.id, outboundDst, MethodNotifyFullStatus, params)
+	bp := getBuf()
+	defer putBuf(bp)
+	*bp = frame.AppendNotification(*bp, s.c.id, outboundDst, MethodNotifyFullStatus, params)
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	if err := s.write(s.wbuf); err != nil {
+	if err := s.write(*bp); err != nil {
 		return s.c.connError("write", s.server, 0, err)
 	}
 	return nil

@@ -517,12 +517,8 @@ func (h *Handler) serveWebsocket(w http.ResponseWriter, r *http.Request) {
 	p.dstFromSrc = true
 	unsubscribe := h.c.subscribe(p.notify)
 	defer unsubscribe()
-	p.startReading()
 	log.Debug("shellyws: inbound websocket client connected")
-	if _, op, err := p.loop(h.ctx.Done(), nil); err != nil {
-		log.Debug("shellyws: inbound websocket client gone", "op", op, "err", err)
-		p.finish(0, "")
-		return
+	if end := p.run(h.ctx, websocket.StatusGoingAway, nil, 0); end.err != nil {
+		log.Debug("shellyws: inbound websocket client gone", "op", end.op, "err", end.err)
 	}
-	p.finish(websocket.StatusGoingAway, "shutting down")
 }

@@ -177,6 +177,9 @@ func (c *Component) NotifyEvent(events ...Event) error {
 
 func (c *Component) publish(n notification) {
 	c.queue.push(n)
+	if p := c.live.Load(); p != nil {
+		p.kick()
+	}
 	for _, sub := range c.subscribers() {
 		sub(n.method, n.params)
 	}

@@ -16,9 +16,12 @@ import (
 )
 
 // peer serves RPC on one websocket, the outbound connection or an inbound
-// client: one reader goroutine feeds handlers, each on a goroutine of its
-// own up to the in-flight limit, and the goroutine that calls loop is the
-// only writer. Its notifications come from its own bounded queue.
+// client, on the goroutine that calls run: that goroutine reads and serves
+// requests, handing reading on to a new goroutine only when a request runs
+// long (see readLoop). Writes happen where they arise, one at a time under
+// writeMu: handlers write their answers, and a short-lived flusher writes
+// queued notifications. Keepalive pings and stops run from timers. An idle
+// connection so costs one goroutine, its caller's.
 type peer struct {
 	c     *Component
 	conn  *websocket.Conn
@@ -38,17 +41,32 @@ type peer struct {
 
 	ctx    context.Context // ends with the peer; handlers get it
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // reader, handlers, ping
+	// wg counts every goroutine of the peer but run's caller: readers that
+	// took over, timer callbacks (counted from when they are armed) and the
+	// flusher.
+	wg sync.WaitGroup
 
 	stopAbort func() bool
 	abortDone chan struct{}
 
-	writeMu  sync.Mutex    // one writer at a time: the loop or a handler
-	writeErr chan error    // a handler's failed write, for the loop
-	slots    chan struct{} // in-flight requests
-	readDone chan error
-	pingDone chan error
-	wbuf     []byte // the writer's notification buffer
+	writeMu     sync.Mutex    // one writer at a time
+	slots       chan struct{} // in-flight requests
+	readersDone chan struct{} // closed by the last reader
+
+	mu       sync.Mutex
+	live     bool // run has started and not yet begun to end
+	ping     *time.Timer
+	flushing bool // the flusher is running
+	ended    bool
+	end      peerEnd // the first reason the peer ended
+}
+
+// peerEnd is why a peer ended: stop is the index (1 or 2) of the stop
+// context passed to run that ended, or 0 for a failure of op.
+type peerEnd struct {
+	stop int
+	op   string // "read", "write" or "ping"
+	err  error
 }
 
 // closeGrace bounds a clean close: a peer that does not answer the close
@@ -65,15 +83,13 @@ const maxKeptBuf = 64 << 10
 // the socket down at once, and the other side deserves a close frame first.
 func newPeer(parent context.Context, c *Component, conn *websocket.Conn, log *slog.Logger, queue *notifyQueue) *peer {
 	p := &peer{
-		c:         c,
-		conn:      conn,
-		log:       log,
-		queue:     queue,
-		abortDone: make(chan struct{}),
-		writeErr:  make(chan error, 1),
-		slots:     make(chan struct{}, c.opts.maxInFlight),
-		readDone:  make(chan error, 1),
-		pingDone:  make(chan error, 1),
+		c:           c,
+		conn:        conn,
+		log:         log,
+		queue:       queue,
+		abortDone:   make(chan struct{}),
+		slots:       make(chan struct{}, c.opts.maxInFlight),
+		readersDone: make(chan struct{}),
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.stopAbort = context.AfterFunc(parent, func() {
@@ -97,21 +113,12 @@ func (p *peer) abort() {
 	}
 }
 
-// startReading starts the reader goroutine.
-func (p *peer) startReading() {
-	p.wg.Add(1)
-	go p.readLoop(new(bytes.Buffer))
-}
-
 // finish closes the connection, with a close frame if code is not zero, and
-// waits for every goroutine of the peer.
+// waits for every goroutine of the peer. run calls it; a caller whose peer
+// never ran (a failed NotifyFullStatus) calls it directly.
 func (p *peer) finish(code websocket.StatusCode, reason string) {
 	if code != 0 {
-		if p.raw != nil {
-			// The close handshake gets closeGrace, not coder/websocket's 5+5 s.
-			p.raw.SetDeadline(time.Now().Add(closeGrace))
-		}
-		p.conn.Close(code, reason)
+		p.closeWith(code, reason)
 	} else {
 		p.conn.CloseNow()
 	}
@@ -122,43 +129,116 @@ func (p *peer) finish(code websocket.StatusCode, reason string) {
 	p.wg.Wait()
 }
 
-// loop writes responses and notifications and keeps the connection alive
-// until it fails or stopA or stopB closes (nil ones never do). It returns the
-// stop channel that closed, or what failed: op is "read", "write" or "ping".
-func (p *peer) loop(stopA, stopB <-chan struct{}) (stopped <-chan struct{}, op string, err error) {
-	var tick <-chan time.Time
-	if iv := p.c.opts.pingInterval; iv > 0 {
-		t := time.NewTicker(iv)
-		defer t.Stop()
-		tick = t.C
+func (p *peer) closeWith(code websocket.StatusCode, reason string) {
+	if p.raw != nil {
+		// The close handshake gets closeGrace, not coder/websocket's 5+5 s.
+		p.raw.SetDeadline(time.Now().Add(closeGrace))
 	}
-	pinging := false
-	for {
-		if err := p.flushQueue(); err != nil {
-			return nil, "write", err
+	p.conn.Close(code, reason)
+}
+
+// stopWith ends the peer for why, once: a stop closes the connection with a
+// close frame, a failure drops it. Either way the reader then fails and run
+// returns.
+func (p *peer) stopWith(why peerEnd, code websocket.StatusCode, reason string) {
+	p.mu.Lock()
+	first := !p.ended
+	if first {
+		p.ended, p.end, p.live = true, why, false
+	}
+	p.mu.Unlock()
+	if !first {
+		return
+	}
+	if code != 0 {
+		p.closeWith(code, reason)
+	} else {
+		p.conn.CloseNow()
+	}
+	p.cancel() // handlers, and a reader waiting for a slot, see the end
+}
+
+func (p *peer) fail(op string, err error) { p.stopWith(peerEnd{op: op, err: err}, 0, "") }
+
+// afterFunc is context.AfterFunc whose f is counted in wg from now on, so
+// that ending the peer can wait for an f that already started.
+func (p *peer) afterFunc(ctx context.Context, f func()) (stop func()) {
+	if ctx == nil {
+		return func() {}
+	}
+	p.wg.Add(1)
+	stopf := context.AfterFunc(ctx, func() { defer p.wg.Done(); f() })
+	return func() {
+		if stopf() {
+			p.wg.Done()
 		}
-		select {
-		case <-stopA:
-			return stopA, "", nil
-		case <-stopB:
-			return stopB, "", nil
-		case err := <-p.readDone:
-			return nil, "read", err
-		case err := <-p.writeErr:
-			return nil, "write", err
-		case <-p.queue.ready:
-		case <-tick:
-			if !pinging {
-				pinging = true
-				p.wg.Add(1)
-				go p.ping()
-			}
-		case err := <-p.pingDone:
-			pinging = false
-			if err != nil {
-				return nil, "ping", err
-			}
+	}
+}
+
+// run serves the peer on the caller's goroutine until the connection ends,
+// stopA or stopB (either may be nil) is done, and returns why with the close
+// frame sent: stopA closes with codeA, stopB with codeB.
+func (p *peer) run(stopA context.Context, codeA websocket.StatusCode, stopB context.Context, codeB websocket.StatusCode) peerEnd {
+	p.mu.Lock()
+	p.live = true
+	p.mu.Unlock()
+	unA := p.afterFunc(stopA, func() { p.stopWith(peerEnd{stop: 1}, codeA, closeReason(codeA)) })
+	unB := p.afterFunc(stopB, func() { p.stopWith(peerEnd{stop: 2}, codeB, closeReason(codeB)) })
+	if iv := p.c.opts.pingInterval; iv > 0 {
+		p.mu.Lock()
+		p.wg.Add(1) // for the armed ping; see pingOnce
+		p.ping = time.AfterFunc(iv, p.pingOnce)
+		p.mu.Unlock()
+	}
+	p.kick() // notifications queued before the connection
+
+	p.wg.Add(1)
+	p.readLoop(new(bytes.Buffer))
+	<-p.readersDone
+
+	p.mu.Lock()
+	p.live = false
+	end := p.end
+	if p.ping != nil && p.ping.Stop() {
+		p.wg.Done()
+	}
+	p.mu.Unlock()
+	unA()
+	unB()
+	p.finish(0, "") // the close frame, if any, went out in stopWith
+	return end
+}
+
+func closeReason(code websocket.StatusCode) string {
+	switch code {
+	case websocket.StatusServiceRestart:
+		return "restart"
+	case websocket.StatusGoingAway:
+		return "shutting down"
+	}
+	return ""
+}
+
+// pingOnce runs on its timer's goroutine, counted in wg since it was armed.
+// A missing pong ends the peer; otherwise it arms the next ping.
+func (p *peer) pingOnce() {
+	defer p.wg.Done()
+	ctx, cancel := context.WithTimeout(p.ctx, p.c.opts.pingTimeout)
+	err := p.conn.Ping(ctx)
+	timedOut := ctx.Err() == context.DeadlineExceeded
+	cancel()
+	if err != nil {
+		if timedOut {
+			err = fmt.Errorf("no pong within %v", p.c.opts.pingTimeout)
 		}
+		p.fail("ping", err)
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.live {
+		p.wg.Add(1)
+		p.ping.Reset(p.c.opts.pingInterval)
 	}
 }
 
@@ -167,6 +247,42 @@ func (p *peer) loop(stopA, stopB <-chan struct{}) (stopped <-chan struct{}, op s
 func (p *peer) notify(method string, params []byte) {
 	if p.dst.Load() != nil {
 		p.queue.push(notification{method: method, params: params})
+		p.kick()
+	}
+}
+
+// kick starts the flusher unless it runs already or the peer is not live.
+func (p *peer) kick() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.live || p.flushing {
+		return
+	}
+	p.flushing = true
+	p.wg.Add(1)
+	go p.flush()
+}
+
+// flush writes queued notifications until the queue is empty. It re-checks
+// the queue under mu before it stops, so a push that saw it running is not
+// left behind.
+func (p *peer) flush() {
+	defer p.wg.Done()
+	for {
+		if err := p.flushQueue(); err != nil {
+			p.mu.Lock()
+			p.flushing = false
+			p.mu.Unlock()
+			p.fail("write", err)
+			return
+		}
+		p.mu.Lock()
+		if queued, _ := p.queue.stats(); queued == 0 || !p.live {
+			p.flushing = false
+			p.mu.Unlock()
+			return
+		}
+		p.mu.Unlock()
 	}
 }
 
@@ -175,6 +291,8 @@ func (p *peer) notify(method string, params []byte) {
 func (p *peer) flushQueue() error {
 	p.writeMu.Lock()
 	defer p.writeMu.Unlock()
+	bp := getBuf()
+	defer putBuf(bp)
 	for {
 		dst := p.dst.Load()
 		if dst == nil {
@@ -184,13 +302,10 @@ func (p *peer) flushQueue() error {
 		if !ok {
 			return nil
 		}
-		p.wbuf = frame.AppendNotification(p.wbuf[:0], p.c.id, *dst, n.method, n.params)
-		if err := p.write(p.wbuf); err != nil {
+		*bp = frame.AppendNotification((*bp)[:0], p.c.id, *dst, n.method, n.params)
+		if err := p.write(*bp); err != nil {
 			p.queue.pushFront(n)
 			return err
-		}
-		if cap(p.wbuf) > maxKeptBuf {
-			p.wbuf = nil
 		}
 	}
 }
@@ -205,17 +320,6 @@ func (p *peer) write(f []byte) error {
 	ctx, cancel := context.WithTimeout(p.ctx, p.c.opts.writeTimeout)
 	defer cancel()
 	return p.conn.Write(ctx, websocket.MessageText, f)
-}
-
-func (p *peer) ping() {
-	defer p.wg.Done()
-	ctx, cancel := context.WithTimeout(p.ctx, p.c.opts.pingTimeout)
-	defer cancel()
-	err := p.conn.Ping(ctx)
-	if err != nil && ctx.Err() == context.DeadlineExceeded {
-		err = fmt.Errorf("no pong within %v", p.c.opts.pingTimeout)
-	}
-	p.pingDone <- err
 }
 
 // handoffAfter is how long a request may run on the reader's goroutine
@@ -240,13 +344,13 @@ func (p *peer) readLoop(buf *bytes.Buffer) {
 	handoff.Stop()
 	for {
 		typ, r, err := p.conn.Reader(readCtx)
-		if err != nil {
-			p.readDone <- err
-			return
+		if err == nil {
+			buf.Reset()
+			_, err = buf.ReadFrom(r)
 		}
-		buf.Reset()
-		if _, err := buf.ReadFrom(r); err != nil {
-			p.readDone <- err
+		if err != nil {
+			p.fail("read", err)
+			close(p.readersDone) // only the last reader ever fails
 			return
 		}
 		if typ != websocket.MessageText {
@@ -269,7 +373,8 @@ func (p *peer) readLoop(buf *bytes.Buffer) {
 		select {
 		case p.slots <- struct{}{}:
 		case <-p.ctx.Done():
-			p.readDone <- p.ctx.Err()
+			p.fail("read", p.ctx.Err())
+			close(p.readersDone)
 			return
 		}
 		p.wg.Add(1) // for the reader that may take over
@@ -300,10 +405,7 @@ func (p *peer) serve(req *Request) {
 	p.writeMu.Unlock()
 	putBuf(bp)
 	if err != nil {
-		select {
-		case p.writeErr <- err:
-		default: // the loop already has a failure to report
-		}
+		p.fail("write", err)
 	}
 }
 

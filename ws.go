@@ -32,10 +32,12 @@ type Component struct {
 	opts options
 	disp Dispatcher
 
-	mu      sync.Mutex
-	stored  Config        // what the store holds; GetConfig returns it
-	active  Config        // what Run dials with; set by Restart
-	restart chan struct{} // closed and replaced by Restart
+	mu        sync.Mutex
+	stored    Config          // what the store holds; GetConfig returns it
+	active    Config          // what Run dials with; set by Restart
+	restart   context.Context // cancelled and replaced by Restart
+	restarted context.CancelFunc
+	live      atomic.Pointer[peer] // the outbound connection while it is up
 
 	running atomic.Bool
 	state   *stateBox
@@ -77,14 +79,14 @@ func New(deviceID string, opts ...Option) (*Component, error) {
 		return nil, fmt.Errorf("shellyws: stored config is invalid: %w", err)
 	}
 	c := &Component{
-		id:      deviceID,
-		opts:    o,
-		stored:  cfg.Clone(),
-		active:  cfg.Clone(),
-		restart: make(chan struct{}),
-		state:   newStateBox(),
-		queue:   newNotifyQueue(o.queueSize),
+		id:     deviceID,
+		opts:   o,
+		stored: cfg.Clone(),
+		active: cfg.Clone(),
+		state:  newStateBox(),
+		queue:  newNotifyQueue(o.queueSize),
 	}
+	c.restart, c.restarted = context.WithCancel(context.Background())
 	c.disp = o.dispatcher
 	if c.disp == nil {
 		c.disp = ownMethods{c}
@@ -146,11 +148,11 @@ func (c *Component) Restart() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.active = c.stored.Clone()
-	close(c.restart)
-	c.restart = make(chan struct{})
+	c.restarted()
+	c.restart, c.restarted = context.WithCancel(context.Background())
 }
 
-func (c *Component) activeConfig() (Config, <-chan struct{}) {
+func (c *Component) activeConfig() (Config, context.Context) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.active.Clone(), c.restart
