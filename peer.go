@@ -394,7 +394,7 @@ func (p *peer) serve(req *Request) {
 		return
 	}
 	// The handler writes its own answer, under the lock that makes it the
-	// one writer for that moment: handing it to the loop's goroutine would
+	// one writer for that moment: handing it to another goroutine would
 	// cost a thread wake-up per request.
 	bp := getBuf()
 	*bp = p.c.encodeResponse(*bp, req, result, err)
