@@ -67,7 +67,6 @@ type faultServer struct {
 	calm     chan struct{}
 	faulty   atomic.Bool
 	connSeq  atomic.Uint64
-	rngMu    sync.Mutex
 	rng      *rand.Rand
 	lastRest atomic.Int64 // unix nanos of the last restart
 	inRest   atomic.Bool
