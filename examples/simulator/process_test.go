@@ -307,3 +307,58 @@ func TestBadFlagsExit2(t *testing.T) {
 		assert.Contains(t, p.out.String(), tc.msg)
 	}
 }
+
+// TestDevicesFlagThousand runs the simulator with -devices 1000 against one
+// server: all 1,000 connect with distinct ids, and all come back, each with
+// a fresh NotifyFullStatus, after the server restarts.
+func TestDevicesFlagThousand(t *testing.T) {
+	const n = 1000
+	const fleetWait = 60 * time.Second // generous for -race on a loaded machine
+	srv := shellywstest.NewServer(t)
+	p := startSimulator(t, "-server", srv.URL(), "-devices", "1000")
+
+	// collect accepts connections until it has seen n distinct devices send
+	// their NotifyFullStatus; it accepts as they come, since the server
+	// queues only so many unaccepted connections.
+	collect := func(round string) map[string]bool {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), fleetWait)
+		defer cancel()
+		type seen struct {
+			src string
+			err error
+		}
+		results := make(chan seen, n)
+		pending := 0
+		srcs := map[string]bool{}
+		for len(srcs) < n {
+			for pending < n-len(srcs) {
+				c, err := srv.Accept(ctx)
+				require.NoError(t, err, "%s: %d of %d devices", round, len(srcs), n)
+				pending++
+				go func() {
+					_, err := c.ExpectFullStatus(ctx)
+					results <- seen{c.Src(), err}
+				}()
+			}
+			r := <-results
+			pending--
+			if r.err == nil {
+				srcs[r.src] = true
+			}
+		}
+		for ; pending > 0; pending-- {
+			<-results
+		}
+		return srcs
+	}
+	first := collect("connect")
+	require.Len(t, first, n)
+
+	ctx, cancel := context.WithTimeout(context.Background(), fleetWait)
+	defer cancel()
+	require.NoError(t, srv.Restart(ctx))
+	second := collect("after restart")
+	assert.Equal(t, first, second, "the same 1,000 devices came back")
+	p.stop(t)
+}
