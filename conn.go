@@ -105,8 +105,7 @@ func (c *Component) connect(ctx context.Context, cfg Config, restart context.Con
 		return false, false
 	}
 	conn.SetReadLimit(c.opts.readLimit)
-	s := &session{peer: newPeer(ctx, c, conn, log, c.queue), server: server}
-	s.peer.raw = raw
+	s := &session{peer: newPeer(ctx, c, conn, raw, log, c.queue), server: server}
 	s.peer.dst.Store(new(outboundDst))
 	start := c.opts.now()
 	connected, cause, restarted := s.run(ctx, restart, cb)
@@ -165,7 +164,7 @@ func (s *session) sendFullStatus() error {
 	defer cancel()
 	params, err := s.c.fullStatusParams(ctx)
 	if err != nil {
-		s.conn.Close(websocket.StatusInternalError, "no status")
+		s.closeWith(websocket.StatusInternalError, "no status")
 		return s.c.connError("status", s.server, 0, err)
 	}
 	bp := getBuf()

@@ -496,3 +496,91 @@ func TestSlowHandlerDoesNotHoldUpOtherRequests(t *testing.T) {
 	}
 	require.NoError(t, <-third)
 }
+
+// TestIdleConnectionOutlivesTheWriteTimeout: after a frame is written, the
+// write deadline must not linger on the socket, or the device's own pings,
+// its pongs to the server's pings and its close replies would fail once the
+// connection has been idle for longer than the write timeout.
+func TestIdleConnectionOutlivesTheWriteTimeout(t *testing.T) {
+	const writeTimeout = 30 * time.Millisecond
+	serverPings := make(chan error, 1)
+	var handlers sync.WaitGroup
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		handlers.Add(1)
+		defer handlers.Done()
+		defer c.CloseNow()
+		if _, _, err := c.Read(r.Context()); err != nil { // NotifyFullStatus
+			return
+		}
+		ctx := c.CloseRead(r.Context()) // reads on, so pongs are handled
+		// Idle for well past the device's write timeout, then ping it.
+		select {
+		case <-time.After(10 * writeTimeout):
+		case <-ctx.Done():
+			return
+		}
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		serverPings <- c.Ping(pctx)
+		<-ctx.Done()
+	}))
+	t.Cleanup(func() { srv.CloseClientConnections(); handlers.Wait(); srv.Close() })
+	dev := startDevice(t, enabledConfig("ws"+strings.TrimPrefix(srv.URL, "http")),
+		shellyws.WithWriteTimeout(writeTimeout),
+		shellyws.WithPing(2*writeTimeout, time.Second))
+	require.NoError(t, dev.AwaitConnected(testCtx(t)))
+	select {
+	case err := <-serverPings:
+		require.NoError(t, err, "the device answers the server's ping after idling; device: %v", dev.LastError())
+	case <-time.After(waitTimeout):
+		t.Fatal("the server never pinged")
+	}
+	// Meanwhile the device pinged several times; none of that dropped it.
+	assert.EqualValues(t, 0, dev.Stats().Disconnects, "last error: %v", dev.LastError())
+	assert.Equal(t, shellyws.StateConnected, dev.State())
+}
+
+// TestBusyDeviceKeepsItsConnection: while every in-flight slot is taken the
+// device reads nothing, pongs included, so its keepalive must wait rather
+// than drop a connection that is only busy.
+func TestBusyDeviceKeepsItsConnection(t *testing.T) {
+	srv := shellywstest.NewServer(t)
+	mux := shellyws.NewMux()
+	release := make(chan struct{})
+	started := make(chan struct{}, 2)
+	mux.HandleFunc("Slow.Wait", func(ctx context.Context, _ *shellyws.Request) (any, error) {
+		started <- struct{}{}
+		select {
+		case <-release:
+			return "done", nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	})
+	dev := startDevice(t, enabledConfig(srv.URL()), shellyws.WithDispatcher(mux),
+		shellyws.WithMaxInFlight(1), shellyws.WithPing(5*time.Millisecond, 20*time.Millisecond))
+	ctx := testCtx(t)
+	conn, err := srv.Accept(ctx)
+	require.NoError(t, err)
+	_, err = conn.ExpectFullStatus(ctx)
+	require.NoError(t, err)
+
+	answers := make(chan error, 2)
+	for range 2 {
+		go func() { answers <- conn.Call(ctx, "Slow.Wait", nil, nil) }()
+	}
+	<-started
+	// The second request waits for the slot; many ping intervals and
+	// timeouts pass while the device cannot read.
+	require.Never(t, func() bool { return dev.Stats().Disconnects > 0 }, 200*time.Millisecond, 5*time.Millisecond,
+		"dropped while busy: %v", dev.LastError())
+	close(release)
+	for range 2 {
+		require.NoError(t, <-answers)
+	}
+	assert.EqualValues(t, 0, dev.Stats().Disconnects)
+}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/coder/websocket"
@@ -193,13 +194,19 @@ func (c *Component) dial(ctx context.Context, cfg Config) (*websocket.Conn, net.
 	// bound writes without a context per frame, and closing it aborts
 	// everything at once.
 	var raw net.Conn
+	var dialing sync.WaitGroup // net/http may dial on a goroutine of its own
 	transport.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dialing.Add(1)
+		defer dialing.Done()
 		conn, err := dialTCP(ctx, network, addr)
 		if err == nil {
 			raw = conn
 		}
 		return conn, err
 	}
+	// Run must not return before a dial it started has: CloseIdleConnections
+	// cancels a dial still under way, and then this waits for it to end.
+	defer dialing.Wait()
 	if u.Scheme == "wss" {
 		tc, err := c.tlsConfig(cfg.SSLCA, u.Hostname())
 		if err != nil {

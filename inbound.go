@@ -177,8 +177,10 @@ func NewHandler(c *Component, opts ...HandlerOption) *Handler {
 }
 
 // Close closes every inbound websocket client with status 1001 and waits for
-// their goroutines and handlers to end. Later requests are answered 503.
-// Close is idempotent and safe for concurrent use.
+// their goroutines and handlers to end; a client that does not answer the
+// close frame is cut off after a second, or after coder/websocket's 5 s if
+// it had every in-flight slot taken at that moment. Later requests are
+// answered 503. Close is idempotent and safe for concurrent use.
 func (h *Handler) Close() {
 	h.mu.Lock()
 	h.closed = true
@@ -513,7 +515,7 @@ func (h *Handler) serveWebsocket(w http.ResponseWriter, r *http.Request) {
 	}
 	conn.SetReadLimit(h.opts.maxRequestSize)
 	log := h.log.With("remote", r.RemoteAddr)
-	p := newPeer(h.ctx, h.c, conn, log, newNotifyQueue(h.opts.clientQueueSize))
+	p := newPeer(h.ctx, h.c, conn, nil, log, newNotifyQueue(h.opts.clientQueueSize))
 	p.dstFromSrc = true
 	unsubscribe := h.c.subscribe(p.notify)
 	defer unsubscribe()

@@ -53,6 +53,11 @@ type peer struct {
 	slots       chan struct{} // in-flight requests
 	readersDone chan struct{} // closed by the last reader
 
+	// waitingSlot is set while the reader waits for an in-flight slot: no
+	// one reads pongs then, so the keepalive holds its ping rather than
+	// drop a connection that is only busy.
+	waitingSlot atomic.Bool
+
 	mu       sync.Mutex
 	live     bool // run has started and not yet begun to end
 	ping     *time.Timer
@@ -81,10 +86,11 @@ const maxKeptBuf = 64 << 10
 // newPeer prepares a peer whose life ends closeGrace after parent does.
 // Its context is not derived from parent: cancelling a read context tears
 // the socket down at once, and the other side deserves a close frame first.
-func newPeer(parent context.Context, c *Component, conn *websocket.Conn, log *slog.Logger, queue *notifyQueue) *peer {
+func newPeer(parent context.Context, c *Component, conn *websocket.Conn, raw net.Conn, log *slog.Logger, queue *notifyQueue) *peer {
 	p := &peer{
 		c:           c,
 		conn:        conn,
+		raw:         raw,
 		log:         log,
 		queue:       queue,
 		abortDone:   make(chan struct{}),
@@ -223,6 +229,10 @@ func closeReason(code websocket.StatusCode) string {
 // A missing pong ends the peer; otherwise it arms the next ping.
 func (p *peer) pingOnce() {
 	defer p.wg.Done()
+	if p.waitingSlot.Load() {
+		p.rearmPing()
+		return
+	}
 	ctx, cancel := context.WithTimeout(p.ctx, p.c.opts.pingTimeout)
 	err := p.conn.Ping(ctx)
 	timedOut := ctx.Err() == context.DeadlineExceeded
@@ -234,6 +244,10 @@ func (p *peer) pingOnce() {
 		p.fail("ping", err)
 		return
 	}
+	p.rearmPing()
+}
+
+func (p *peer) rearmPing() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.live {
@@ -315,6 +329,9 @@ func (p *peer) flushQueue() error {
 func (p *peer) write(f []byte) error {
 	if p.raw != nil {
 		p.raw.SetWriteDeadline(time.Now().Add(p.c.opts.writeTimeout))
+		// Cleared again: coder/websocket writes pongs, pings and close
+		// replies on the same socket, bounded by contexts of its own.
+		defer p.raw.SetWriteDeadline(time.Time{})
 		return p.conn.Write(context.Background(), websocket.MessageText, f)
 	}
 	ctx, cancel := context.WithTimeout(p.ctx, p.c.opts.writeTimeout)
@@ -372,10 +389,16 @@ func (p *peer) readLoop(buf *bytes.Buffer) {
 		}
 		select {
 		case p.slots <- struct{}{}:
-		case <-p.ctx.Done():
-			p.fail("read", p.ctx.Err())
-			close(p.readersDone)
-			return
+		default:
+			p.waitingSlot.Store(true)
+			select {
+			case p.slots <- struct{}{}:
+				p.waitingSlot.Store(false)
+			case <-p.ctx.Done():
+				p.fail("read", p.ctx.Err())
+				close(p.readersDone)
+				return
+			}
 		}
 		p.wg.Add(1) // for the reader that may take over
 		handoff.Reset(handoffAfter)
@@ -398,14 +421,15 @@ func (p *peer) serve(req *Request) {
 	// cost a thread wake-up per request.
 	bp := getBuf()
 	*bp = p.c.encodeResponse(*bp, req, result, err)
+	var werr error
 	p.writeMu.Lock()
 	if p.ctx.Err() == nil {
-		err = p.write(*bp)
+		werr = p.write(*bp)
 	}
 	p.writeMu.Unlock()
 	putBuf(bp)
-	if err != nil {
-		p.fail("write", err)
+	if werr != nil {
+		p.fail("write", werr)
 	}
 }
 
