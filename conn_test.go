@@ -64,10 +64,7 @@ func TestNotificationsShape(t *testing.T) {
 	clock := time.Date(2024, 2, 19, 22, 31, 23, 450_000_000, time.UTC)
 	dev := startDevice(t, enabledConfig(srv.URL()), shellyws.WithClock(func() time.Time { return clock }))
 	ctx := testCtx(t)
-	conn, err := srv.Accept(ctx)
-	require.NoError(t, err)
-	_, err = conn.ExpectFullStatus(ctx)
-	require.NoError(t, err)
+	conn := acceptConnected(t, ctx, srv)
 
 	require.NoError(t, dev.NotifyStatus(map[string]any{"switch:0": map[string]any{"id": 0, "output": true}, "script:1": nil}))
 	f, err := conn.Next(ctx)
@@ -155,11 +152,7 @@ func TestRefusedHandshakeBacksOffWithGrowingJitteredDelays(t *testing.T) {
 	srv.RejectNext(6, http.StatusServiceUnavailable)
 	rb := newRecordingBackoff(2*time.Millisecond, time.Second)
 	dev := startDevice(t, enabledConfig(srv.URL()), rb.option())
-	ctx := testCtx(t)
-	conn, err := srv.Accept(ctx)
-	require.NoError(t, err)
-	_, err = conn.ExpectFullStatus(ctx)
-	require.NoError(t, err)
+	acceptConnected(t, testCtx(t), srv)
 	assert.Equal(t, 7, srv.Handshakes())
 	assert.EqualValues(t, 6, dev.Stats().DialFailures)
 	assertGrowingJitteredDelays(t, rb, 2*time.Millisecond)
@@ -240,10 +233,7 @@ func TestPipelinedRequestsWhileNotificationsFlow(t *testing.T) {
 	})
 	dev := startDevice(t, enabledConfig(srv.URL()), shellyws.WithDispatcher(mux), shellyws.WithQueueSize(1000))
 	ctx := testCtx(t)
-	conn, err := srv.Accept(ctx)
-	require.NoError(t, err)
-	_, err = conn.ExpectFullStatus(ctx)
-	require.NoError(t, err)
+	conn := acceptConnected(t, ctx, srv)
 
 	const n = 100
 	done := make(chan struct{})
@@ -447,10 +437,7 @@ func TestSlowHandlerDoesNotHoldUpOtherRequests(t *testing.T) {
 	})
 	startDevice(t, enabledConfig(srv.URL()), shellyws.WithDispatcher(mux), shellyws.WithMaxInFlight(3))
 	ctx := testCtx(t)
-	conn, err := srv.Accept(ctx)
-	require.NoError(t, err)
-	_, err = conn.ExpectFullStatus(ctx)
-	require.NoError(t, err)
+	conn := acceptConnected(t, ctx, srv)
 
 	// Two handlers block; requests sent after them are still answered.
 	slow := make(chan error, 2)
@@ -564,10 +551,7 @@ func TestBusyDeviceKeepsItsConnection(t *testing.T) {
 	dev := startDevice(t, enabledConfig(srv.URL()), shellyws.WithDispatcher(mux),
 		shellyws.WithMaxInFlight(1), shellyws.WithPing(5*time.Millisecond, 20*time.Millisecond))
 	ctx := testCtx(t)
-	conn, err := srv.Accept(ctx)
-	require.NoError(t, err)
-	_, err = conn.ExpectFullStatus(ctx)
-	require.NoError(t, err)
+	conn := acceptConnected(t, ctx, srv)
 
 	answers := make(chan error, 2)
 	for range 2 {

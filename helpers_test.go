@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/shellyws/shellyws"
+	"github.com/shellyws/shellyws/shellywstest"
 )
 
 // waitTimeout bounds every wait in these tests.
@@ -97,6 +98,17 @@ func startDevice(t testing.TB, cfg shellyws.Config, opts ...shellyws.Option) *sh
 	require.NoError(t, err)
 	runDevice(t, c)
 	return c
+}
+
+// acceptConnected accepts the next device connection and reads its opening
+// NotifyFullStatus.
+func acceptConnected(t testing.TB, ctx context.Context, srv *shellywstest.Server) *shellywstest.Conn {
+	t.Helper()
+	conn, err := srv.Accept(ctx)
+	require.NoError(t, err)
+	_, err = conn.ExpectFullStatus(ctx)
+	require.NoError(t, err)
+	return conn
 }
 
 func runDevice(t testing.TB, c *shellyws.Component) {
