@@ -238,6 +238,12 @@ func (p *peer) pingOnce() {
 	timedOut := ctx.Err() == context.DeadlineExceeded
 	cancel()
 	if err != nil {
+		if timedOut && p.waitingSlot.Load() {
+			// The pong may well be waiting in the socket behind requests
+			// the device cannot take yet: busy, not dead.
+			p.rearmPing()
+			return
+		}
 		if timedOut {
 			err = fmt.Errorf("no pong within %v", p.c.opts.pingTimeout)
 		}
