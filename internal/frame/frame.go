@@ -41,7 +41,9 @@ var (
 // are case-sensitive, so "ID" is not "id". Of repeated keys the last wins, as
 // with encoding/json.
 func Decode(data []byte) (Request, error) {
-	data = bytes.TrimSpace(data)
+	// Only JSON's own whitespace: bytes.TrimSpace would also take \v and
+	// \f, and so accept frames that are not JSON.
+	data = bytes.Trim(data, " \t\n\r")
 	if len(data) == 0 {
 		return Request{}, ErrNotObject
 	}

@@ -11,7 +11,7 @@ import (
 // frame into a map with encoding/json. FuzzDecodeMatchesReference holds the
 // hand-written scanner to it.
 func referenceDecode(data []byte) (Request, error) {
-	data = bytes.TrimSpace(data)
+	data = bytes.Trim(data, " \t\n\r")
 	if len(data) == 0 || data[0] != '{' {
 		if len(data) > 0 && !json.Valid(data) {
 			return Request{}, ErrMalformed
