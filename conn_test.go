@@ -6,9 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -175,17 +173,9 @@ func TestDialErrorCarriesHTTPStatus(t *testing.T) {
 
 func TestAcceptAndDropAtOnceDoesNotLoopTightly(t *testing.T) {
 	var accepted atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := websocket.Accept(w, r, nil)
-		if err != nil {
-			return
-		}
-		accepted.Add(1)
-		c.CloseNow()
-	}))
-	t.Cleanup(srv.Close)
+	url := rawWebsocketServer(t, func(*websocket.Conn, *http.Request) { accepted.Add(1) })
 	rb := newRecordingBackoff(2*time.Millisecond, time.Second)
-	startDevice(t, enabledConfig("ws"+strings.TrimPrefix(srv.URL, "http")), rb.option())
+	startDevice(t, enabledConfig(url), rb.option())
 	require.Eventually(t, func() bool { d, _ := rb.snapshot(); return len(d) >= 6 }, waitTimeout, time.Millisecond)
 	assertGrowingJitteredDelays(t, rb, 2*time.Millisecond)
 	assert.GreaterOrEqual(t, accepted.Load(), int32(5))
@@ -196,22 +186,14 @@ func TestDeadPeerIsDetectedByPingAndRedialled(t *testing.T) {
 	// answers pings, like the far end of a half-open TCP connection.
 	var accepted atomic.Int32
 	release := make(chan struct{})
-	var handlers sync.WaitGroup
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := websocket.Accept(w, r, nil)
-		if err != nil {
-			return
-		}
-		handlers.Add(1)
-		defer handlers.Done()
+	url := rawWebsocketServer(t, func(*websocket.Conn, *http.Request) {
 		accepted.Add(1)
 		<-release
-		c.CloseNow()
-	}))
-	t.Cleanup(func() { close(release); handlers.Wait(); srv.Close() })
+	})
+	t.Cleanup(func() { close(release) }) // before the server's cleanup
 	var mu sync.Mutex
 	var causes []error
-	startDevice(t, enabledConfig("ws"+strings.TrimPrefix(srv.URL, "http")),
+	startDevice(t, enabledConfig(url),
 		shellyws.WithPing(5*time.Millisecond, 20*time.Millisecond),
 		shellyws.WithOnDisconnect(func(err error) { mu.Lock(); causes = append(causes, err); mu.Unlock() }))
 	require.Eventually(t, func() bool { return accepted.Load() >= 3 }, waitTimeout, time.Millisecond)
@@ -491,15 +473,7 @@ func TestSlowHandlerDoesNotHoldUpOtherRequests(t *testing.T) {
 func TestIdleConnectionOutlivesTheWriteTimeout(t *testing.T) {
 	const writeTimeout = 30 * time.Millisecond
 	serverPings := make(chan error, 1)
-	var handlers sync.WaitGroup
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := websocket.Accept(w, r, nil)
-		if err != nil {
-			return
-		}
-		handlers.Add(1)
-		defer handlers.Done()
-		defer c.CloseNow()
+	url := rawWebsocketServer(t, func(c *websocket.Conn, r *http.Request) {
 		if _, _, err := c.Read(r.Context()); err != nil { // NotifyFullStatus
 			return
 		}
@@ -514,9 +488,8 @@ func TestIdleConnectionOutlivesTheWriteTimeout(t *testing.T) {
 		defer cancel()
 		serverPings <- c.Ping(pctx)
 		<-ctx.Done()
-	}))
-	t.Cleanup(func() { srv.CloseClientConnections(); handlers.Wait(); srv.Close() })
-	dev := startDevice(t, enabledConfig("ws"+strings.TrimPrefix(srv.URL, "http")),
+	})
+	dev := startDevice(t, enabledConfig(url),
 		shellyws.WithWriteTimeout(writeTimeout),
 		shellyws.WithPing(2*writeTimeout, time.Second))
 	require.NoError(t, dev.AwaitConnected(testCtx(t)))

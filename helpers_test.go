@@ -2,11 +2,15 @@ package shellyws_test
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
 
 	"github.com/shellyws/shellyws"
@@ -109,6 +113,33 @@ func acceptConnected(t testing.TB, ctx context.Context, srv *shellywstest.Server
 	_, err = conn.ExpectFullStatus(ctx)
 	require.NoError(t, err)
 	return conn
+}
+
+// rawWebsocketServer runs handle for every websocket a device opens to it,
+// on loopback, and returns its ws:// URL: for servers that misbehave in ways
+// shellywstest does not offer. The connection is dropped when handle
+// returns; cleanup waits for every handle, so a handle that blocks must be
+// released by a cleanup registered after this call.
+func rawWebsocketServer(t testing.TB, handle func(c *websocket.Conn, r *http.Request)) string {
+	t.Helper()
+	var handlers sync.WaitGroup
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Counted before the upgrade, while httptest still tracks the
+		// request, so that Close below cannot miss a handler.
+		handlers.Add(1)
+		defer handlers.Done()
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		handle(c, r)
+	}))
+	t.Cleanup(func() {
+		srv.Close()
+		handlers.Wait()
+	})
+	return "ws" + strings.TrimPrefix(srv.URL, "http")
 }
 
 func runDevice(t testing.TB, c *shellyws.Component) {

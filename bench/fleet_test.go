@@ -21,6 +21,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/shellyws/shellyws"
+	"github.com/shellyws/shellyws/bench/stormdata"
 )
 
 var (
@@ -261,22 +262,9 @@ func benchBareFleet(b *testing.B, n int) {
 	reportFleet(b, n, connect, mem0, g0)
 }
 
-// stormRecord is one run of the storm benchmark in the -storm.out file.
-type stormRecord struct {
-	Name    string  `json:"name"`
-	Jitter  float64 `json:"randomization_factor"`
-	N       int     `json:"devices"`
-	DownMS  float64 `json:"down_ms"`
-	BinMS   float64 `json:"bin_ms"`
-	Bins    []int   `json:"attempts_per_bin"`
-	BackS   float64 `json:"back_s"`
-	MaxPct  float64 `json:"max_window_pct_of_devices"`
-	Refused int     `json:"refused"`
-}
-
 var stormRecords struct {
 	mu   sync.Mutex
-	runs []stormRecord
+	runs []stormdata.Run
 }
 
 const stormBin = 100 * time.Millisecond
@@ -334,7 +322,7 @@ func benchStorm(b *testing.B, name string, jitter float64) {
 	b.ReportMetric(100*float64(maxWin)/float64(len(rep.AttemptsMS)), "max-100ms-%-attempts")
 	b.ReportMetric(float64(len(rep.AttemptsMS))/float64(n), "attempts/device")
 
-	rec := stormRecord{
+	rec := stormdata.Run{
 		Name: name, Jitter: jitter, N: n,
 		DownMS: float64(*stormDown) / float64(time.Millisecond),
 		BinMS:  float64(stormBin / time.Millisecond),
@@ -376,13 +364,13 @@ func histogram(times []float64, width float64) []int {
 
 // saveStorm adds rec to the runs of this process (replacing an earlier run
 // of the same name) and rewrites -storm.out with all of them.
-func saveStorm(rec stormRecord) error {
+func saveStorm(rec stormdata.Run) error {
 	if *stormOut == "" {
 		return nil
 	}
 	stormRecords.mu.Lock()
 	defer stormRecords.mu.Unlock()
-	stormRecords.runs = slices.DeleteFunc(stormRecords.runs, func(r stormRecord) bool { return r.Name == rec.Name })
+	stormRecords.runs = slices.DeleteFunc(stormRecords.runs, func(r stormdata.Run) bool { return r.Name == rec.Name })
 	stormRecords.runs = append(stormRecords.runs, rec)
 	data, err := json.MarshalIndent(stormRecords.runs, "", "  ")
 	if err != nil {

@@ -116,20 +116,28 @@ func runUntilDisconnect(b *testing.B, newDevice func(opts ...shellyws.Option) *s
 	return c
 }
 
+// dialBare connects the baseline client and sends the full status a device
+// opens with, as shellyws does.
+func dialBare(ctx context.Context, b *testing.B, url string) *websocket.Conn {
+	c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: []string{shellyws.Subprotocol}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := c.Write(ctx, websocket.MessageText, []byte(fullStatusFrame)); err != nil {
+		c.CloseNow()
+		b.Fatal(err)
+	}
+	return c
+}
+
 // bareEcho is the baseline device: a coder/websocket client that sends the
 // full status and then echoes every frame it reads, reusing one buffer.
 func bareEcho(b *testing.B, url string) {
 	ctx, cancel := context.WithTimeout(context.Background(), benchTimeout)
 	defer cancel()
-	c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: []string{shellyws.Subprotocol}})
-	if err != nil {
-		b.Fatal(err)
-	}
+	c := dialBare(ctx, b, url)
 	defer c.CloseNow()
 	c.SetReadLimit(shellyws.DefaultReadLimit)
-	if err := c.Write(ctx, websocket.MessageText, []byte(fullStatusFrame)); err != nil {
-		b.Fatal(err)
-	}
 	buf := make([]byte, 0, 512)
 	for {
 		typ, rd, err := c.Reader(ctx)
@@ -249,14 +257,8 @@ func BenchmarkNotify(b *testing.B) {
 		b.ResetTimer()
 		ctx, cancel := context.WithTimeout(context.Background(), benchTimeout)
 		defer cancel()
-		c, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{Subprotocols: []string{shellyws.Subprotocol}})
-		if err != nil {
-			b.Fatal(err)
-		}
+		c := dialBare(ctx, b, u)
 		defer c.CloseNow()
-		if err := c.Write(ctx, websocket.MessageText, []byte(fullStatusFrame)); err != nil {
-			b.Fatal(err)
-		}
 		frame := []byte(statusFrame)
 		for range b.N {
 			if err := c.Write(ctx, websocket.MessageText, frame); err != nil {
@@ -264,7 +266,7 @@ func BenchmarkNotify(b *testing.B) {
 			}
 		}
 		// Wait for the server's close: it has read them all.
-		_, _, err = c.Read(ctx)
+		_, _, err := c.Read(ctx)
 		b.StopTimer()
 		if websocket.CloseStatus(err) != websocket.StatusNormalClosure {
 			b.Fatal(err)

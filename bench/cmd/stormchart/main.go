@@ -19,20 +19,9 @@ import (
 	"math"
 	"os"
 	"strings"
-)
 
-// run is one storm as BenchmarkStorm records it.
-type run struct {
-	Name    string  `json:"name"`
-	Jitter  float64 `json:"randomization_factor"`
-	N       int     `json:"devices"`
-	DownMS  float64 `json:"down_ms"`
-	BinMS   float64 `json:"bin_ms"`
-	Bins    []int   `json:"attempts_per_bin"`
-	BackS   float64 `json:"back_s"`
-	MaxPct  float64 `json:"max_window_pct_of_devices"`
-	Refused int     `json:"refused"`
-}
+	"github.com/shellyws/shellyws/bench/stormdata"
+)
 
 func main() {
 	in := flag.String("in", "storm.json", "the -storm.out file of BenchmarkStorm")
@@ -42,7 +31,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	var runs []run
+	var runs []stormdata.Run
 	if err := json.Unmarshal(data, &runs); err != nil {
 		log.Fatalf("%s: %v", *in, err)
 	}
@@ -73,7 +62,7 @@ const (
 	gap     = 40
 )
 
-func draw(w io.Writer, runs []run) error {
+func draw(w io.Writer, runs []stormdata.Run) error {
 	// Shared axes: the longest run and the highest bin, in % of devices.
 	maxBins, maxPct := 0, 0.0
 	for _, r := range runs {
@@ -106,7 +95,7 @@ func draw(w io.Writer, runs []run) error {
 	return err
 }
 
-func panel(b *strings.Builder, r run, x0, y0, spanS, xTick, yMax, yTick float64) {
+func panel(b *strings.Builder, r stormdata.Run, x0, y0, spanS, xTick, yMax, yTick float64) {
 	px := func(s float64) float64 { return x0 + s/spanS*panelW }
 	py := func(p float64) float64 { return y0 + panelH - p/yMax*panelH }
 	title := fmt.Sprintf("%s (randomization factor %g)", r.Name, r.Jitter)
