@@ -93,7 +93,7 @@ func nextDelay(bo backoff.BackOff) time.Duration {
 func (c *Component) connect(ctx context.Context, cfg Config, restart context.Context, cb *callbackRunner) (healthy, restarted bool) {
 	server := *cfg.Server
 	log := c.opts.logger.With("server", redactURL(server))
-	conn, raw, status, err := c.dial(ctx, cfg)
+	conn, raw, status, _, err := c.dial(ctx, cfg)
 	if err != nil {
 		if ctx.Err() != nil {
 			return false, false

@@ -172,13 +172,14 @@ func (c *Component) tlsConfig(sslCA *string, host string) (*tls.Config, error) {
 }
 
 // dial opens a websocket to server, bounded by the dial timeout, and returns
-// it with the TCP connection beneath it, or the HTTP status of a refused
-// handshake.
-func (c *Component) dial(ctx context.Context, cfg Config) (*websocket.Conn, net.Conn, int, error) {
+// it with the TCP connection beneath it, or the HTTP status and headers of a
+// refused handshake. Every goroutine it starts that calls user code has
+// ended when it returns.
+func (c *Component) dial(ctx context.Context, cfg Config) (*websocket.Conn, net.Conn, int, http.Header, error) {
 	server := *cfg.Server
 	u, err := url.Parse(server)
 	if err != nil {
-		return nil, nil, 0, errors.New("invalid server URL")
+		return nil, nil, 0, nil, errors.New("invalid server URL")
 	}
 	transport := &http.Transport{
 		Proxy:                 nil, // a device talks to its server directly
@@ -186,31 +187,10 @@ func (c *Component) dial(ctx context.Context, cfg Config) (*websocket.Conn, net.
 		ResponseHeaderTimeout: c.opts.dialTimeout,
 		DisableCompression:    true,
 	}
-	dialTCP := c.opts.dialContext
-	if dialTCP == nil {
-		dialTCP = (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext
-	}
-	// Keep the TCP connection under the websocket (and TLS): deadlines on it
-	// bound writes without a context per frame, and closing it aborts
-	// everything at once.
-	var raw net.Conn
-	var dialing sync.WaitGroup // net/http may dial on a goroutine of its own
-	transport.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		dialing.Add(1)
-		defer dialing.Done()
-		conn, err := dialTCP(ctx, network, addr)
-		if err == nil {
-			raw = conn
-		}
-		return conn, err
-	}
-	// Run must not return before a dial it started has: CloseIdleConnections
-	// cancels a dial still under way, and then this waits for it to end.
-	defer dialing.Wait()
 	if u.Scheme == "wss" {
 		tc, err := c.tlsConfig(cfg.SSLCA, u.Hostname())
 		if err != nil {
-			return nil, nil, 0, err
+			return nil, nil, 0, nil, err
 		}
 		if tc.InsecureSkipVerify {
 			c.opts.logger.Warn("shellyws: TLS certificate verification is off (ssl_ca \"*\")",
@@ -218,9 +198,31 @@ func (c *Component) dial(ctx context.Context, cfg Config) (*websocket.Conn, net.
 		}
 		transport.TLSClientConfig = tc
 	}
-	defer transport.CloseIdleConnections()
+	dialTCP := c.opts.dialContext
+	if dialTCP == nil {
+		dialTCP = (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext
+	}
 	dialCtx, cancel := context.WithTimeout(ctx, c.opts.dialTimeout)
 	defer cancel()
+	// The TCP connection is made here, on Run's goroutine, and handed to
+	// net/http, which would otherwise dial on a goroutine of its own that
+	// can outlive Run and call the hook after it returned. Keeping it also
+	// lets deadlines bound writes without a context per frame, and closing
+	// it aborts everything at once.
+	raw, err := dialTCP(dialCtx, "tcp", hostPort(u))
+	if err != nil {
+		return nil, nil, 0, nil, err
+	}
+	var handed sync.Once
+	transport.DialContext = func(context.Context, string, string) (net.Conn, error) {
+		var conn net.Conn
+		handed.Do(func() { conn = raw })
+		if conn == nil {
+			return nil, errors.New("shellyws: one connection per dial")
+		}
+		return conn, nil
+	}
+	defer transport.CloseIdleConnections()
 	target := server
 	if u.User != nil {
 		// A device sends no auth headers (the firmware has no field for
@@ -237,11 +239,22 @@ func (c *Component) dial(ctx context.Context, cfg Config) (*websocket.Conn, net.
 		Subprotocols: []string{Subprotocol},
 	})
 	if err != nil {
-		status := 0
+		raw.Close() // whether or not net/http took it, the attempt is over
 		if resp != nil {
-			status = resp.StatusCode
+			return nil, nil, resp.StatusCode, resp.Header, err
 		}
-		return nil, nil, status, err
+		return nil, nil, 0, nil, err
 	}
-	return conn, raw, 0, nil
+	return conn, raw, 0, nil, nil
+}
+
+// hostPort is the address to dial for u, with the scheme's default port.
+func hostPort(u *url.URL) string {
+	if port := u.Port(); port != "" {
+		return net.JoinHostPort(u.Hostname(), port)
+	}
+	if u.Scheme == "wss" {
+		return net.JoinHostPort(u.Hostname(), "443")
+	}
+	return net.JoinHostPort(u.Hostname(), "80")
 }
