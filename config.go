@@ -95,14 +95,23 @@ func checkServerURL(s string) error {
 // validated; on any error base is returned unchanged with an *Error of
 // CodeInvalidArgument.
 func MergeConfig(base Config, params json.RawMessage) (Config, error) {
+	// The firmware's words when config is absent; the others say what is
+	// wrong instead.
+	const missing = "Missing required argument 'config'!"
+	if len(params) == 0 || isJSONNull(params) {
+		return base, Errorf(CodeInvalidArgument, missing)
+	}
 	var outer map[string]json.RawMessage
-	if len(params) == 0 || json.Unmarshal(params, &outer) != nil || outer == nil {
-		return base, Errorf(CodeInvalidArgument, "Missing required argument 'config'!")
+	if json.Unmarshal(params, &outer) != nil {
+		return base, Errorf(CodeInvalidArgument, "Invalid params: must be an object holding 'config'")
 	}
 	rawCfg, ok := outer["config"]
+	if !ok {
+		return base, Errorf(CodeInvalidArgument, missing)
+	}
 	var fields map[string]json.RawMessage
-	if !ok || json.Unmarshal(rawCfg, &fields) != nil || fields == nil {
-		return base, Errorf(CodeInvalidArgument, "Missing required argument 'config'!")
+	if json.Unmarshal(rawCfg, &fields) != nil || fields == nil {
+		return base, Errorf(CodeInvalidArgument, "Invalid argument 'config': must be an object")
 	}
 	merged := base.Clone()
 	if raw, ok := fields["enable"]; ok {

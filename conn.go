@@ -2,6 +2,10 @@ package shellyws
 
 import (
 	"context"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,11 +19,22 @@ import (
 // configured server, sends NotifyFullStatus, serves requests through the
 // Dispatcher, sends notifications, and redials with backoff whenever the
 // connection fails or the server closes it. While the component is disabled
-// or has no server it dials nothing and waits for Restart.
+// it dials nothing and waits for Restart; enabled without a server it does
+// the same, with LastError ErrNoServer and a warning logged.
+//
+// Run is the device's boot: it starts from the stored config, whatever
+// SetConfig stored before it was called, without a Restart.
+//
+// When the server closes the connection with 1008 (policy violation) or
+// 1013 (try again later), or refuses the handshake with HTTP 429 or 503, it
+// asks for a longer back-off: the next attempt waits as WithServerBackoff
+// decides (by default 60 to 120 s, or the handshake's Retry-After), beyond
+// the normal policy's cap. See Reboot for what a reboot does to Run.
 //
 // Run blocks until ctx ends, then closes the connection with status 1001,
-// waits for every goroutine it started (handlers and callbacks included) and
-// returns nil. It may be called only once; a second call returns
+// waits for every goroutine it started (handlers, AfterReply functions and
+// callbacks included) and returns nil; no hook or callback is called after
+// it returned. It may be called only once; a second call returns
 // ErrAlreadyRunning.
 func (c *Component) Run(ctx context.Context) error {
 	if !c.running.CompareAndSwap(false, true) {
@@ -30,16 +45,30 @@ func (c *Component) Run(ctx context.Context) error {
 		cb.wait()
 		c.state.set(StateClosed, nil)
 	}()
+	c.powerOn()
 	bo := c.opts.newBackoff()
 	bo.Reset()
 	for {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if c.isDown() {
+			if !c.boot(ctx) {
+				return nil
+			}
+			bo.Reset()
+			continue
+		}
 		cfg, restart := c.activeConfig()
 		if !cfg.Enable || cfg.Server == nil {
-			c.state.set(StateDisconnected, nil)
-			c.opts.logger.Debug("shellyws: outbound websocket disabled or without server; waiting for a restart")
+			var why error
+			if cfg.Enable {
+				why = ErrNoServer
+				c.opts.logger.Warn("shellyws: outbound websocket enabled without a server; waiting for a restart")
+			} else {
+				c.opts.logger.Debug("shellyws: outbound websocket disabled; waiting for a restart")
+			}
+			c.state.set(StateDisconnected, why)
 			select {
 			case <-ctx.Done():
 				return nil
@@ -49,19 +78,26 @@ func (c *Component) Run(ctx context.Context) error {
 			}
 		}
 		c.state.set(StateConnecting, nil)
-		healthy, restarted := c.connect(ctx, cfg, restart, cb)
+		a := c.connect(ctx, cfg, restart, cb)
 		if ctx.Err() != nil {
 			return nil
 		}
-		if restarted {
+		if a.restarted {
 			bo.Reset()
 			continue
 		}
-		if healthy {
-			bo.Reset()
+		var delay time.Duration
+		if a.serverBusy {
+			delay = c.opts.serverBackoff(a.retryAfter)
+			c.opts.logger.Warn("shellyws: the server asked for a longer back-off",
+				"in", delay, "retry_after", a.retryAfter)
+		} else {
+			if a.healthy {
+				bo.Reset()
+			}
+			delay = nextDelay(bo)
+			c.opts.logger.Info("shellyws: reconnecting", "in", delay)
 		}
-		delay := nextDelay(bo)
-		c.opts.logger.Info("shellyws: reconnecting", "in", delay)
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
@@ -73,6 +109,33 @@ func (c *Component) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// boot brings the device back after Reboot, on Run's goroutine: the
+// callbacks, the boot time and an empty queue. It returns false if ctx
+// ended first.
+func (c *Component) boot(ctx context.Context) bool {
+	c.state.set(StateDisconnected, nil)
+	if f := c.opts.onReboot; f != nil {
+		f()
+	}
+	if d := c.opts.bootTime; d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+	}
+	// Emptied again: a notification published while the device was down,
+	// or put back by the connection that was dropped, is from before.
+	c.queue.clear()
+	if f := c.opts.onBoot; f != nil {
+		f()
+	}
+	c.powerOn()
+	return true
 }
 
 // nextDelay never lets a policy give up: a device retries for ever.
@@ -87,32 +150,97 @@ func nextDelay(bo backoff.BackOff) time.Duration {
 	return 60 * time.Second
 }
 
-// connect makes one connection and serves it until it ends. healthy reports
-// whether it stayed up long enough to reset the backoff; restarted, whether
-// it ended because of Restart.
-func (c *Component) connect(ctx context.Context, cfg Config, restart context.Context, cb *callbackRunner) (healthy, restarted bool) {
+// Bounds of the server-requested back-off (protocol section 12).
+const (
+	serverBackoffMin      = 60 * time.Second
+	serverBackoffMax      = 120 * time.Second
+	maxRetryAfter         = 300 * time.Second
+	retryAfterRandomizing = 0.2
+)
+
+// DefaultServerBackoff is the wait after the server asked for a longer
+// back-off (protocol section 12): retryAfter, the Retry-After of a refused
+// handshake capped at 300 s, plus up to 20 % at random; or, when retryAfter
+// is 0 (none was sent), 60 s plus up to 60 s at random, so that devices
+// behind one address do not come back together.
+func DefaultServerBackoff(retryAfter time.Duration) time.Duration {
+	if retryAfter > 0 {
+		d := min(retryAfter, maxRetryAfter)
+		return d + time.Duration(rand.Int64N(int64(float64(d)*retryAfterRandomizing)+1))
+	}
+	return serverBackoffMin + time.Duration(rand.Int64N(int64(serverBackoffMax-serverBackoffMin)+1))
+}
+
+// serverAsksBackoff reports whether a refused handshake's status asks for
+// a longer back-off, with the wait its Retry-After (whole seconds) gives.
+func serverAsksBackoff(status int, hdr http.Header) (bool, time.Duration) {
+	if status != http.StatusTooManyRequests && status != http.StatusServiceUnavailable {
+		return false, 0
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(hdr.Get("Retry-After")), 10, 64)
+	if err != nil || n <= 0 {
+		return true, 0 // absent, an HTTP date or nonsense: the default wait
+	}
+	return true, time.Duration(min(n, int64(maxRetryAfter/time.Second))) * time.Second
+}
+
+// closeAsksBackoff reports whether the close status the server sent asks
+// for a longer back-off.
+func closeAsksBackoff(err error) bool {
+	switch websocket.CloseStatus(err) {
+	case websocket.StatusPolicyViolation, websocket.StatusTryAgainLater:
+		return true
+	}
+	return false
+}
+
+// attempt is how one connection attempt ended.
+type attempt struct {
+	// healthy: it stayed up long enough to reset the backoff.
+	healthy bool
+	// restarted: it ended because of Restart or Reboot.
+	restarted bool
+	// serverBusy: the server asked for a longer back-off; retryAfter is
+	// the wait its Retry-After gave, or 0.
+	serverBusy bool
+	retryAfter time.Duration
+}
+
+// connect makes one connection and serves it until it ends.
+func (c *Component) connect(ctx context.Context, cfg Config, restart context.Context, cb *callbackRunner) attempt {
 	server := *cfg.Server
 	log := c.opts.logger.With("server", redactURL(server))
-	conn, raw, status, _, err := c.dial(ctx, cfg)
+	// A Restart or Reboot abandons the dial, which would otherwise open a
+	// connection with the config being replaced.
+	dialCtx, cancelDial := context.WithCancel(ctx)
+	stopDial := context.AfterFunc(restart, cancelDial)
+	conn, raw, status, hdr, err := c.dial(dialCtx, cfg)
+	stopDial()
+	cancelDial()
 	if err != nil {
 		if ctx.Err() != nil {
-			return false, false
+			return attempt{}
+		}
+		if restart.Err() != nil {
+			return attempt{restarted: true}
 		}
 		cerr := c.connError("dial", server, status, err)
 		c.dialFailures.Add(1)
 		c.state.set(StateDisconnected, cerr)
 		log.Warn("shellyws: dial failed", "err", cerr, "http_status", status)
-		return false, false
+		busy, retryAfter := serverAsksBackoff(status, hdr)
+		return attempt{serverBusy: busy, retryAfter: retryAfter}
 	}
 	conn.SetReadLimit(c.opts.readLimit)
 	s := &session{peer: newPeer(ctx, c, conn, raw, log, c.queue), server: server}
+	s.peer.channel = ChannelOutbound
 	s.peer.dst.Store(new(outboundDst))
 	start := c.opts.now()
 	connected, cause, restarted := s.run(ctx, restart, cb)
 	if !connected {
 		c.dialFailures.Add(1)
 		c.state.set(StateDisconnected, cause)
-		return false, restarted
+		return attempt{restarted: restarted, serverBusy: closeAsksBackoff(cause)}
 	}
 	c.disconnects.Add(1)
 	c.state.set(StateDisconnected, cause)
@@ -122,7 +250,11 @@ func (c *Component) connect(ctx context.Context, cfg Config, restart context.Con
 	if f := c.opts.onDisconnect; f != nil {
 		cb.post(func() { f(cause) })
 	}
-	return c.opts.now().Sub(start) >= c.opts.healthyAfter, restarted
+	return attempt{
+		healthy:    c.opts.now().Sub(start) >= c.opts.healthyAfter,
+		restarted:  restarted,
+		serverBusy: closeAsksBackoff(cause),
+	}
 }
 
 // session is the outbound connection: a peer whose notifications are
@@ -148,12 +280,14 @@ func (s *session) run(parent, restart context.Context, cb *callbackRunner) (conn
 		cb.post(f)
 	}
 	s.c.live.Store(s.peer)
-	end := s.peer.run(parent, websocket.StatusGoingAway, restart, websocket.StatusServiceRestart)
+	end := s.peer.run(stopOn{parent, endShutdown}, stopOn{restart, endRestart})
 	s.c.live.CompareAndSwap(s.peer, nil)
 	switch {
-	case end.stop == 2:
+	case end.reason == endReboot:
+		return true, s.c.connError("reboot", s.server, 0, ErrRebooted), true
+	case end.reason == endRestart:
 		return true, s.c.connError("restart", s.server, 0, ErrRestarted), true
-	case end.stop == 1 || parent.Err() != nil:
+	case end.reason == endShutdown || parent.Err() != nil:
 		return true, s.c.connError("shutdown", s.server, 0, context.Cause(parent)), false
 	}
 	return true, s.c.connError(end.op, s.server, 0, end.err), false

@@ -92,7 +92,8 @@ func TestReconnectsAfterEveryCloseCode(t *testing.T) {
 	var disconnects []error
 	var mu sync.Mutex
 	rb := newRecordingBackoff(time.Millisecond, 20*time.Millisecond)
-	dev := startDevice(t, enabledConfig(srv.URL()), rb.option(),
+	sb := &serverBackoffRecorder{}
+	dev := startDevice(t, enabledConfig(srv.URL()), rb.option(), sb.option(),
 		shellyws.WithOnDisconnect(func(err error) { mu.Lock(); disconnects = append(disconnects, err); mu.Unlock() }))
 	ctx := testCtx(t)
 	for _, code := range codes {
@@ -120,7 +121,8 @@ func TestReconnectsAfterEveryCloseCode(t *testing.T) {
 	assert.EqualValues(t, len(codes)+1, st.Connects)
 	assert.EqualValues(t, len(codes), st.Disconnects)
 	delays, resets := rb.snapshot()
-	assert.Len(t, delays, len(codes), "one backoff delay per lost connection")
+	assert.Len(t, delays, len(codes)-2, "one backoff delay per lost connection but for 1008 and 1013")
+	assert.Len(t, sb.snapshot(), 2, "1008 and 1013 ask for the server's back-off")
 	assert.Equal(t, 1, resets, "short-lived connections must not reset the backoff")
 }
 
@@ -147,7 +149,8 @@ func assertGrowingJitteredDelays(t *testing.T, rb *recordingBackoff, initial tim
 
 func TestRefusedHandshakeBacksOffWithGrowingJitteredDelays(t *testing.T) {
 	srv := shellywstest.NewServer(t)
-	srv.RejectNext(6, http.StatusServiceUnavailable)
+	// 500, not 503 or 429: those ask for the server's longer back-off.
+	srv.RejectNext(6, http.StatusInternalServerError)
 	rb := newRecordingBackoff(2*time.Millisecond, time.Second)
 	dev := startDevice(t, enabledConfig(srv.URL()), rb.option())
 	acceptConnected(t, testCtx(t), srv)
@@ -353,9 +356,9 @@ func TestNoGoroutineLeftAfterManyConnectDropCycles(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
 	wctx := testCtx(t)
-	for range 1000 {
+	for i := range 1000 {
 		conn, err := srv.Accept(wctx)
-		require.NoError(t, err)
+		require.NoError(t, err, "cycle %d, state %v, last error %v, stats %+v", i, c.State(), c.LastError(), c.Stats())
 		_, err = conn.ExpectFullStatus(wctx)
 		require.NoError(t, err, "state %v, last error %v, stats %+v", c.State(), c.LastError(), c.Stats())
 		conn.Close(websocket.StatusTryAgainLater, "again")

@@ -70,6 +70,28 @@ func (r *recordingBackoff) option() shellyws.Option {
 	return shellyws.WithBackoff(func() backoff.BackOff { return r })
 }
 
+// serverBackoffRecorder is a WithServerBackoff policy that records the
+// Retry-After of every call and waits a millisecond.
+type serverBackoffRecorder struct {
+	mu    sync.Mutex
+	calls []time.Duration
+}
+
+func (r *serverBackoffRecorder) option() shellyws.Option {
+	return shellyws.WithServerBackoff(func(retryAfter time.Duration) time.Duration {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.calls = append(r.calls, retryAfter)
+		return time.Millisecond
+	})
+}
+
+func (r *serverBackoffRecorder) snapshot() []time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]time.Duration(nil), r.calls...)
+}
+
 // fastOptions make reconnects take milliseconds.
 func fastOptions() []shellyws.Option {
 	b := shellyws.DefaultBackoff()
@@ -81,6 +103,9 @@ func fastOptions() []shellyws.Option {
 			b.Reset()
 			return &b
 		}),
+		// The server's requests for a longer back-off are honoured in
+		// milliseconds too; server_backoff_test.go checks they are made.
+		shellyws.WithServerBackoff(func(time.Duration) time.Duration { return time.Millisecond }),
 	}
 }
 

@@ -113,8 +113,8 @@ func WithOriginPatterns(patterns ...string) HandlerOption {
 // Src; POST /rpc passes the frame's. Every request is dispatched with a
 // context that ends when the client goes away or Close is called. HTTP
 // requests share the component's in-flight limit (WithMaxInFlight): beyond
-// it they wait for a slot. Each websocket client is bounded like the
-// outbound connection: one reader and one writer goroutine, a read limit
+// it they wait for a slot. Each websocket client is served like the
+// outbound connection: one goroutine while idle (see Dispatcher), a read limit
 // (WithMaxRequestSize), the component's in-flight limit, write timeout and
 // ping keepalive (WithMaxInFlight, WithWriteTimeout, WithPing), and a
 // bounded notification queue (WithClientQueueSize). A malformed frame is
@@ -195,6 +195,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusServiceUnavailable, CodeUnavailable, "Shutting down")
 		return
 	}
+	if _, down := h.c.powerState(); down {
+		writeJSONError(w, http.StatusServiceUnavailable, CodeUnavailable, "Rebooting")
+		return
+	}
 	switch p := r.URL.Path; {
 	case p == "/rpc":
 		switch {
@@ -227,7 +231,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			methodNotAllowed(w, "GET")
 			return
 		}
-		h.serveREST(w, r, &Request{Method: deviceInfoMethod})
+		h.serveREST(w, r, newCall(nil, ChannelHTTP, nil, "", deviceInfoMethod, nil))
 	default:
 		writeJSONError(w, http.StatusNotFound, CodeNoHandler, "Not found: "+p)
 	}
@@ -276,7 +280,7 @@ func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request, method string
 		writeJSONError(w, status, err.Code, err.Message)
 		return
 	}
-	h.serveREST(w, r, &Request{Method: method, Params: params})
+	h.serveREST(w, r, newCall(nil, ChannelHTTP, nil, "", method, params))
 }
 
 // servePost calls method with the body (or, when it is empty, the query
@@ -304,12 +308,13 @@ func (h *Handler) servePost(w http.ResponseWriter, r *http.Request, method strin
 			return
 		}
 	}
-	h.serveREST(w, r, &Request{Method: method, Params: params})
+	h.serveREST(w, r, newCall(nil, ChannelHTTP, nil, "", method, params))
 }
 
-// serveREST dispatches req and answers the bare result or the error object.
-func (h *Handler) serveREST(w http.ResponseWriter, r *http.Request, req *Request) {
-	result, ok, err := h.dispatchHTTP(w, r, req)
+// serveREST dispatches cl and answers the bare result or the error object.
+func (h *Handler) serveREST(w http.ResponseWriter, r *http.Request, cl *call) {
+	defer h.replied(w, cl)
+	result, ok, err := h.dispatchHTTP(w, r, cl)
 	if !ok {
 		return
 	}
@@ -331,23 +336,47 @@ func (h *Handler) serveFrame(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	fr, err := frame.Decode(body)
+	cl, err := decodeCall(nil, ChannelHTTP, body)
 	if err != nil {
 		writeJSONError(w, http.StatusBadRequest, CodeInvalidArgument, "Invalid request frame: "+err.Error())
 		return
 	}
-	req := &Request{ID: fr.ID, Src: fr.Src, Method: fr.Method, Params: fr.Params}
-	result, ok, derr := h.dispatchHTTP(w, r, req)
+	defer h.replied(w, cl)
+	result, ok, derr := h.dispatchHTTP(w, r, cl)
 	if !ok {
 		return
 	}
-	if req.ID == nil {
+	if cl.req.ID == nil {
 		// Executed, never answered: only the HTTP exchange is completed.
 		w.Header().Set("Content-Length", "0")
 		w.WriteHeader(http.StatusOK)
 		return
 	}
-	writeJSON(w, http.StatusOK, h.c.encodeResponse(nil, req, result, derr))
+	writeJSON(w, http.StatusOK, h.c.appendResponse(nil, &cl.req, result, derr))
+}
+
+// replied puts the answer written to w on the wire, then starts what the
+// handler of cl gave AfterReply.
+func (h *Handler) replied(w http.ResponseWriter, cl *call) {
+	_ = http.NewResponseController(w).Flush()
+	cl.done(h.spawn)
+}
+
+// spawn runs f on a goroutine Close waits for; once Close has begun, on
+// the caller's.
+func (h *Handler) spawn(f func()) {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		f()
+		return
+	}
+	h.wg.Add(1)
+	h.mu.Unlock()
+	go func() {
+		defer h.wg.Done()
+		f()
+	}()
 }
 
 // readBody reads the whole body within the size limit, answering 413 when
@@ -427,14 +456,19 @@ func (h *Handler) queryParams(raw string) (json.RawMessage, int, *Error) {
 	return append(buf, '}'), 0, nil
 }
 
-// dispatchHTTP runs req within the HTTP in-flight limit, with a context that
-// ends when the client goes or the handler closes. ok is false when the
-// request was abandoned (an answer, if any could be given, was written).
-func (h *Handler) dispatchHTTP(w http.ResponseWriter, r *http.Request, req *Request) (result any, ok bool, err error) {
+// dispatchHTTP runs cl within the HTTP in-flight limit, with a context that
+// ends when the client goes, the handler closes or the device reboots. ok
+// is false when the request was abandoned (an answer, if any could be
+// given, was written).
+func (h *Handler) dispatchHTTP(w http.ResponseWriter, r *http.Request, cl *call) (result any, ok bool, err error) {
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
 	stop := context.AfterFunc(h.ctx, cancel)
 	defer stop()
+	power, _ := h.c.powerState()
+	stopPower := context.AfterFunc(power, cancel)
+	defer stopPower()
+	cl.ctx.Context = ctx
 	select {
 	case h.httpSlots <- struct{}{}:
 	case <-ctx.Done():
@@ -444,29 +478,8 @@ func (h *Handler) dispatchHTTP(w http.ResponseWriter, r *http.Request, req *Requ
 		return nil, false, nil
 	}
 	defer func() { <-h.httpSlots }()
-	result, err = h.c.dispatch(ctx, req)
+	result, err = h.c.dispatch(cl)
 	return result, true, err
-}
-
-// encodeResult encodes a handler's result by the rules of encodeResponse:
-// nil is null, a json.RawMessage is sent verbatim if valid, anything else
-// goes through encoding/json.
-func encodeResult(result any) ([]byte, error) {
-	switch r := result.(type) {
-	case nil:
-		return []byte("null"), nil
-	case json.RawMessage:
-		if !json.Valid(r) {
-			return nil, Errorf(CodeInternal, "Handler returned invalid JSON")
-		}
-		return r, nil
-	default:
-		raw, err := json.Marshal(result)
-		if err != nil {
-			return nil, Errorf(CodeInternal, "Failed to encode result: %v", err)
-		}
-		return raw, nil
-	}
 }
 
 func isWebsocketUpgrade(r *http.Request) bool {
@@ -480,11 +493,17 @@ func isWebsocketUpgrade(r *http.Request) bool {
 	return false
 }
 
-// serveWebsocket runs one inbound websocket client until it goes or the
-// handler closes. Its goroutine is the client's writer.
+// serveWebsocket runs one inbound websocket client until it goes, the
+// handler closes or the device reboots, serving it as a peer on this
+// goroutine.
 func (h *Handler) serveWebsocket(w http.ResponseWriter, r *http.Request) {
+	power, down := h.c.powerState()
 	h.mu.Lock()
 	switch {
+	case down:
+		h.mu.Unlock()
+		writeJSONError(w, http.StatusServiceUnavailable, CodeUnavailable, "Rebooting")
+		return
 	case h.closed:
 		h.mu.Unlock()
 		writeJSONError(w, http.StatusServiceUnavailable, CodeUnavailable, "Shutting down")
@@ -517,10 +536,11 @@ func (h *Handler) serveWebsocket(w http.ResponseWriter, r *http.Request) {
 	log := h.log.With("remote", r.RemoteAddr)
 	p := newPeer(h.ctx, h.c, conn, nil, log, newNotifyQueue(h.opts.clientQueueSize))
 	p.dstFromSrc = true
+	p.channel = ChannelInboundWebsocket
 	unsubscribe := h.c.subscribe(p.notify)
 	defer unsubscribe()
 	log.Debug("shellyws: inbound websocket client connected")
-	if end := p.run(h.ctx, websocket.StatusGoingAway, nil, 0); end.err != nil {
+	if end := p.run(stopOn{h.ctx, endShutdown}, stopOn{power, endReboot}); end.err != nil {
 		log.Debug("shellyws: inbound websocket client gone", "op", end.op, "err", end.err)
 	}
 }

@@ -2,6 +2,7 @@ package shellyws
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -114,6 +115,17 @@ func (q *notifyQueue) pop() (notification, bool) {
 	return n, true
 }
 
+// clear empties the queue, as a reboot empties the device's RAM.
+func (q *notifyQueue) clear() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for q.n > 0 {
+		q.items[q.head] = notification{}
+		q.head = (q.head + 1) % len(q.items)
+		q.n--
+	}
+}
+
 func (q *notifyQueue) stats() (queued int, dropped uint64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -137,8 +149,12 @@ type Stats struct {
 // "WS_in"}}. A nil value tells the server the component is gone. The delta
 // is encoded now, so the caller may reuse the map; "ts" is added. It never
 // blocks: the notification is queued (see WithQueueSize) and sent after the
-// NotifyFullStatus of the current or next connection.
+// NotifyFullStatus of the current or next connection. A nil or empty delta,
+// or one whose only key is "ts", is an error and nothing is sent.
 func (c *Component) NotifyStatus(delta map[string]any) error {
+	if _, onlyTS := delta["ts"]; len(delta) == 0 || (onlyTS && len(delta) == 1) {
+		return errors.New("shellyws: NotifyStatus: no component changed")
+	}
 	params, err := paramsWithTS(c.opts.now(), delta)
 	if err != nil {
 		return fmt.Errorf("shellyws: NotifyStatus: %w", err)
@@ -149,7 +165,17 @@ func (c *Component) NotifyStatus(delta map[string]any) error {
 
 // NotifyEvent sends a NotifyEvent with events; "ts" is added to the
 // notification and to each event that has none. It queues like NotifyStatus.
+// No events, or an event without Component or Event, is an error and
+// nothing is sent.
 func (c *Component) NotifyEvent(events ...Event) error {
+	if len(events) == 0 {
+		return errors.New("shellyws: NotifyEvent: no events")
+	}
+	for i, e := range events {
+		if e.Component == "" || e.Event == "" {
+			return fmt.Errorf("shellyws: NotifyEvent: event %d needs both Component and Event (got %q, %q)", i, e.Component, e.Event)
+		}
+	}
 	now := c.opts.now()
 	list := make([]map[string]any, 0, len(events))
 	for _, e := range events {

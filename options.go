@@ -3,15 +3,21 @@ package shellyws
 import (
 	"context"
 	"crypto/x509"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"reflect"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
 )
 
 // Option configures a Component. Options set behavioural dependencies; the
-// wire-visible settings live in Config.
+// wire-visible settings live in Config. A value that would make a broken
+// device (a zero timeout, an empty queue, ...) makes New fail with an error
+// naming the option; nil functions and interfaces mean the default, as each
+// option says.
 type Option func(*options)
 
 // StatusFunc returns the whole device status, the object Shelly.GetStatus
@@ -41,6 +47,10 @@ type options struct {
 	onDisconnect  func(error)
 	onConfigSaved func(Config)
 	now           func() time.Time
+	serverBackoff func(retryAfter time.Duration) time.Duration
+	bootTime      time.Duration
+	onReboot      func()
+	onBoot        func()
 }
 
 // Defaults, documented on the options that set them.
@@ -53,6 +63,7 @@ const (
 	DefaultReadLimit    = 1 << 20
 	DefaultMaxInFlight  = 16
 	DefaultQueueSize    = 25
+	DefaultBootTime     = time.Second
 )
 
 func defaultOptions() options {
@@ -68,7 +79,64 @@ func defaultOptions() options {
 		maxInFlight:  DefaultMaxInFlight,
 		queueSize:    DefaultQueueSize,
 		now:          time.Now,
+		bootTime:     DefaultBootTime,
 	}
+}
+
+// check returns an error naming the first option given a value that would
+// make a broken device; values with a documented meaning are filled in.
+func (o *options) check() error {
+	switch {
+	case isNilInterface(o.dispatcher):
+		return errors.New("shellyws: WithDispatcher: a typed nil dispatcher would answer every request 500")
+	case o.healthyAfter < 0:
+		return fmt.Errorf("shellyws: WithHealthyAfter(%v): must not be negative", o.healthyAfter)
+	case o.dialTimeout <= 0:
+		return fmt.Errorf("shellyws: WithDialTimeout(%v): must be positive, or no dial could succeed", o.dialTimeout)
+	case o.writeTimeout <= 0:
+		return fmt.Errorf("shellyws: WithWriteTimeout(%v): must be positive, or no frame could be sent", o.writeTimeout)
+	case o.pingInterval < 0:
+		return fmt.Errorf("shellyws: WithPing(%v, %v): the interval must not be negative", o.pingInterval, o.pingTimeout)
+	case o.pingInterval > 0 && o.pingTimeout <= 0:
+		return fmt.Errorf("shellyws: WithPing(%v, %v): the timeout must be positive", o.pingInterval, o.pingTimeout)
+	case o.readLimit <= 0:
+		return fmt.Errorf("shellyws: WithReadLimit(%d): must be positive", o.readLimit)
+	case o.maxInFlight < 1:
+		return fmt.Errorf("shellyws: WithMaxInFlight(%d): must be at least 1", o.maxInFlight)
+	case o.queueSize < 1:
+		return fmt.Errorf("shellyws: WithQueueSize(%d): must be at least 1, or every notification would be dropped", o.queueSize)
+	case o.bootTime < 0:
+		return fmt.Errorf("shellyws: WithBootTime(%v): must not be negative", o.bootTime)
+	case o.now == nil:
+		return errors.New("shellyws: WithClock(nil): a clock is needed")
+	}
+	if o.logger == nil {
+		o.logger = slog.New(slog.DiscardHandler)
+	}
+	if o.newBackoff == nil {
+		o.newBackoff = func() backoff.BackOff { return DefaultBackoff() }
+	}
+	if o.serverBackoff == nil {
+		o.serverBackoff = DefaultServerBackoff
+	}
+	if o.store == nil {
+		o.store = NewMemoryStore(DefaultConfig())
+	}
+	return nil
+}
+
+// isNilInterface reports whether v holds a nil pointer, func, map, slice or
+// channel: an interface that is not nil but cannot be called.
+func isNilInterface(v any) bool {
+	if v == nil {
+		return false
+	}
+	rv := reflect.ValueOf(v)
+	switch rv.Kind() {
+	case reflect.Pointer, reflect.Func, reflect.Map, reflect.Slice, reflect.Chan, reflect.Interface:
+		return rv.IsNil()
+	}
+	return false
 }
 
 // DefaultBackoff returns a new instance of the reconnect policy: exponential,
@@ -87,59 +155,68 @@ func DefaultBackoff() *backoff.ExponentialBackOff {
 
 // WithDispatcher sets what answers the server's requests. Register the
 // component's own methods on it with Component.Register. Default: a Mux
-// serving only Ws.GetConfig, Ws.SetConfig and Ws.GetStatus.
+// serving Ws.GetConfig, Ws.SetConfig, Ws.GetStatus and Shelly.ListMethods
+// (nil means that default; a typed nil makes New fail).
 func WithDispatcher(d Dispatcher) Option { return func(o *options) { o.dispatcher = d } }
 
-// WithConfigStore sets where the config is kept across restarts. Default: a
-// MemoryStore holding DefaultConfig().
+// WithConfigStore sets where the config is kept across restarts. Default
+// (and nil): a MemoryStore holding DefaultConfig().
 func WithConfigStore(s ConfigStore) Option { return func(o *options) { o.store = s } }
 
 // WithLogger sets the logger. Server URLs are logged without their query
-// string and user info, where tokens live. Default: no logging.
+// string and user info, where tokens live. Default (and nil): no logging.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
 // WithBackoff sets the reconnect policy. newBackoff is called once per Run;
 // the instance is reset after a connection proved healthy (see
 // WithHealthyAfter) and after a restart, and a backoff.Stop from it is taken
 // as its MaxInterval or, failing that, 60 s, so the device never gives up.
-// Default: DefaultBackoff.
+// It does not set the wait after the server asked for a longer back-off
+// (see WithServerBackoff). Default (and nil): DefaultBackoff. Tests use
+// shellywstest.FastBackoff for reconnects in milliseconds.
 func WithBackoff(newBackoff func() backoff.BackOff) Option {
 	return func(o *options) { o.newBackoff = newBackoff }
 }
 
 // WithHealthyAfter sets how long a connection must stay up before the
 // backoff is reset, so a server that accepts and drops at once cannot cause a
-// tight loop. Default: DefaultHealthyAfter (10 s).
+// tight loop; 0 resets it after every connection that came up, a negative
+// value makes New fail. Default: DefaultHealthyAfter (10 s).
 func WithHealthyAfter(d time.Duration) Option { return func(o *options) { o.healthyAfter = d } }
 
 // WithRootCAs sets the built-in CA bundle used for ssl_ca "ca.pem" and null.
-// Default: the system roots.
+// Default (and nil): the system roots.
 func WithRootCAs(pool *x509.CertPool) Option { return func(o *options) { o.rootCAs = pool } }
 
 // WithUserCA sets where the user CA comes from, for ssl_ca "user_ca.pem".
 // load is called at every dial and returns PEM bytes, as a device reads the
 // file uploaded with Shelly.PutUserCA. Default: no user CA, so a dial with
-// "user_ca.pem" fails (and is retried) with ErrNoUserCA.
+// "user_ca.pem" fails (and is retried) with ErrNoUserCA; nil is that default.
 func WithUserCA(load func() ([]byte, error)) Option { return func(o *options) { o.userCA = load } }
 
 // WithDialContext sets how TCP connections are made, for custom transports
-// and tests. Default: a net.Dialer.
+// and tests. dial is called on Run's goroutine, never after Run returned,
+// and must honour ctx: it ends at the dial timeout, on Restart and Reboot and
+// when Run's context ends, and Run waits for dial to return. Default (and
+// nil): a net.Dialer.
 func WithDialContext(dial func(ctx context.Context, network, addr string) (net.Conn, error)) Option {
 	return func(o *options) { o.dialContext = dial }
 }
 
 // WithDialTimeout bounds one connection attempt: TCP, TLS and the websocket
-// handshake together. Default: DefaultDialTimeout (20 s).
+// handshake together; it must be positive. Default: DefaultDialTimeout (20 s).
 func WithDialTimeout(d time.Duration) Option { return func(o *options) { o.dialTimeout = d } }
 
 // WithWriteTimeout bounds each frame written; a write that times out drops
-// the connection. Default: DefaultWriteTimeout (10 s).
+// the connection; it must be positive. Default: DefaultWriteTimeout (10 s).
 func WithWriteTimeout(d time.Duration) Option { return func(o *options) { o.writeTimeout = d } }
 
 // WithPing sets the keepalive: a ping every interval, and the connection is
 // dropped and redialled when its pong does not arrive within timeout, so a
 // half-open connection is noticed within interval+timeout. An interval of 0
-// disables the device's own pings (it still answers the server's). Default:
+// disables the device's own pings (it still answers the server's) and
+// timeout is then ignored; a negative interval, or a timeout that is not
+// positive with pings on, makes New fail. Default:
 // DefaultPingInterval (30 s) and DefaultPingTimeout (10 s).
 func WithPing(interval, timeout time.Duration) Option {
 	return func(o *options) { o.pingInterval, o.pingTimeout = interval, timeout }
@@ -147,41 +224,70 @@ func WithPing(interval, timeout time.Duration) Option {
 
 // WithReadLimit sets the largest frame accepted from the server; a larger
 // one closes the connection with status 1009 and the device redials.
-// Default: DefaultReadLimit (1 MiB), room for any real request.
+// It must be positive. Default: DefaultReadLimit (1 MiB), room for any real
+// request.
 func WithReadLimit(n int64) Option { return func(o *options) { o.readLimit = n } }
 
 // WithMaxInFlight bounds how many requests of one connection are dispatched
 // at once; while all slots are taken the device stops reading, pushing back
-// on the server. Default: DefaultMaxInFlight (16).
+// on the server. It must be at least 1. Default: DefaultMaxInFlight (16).
 func WithMaxInFlight(n int) Option { return func(o *options) { o.maxInFlight = n } }
 
 // WithQueueSize bounds the notifications kept while disconnected or while
 // the server reads slowly. When full, the oldest is dropped and counted in
-// Stats.Dropped, as the firmware does. Default: DefaultQueueSize (25).
+// Stats.Dropped, as the firmware does. It must be at least 1: the queue is
+// also how notifications reach a live connection. Default:
+// DefaultQueueSize (25).
 func WithQueueSize(n int) Option { return func(o *options) { o.queueSize = n } }
 
 // WithFullStatus sets the source of the NotifyFullStatus sent first on every
 // connection. Default: a status holding only "sys": {"mac": ...} (derived
-// from the device id) and the component's own "ws".
+// from the device id) and the component's own "ws"; nil is that default.
 func WithFullStatus(f StatusFunc) Option { return func(o *options) { o.fullStatus = f } }
 
 // WithOnConnect sets a function called after each connection is up and its
 // NotifyFullStatus sent. Callbacks run in order on a goroutine of their own,
 // never under a library lock, so a slow one delays only later callbacks.
-// Default: none.
+// Default (and nil): none.
 func WithOnConnect(f func()) Option { return func(o *options) { o.onConnect = f } }
 
 // WithOnDisconnect sets a function called exactly once per lost connection
 // with the cause (failed dials are in LastError and the log, not here). It
-// runs like WithOnConnect's. Default: none.
+// runs like WithOnConnect's. Default (and nil): none.
 func WithOnDisconnect(f func(err error)) Option { return func(o *options) { o.onDisconnect = f } }
 
 // WithOnConfigSaved sets a function called after a new config was stored by
 // SetConfig or Ws.SetConfig, with that config; a device uses it to bump
 // sys.cfg_rev and emit a config_changed event. It runs on the caller's
-// goroutine after the component's lock is released. Default: none.
+// goroutine after the component's lock is released. Default (and nil): none.
 func WithOnConfigSaved(f func(Config)) Option { return func(o *options) { o.onConfigSaved = f } }
 
 // WithClock sets the clock used for notification timestamps and connection
-// health. Default: time.Now.
+// health; nil makes New fail. Default: time.Now.
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
+// WithServerBackoff sets the wait after the server asked for a longer
+// back-off (a close with 1008 or 1013, a handshake refused with 429 or
+// 503; protocol section 12). f gets the Retry-After of a refused handshake,
+// capped at 300 s, or 0 when there was none, and returns the wait before the
+// next attempt; the normal backoff is left as it was. Tests pass a function
+// returning milliseconds. Default (and nil): DefaultServerBackoff.
+func WithServerBackoff(f func(retryAfter time.Duration) time.Duration) Option {
+	return func(o *options) { o.serverBackoff = f }
+}
+
+// WithBootTime sets how long the device stays down after Reboot before it
+// comes back and dials; 0 brings it back at once, a negative value makes
+// New fail. Default: DefaultBootTime (1 s).
+func WithBootTime(d time.Duration) Option { return func(o *options) { o.bootTime = d } }
+
+// WithOnReboot sets a function called when Reboot took the device down,
+// once its connections are dropped: an embedder closes its inbound
+// listener, resets its uptime and sets its reset reason there. It runs on
+// Run's goroutine, which waits for it. Default (and nil): none.
+func WithOnReboot(f func()) Option { return func(o *options) { o.onReboot = f } }
+
+// WithOnBoot sets a function called when the device comes back from a
+// reboot, after the boot time and before Run dials: an embedder opens its
+// listener again there. It runs like WithOnReboot's. Default (and nil): none.
+func WithOnBoot(f func()) Option { return func(o *options) { o.onBoot = f } }

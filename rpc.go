@@ -5,9 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/shellyws/shellyws/internal/frame"
 )
 
 // Request is one RPC request as the device received it.
@@ -22,6 +26,37 @@ type Request struct {
 	Method string
 	// Params is the raw params object; nil when absent or null.
 	Params json.RawMessage
+	// Channel is the channel the request came on, so that a device can
+	// report the right source of a change. Zero for a Request the library
+	// did not build.
+	Channel Channel
+}
+
+// Channel is one of the ways a request reaches a device.
+type Channel int
+
+// The channels. The zero Channel is none of them.
+const (
+	// ChannelOutbound is the outbound websocket, the connection Run keeps.
+	ChannelOutbound Channel = iota + 1
+	// ChannelInboundWebsocket is a client of a Handler's websocket /rpc.
+	ChannelInboundWebsocket
+	// ChannelHTTP is a Handler's HTTP forms: GET and POST /rpc/<method>,
+	// POST /rpc and GET /shelly.
+	ChannelHTTP
+)
+
+// String returns "outbound", "inbound_websocket" or "http".
+func (ch Channel) String() string {
+	switch ch {
+	case ChannelOutbound:
+		return "outbound"
+	case ChannelInboundWebsocket:
+		return "inbound_websocket"
+	case ChannelHTTP:
+		return "http"
+	}
+	return "Channel(" + strconv.Itoa(int(ch)) + ")"
 }
 
 // Decode unmarshals the request's params into v. Absent params decode as an
@@ -231,4 +266,155 @@ func (m *Mux) lookup(method string) (muxEntry, bool) {
 	}
 	e, ok := m.handlers[string(buf[:len(method)])]
 	return e, ok
+}
+
+// Serving one request, on every channel: a frame or an HTTP request becomes
+// a call (newCall), the Dispatcher runs it with panics recovered (dispatch),
+// its answer is encoded (appendResponse, encodeResult), written by the
+// channel, and then the functions given to AfterReply run (call.replied).
+
+// call is one request being served: the Request, the context its handler
+// gets and what runs once its reply is written. One allocation holds all
+// three.
+type call struct {
+	req Request
+	ctx callCtx
+
+	mu      sync.Mutex
+	after   []func()
+	replied bool // the reply is written (or failed): AfterReply refuses
+}
+
+// callCtx is a handler's context: the channel's context, which carries its
+// deadline and cancellation, plus the call, found by AfterReply.
+type callCtx struct {
+	context.Context
+	call *call
+}
+
+type callKey struct{}
+
+// Value implements context.Context.
+func (c *callCtx) Value(key any) any {
+	if key == (callKey{}) {
+		return c.call
+	}
+	return c.Context.Value(key)
+}
+
+// newCall prepares the call of req-shaped fields received on ch, with a
+// context derived from parent.
+func newCall(parent context.Context, ch Channel, id json.RawMessage, src, method string, params json.RawMessage) *call {
+	cl := &call{req: Request{ID: id, Src: src, Method: method, Params: params, Channel: ch}}
+	cl.ctx = callCtx{Context: parent, call: cl}
+	return cl
+}
+
+// decodeCall turns a request frame received on ch into a call; data may be
+// reused once it returns.
+func decodeCall(parent context.Context, ch Channel, data []byte) (*call, error) {
+	fr, err := frame.Decode(data)
+	if err != nil {
+		return nil, err
+	}
+	fr = fr.Detach()
+	return newCall(parent, ch, fr.ID, fr.Src, fr.Method, fr.Params), nil
+}
+
+// AfterReply arranges for f to run once the reply to the request whose
+// handler received ctx has been written to the wire: on the outbound
+// websocket, on an inbound websocket client and on HTTP alike. f also runs
+// when that write failed or the connection died first, and right after the
+// handler for a request that gets no reply (one without an id).
+//
+// Call it from the handler, before it returns, with the ctx it received (or
+// a context derived from it). f runs on a goroutine of its own, so it may
+// block without holding up the connection; Run or Handler.Close waits for
+// it, so it must return once its work is done (Reboot and Restart return at
+// once and are safe to call from it). Several functions registered for one
+// request run in order, one after the other.
+//
+// AfterReply returns false, and never runs f, when ctx is not the context
+// of a request being served or the handler of that request has already
+// returned; the caller then decides what to do with f, for example run it
+// itself after a delay.
+//
+// A device uses it for Shelly.Reboot: answer null, then reboot.
+func AfterReply(ctx context.Context, f func()) bool {
+	cl, ok := ctx.Value(callKey{}).(*call)
+	if !ok || cl == nil || f == nil {
+		return false
+	}
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if cl.replied {
+		return false
+	}
+	cl.after = append(cl.after, f)
+	return true
+}
+
+// done marks the reply written (or abandoned) and starts the functions
+// given to AfterReply, with start, which runs its argument on a goroutine
+// that its channel waits for.
+func (cl *call) done(start func(func())) {
+	cl.mu.Lock()
+	cl.replied = true
+	after := cl.after
+	cl.after = nil
+	cl.mu.Unlock()
+	if len(after) == 0 {
+		return
+	}
+	start(func() {
+		for _, f := range after {
+			f()
+		}
+	})
+}
+
+// dispatch calls the Dispatcher, turning a panic into a 500 so that one bad
+// handler cannot take the device down; the panic is logged with its stack.
+func (c *Component) dispatch(cl *call) (result any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.opts.logger.Error("shellyws: handler panicked", "method", cl.req.Method,
+				"channel", cl.req.Channel.String(), "panic", p, "stack", string(debug.Stack()))
+			result, err = nil, Errorf(CodeInternal, "Internal error in %s", cl.req.Method)
+		}
+	}()
+	return c.disp.Dispatch(&cl.ctx, &cl.req)
+}
+
+// appendResponse appends the response frame for req from a handler's
+// result: byte for byte the same on every channel that answers frames.
+func (c *Component) appendResponse(buf []byte, req *Request, result any, err error) []byte {
+	if err == nil {
+		var raw []byte
+		if raw, err = encodeResult(result); err == nil {
+			return frame.AppendResult(buf, req.ID, c.id, req.Src, raw)
+		}
+	}
+	e := AsError(err)
+	return frame.AppendError(buf, req.ID, c.id, req.Src, e.Code, e.Message)
+}
+
+// encodeResult encodes a handler's result: nil is null, a json.RawMessage
+// is sent verbatim if valid, anything else goes through encoding/json.
+func encodeResult(result any) ([]byte, error) {
+	switch r := result.(type) {
+	case nil:
+		return []byte("null"), nil
+	case json.RawMessage:
+		if !json.Valid(r) {
+			return nil, Errorf(CodeInternal, "Handler returned invalid JSON")
+		}
+		return r, nil
+	default:
+		raw, err := json.Marshal(result)
+		if err != nil {
+			return nil, Errorf(CodeInternal, "Failed to encode result: %v", err)
+		}
+		return raw, nil
+	}
 }

@@ -7,8 +7,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-
-	"github.com/shellyws/shellyws/internal/frame"
 )
 
 // Errors of the component's Go API.
@@ -19,6 +17,11 @@ var (
 	ErrAlreadyRunning = errors.New("shellyws: Run called twice")
 	// ErrRestarted is the cause of a connection closed by Restart.
 	ErrRestarted = errors.New("shellyws: restarted to apply the stored config")
+	// ErrRebooted is the cause of a connection dropped by Reboot.
+	ErrRebooted = errors.New("shellyws: rebooted")
+	// ErrNoServer is LastError while the component is enabled without a
+	// server: Run has nothing to dial and waits for a Restart.
+	ErrNoServer = errors.New("shellyws: enabled but no server configured")
 	// ErrNoUserCA means ssl_ca is "user_ca.pem" but no user CA could be
 	// loaded or parsed; the device keeps retrying.
 	ErrNoUserCA = errors.New("shellyws: no usable user CA")
@@ -32,12 +35,19 @@ type Component struct {
 	opts options
 	disp Dispatcher
 
+	// Lock order: mu, then the store (Save runs under mu); subsMu, the
+	// state's and the queue's locks are never held while taking another.
 	mu        sync.Mutex
 	stored    Config          // what the store holds; GetConfig returns it
-	active    Config          // what Run dials with; set by Restart
-	restart   context.Context // cancelled and replaced by Restart
-	restarted context.CancelFunc
-	live      atomic.Pointer[peer] // the outbound connection while it is up
+	active    Config          // what Run dials with; set by Restart and boots
+	restart   context.Context // cancelled and replaced by Restart and Reboot
+	restarted context.CancelCauseFunc
+	// power ends when the device goes down (Reboot) and is replaced when it
+	// is back; inbound channels drop their clients with it.
+	power    context.Context
+	powerOff context.CancelFunc
+	down     bool                 // between Reboot and the end of the boot
+	live     atomic.Pointer[peer] // the outbound connection while it is up
 
 	running atomic.Bool
 	state   *stateBox
@@ -53,23 +63,21 @@ type Component struct {
 // New returns the component of the device whose id is deviceID, e.g.
 // "shellyplus1pm-c049ef8cf4e0" (the src of every frame it sends). It loads the
 // config from the store (see WithConfigStore); a store that fails to load is
-// an error, never silently replaced with defaults.
+// an error, never silently replaced with defaults. An option given a value
+// that would make a broken device is an error naming that option.
 func New(deviceID string, opts ...Option) (*Component, error) {
 	if deviceID == "" {
 		return nil, errors.New("shellyws: New needs a device id")
 	}
 	o := defaultOptions()
 	for _, opt := range opts {
+		if opt == nil {
+			return nil, errors.New("shellyws: New: a nil Option")
+		}
 		opt(&o)
 	}
-	if o.store == nil {
-		o.store = NewMemoryStore(DefaultConfig())
-	}
-	if o.maxInFlight < 1 {
-		o.maxInFlight = 1
-	}
-	if o.queueSize < 0 {
-		o.queueSize = 0
+	if err := o.check(); err != nil {
+		return nil, err
 	}
 	cfg, err := o.store.Load()
 	if err != nil {
@@ -86,7 +94,8 @@ func New(deviceID string, opts ...Option) (*Component, error) {
 		state:  newStateBox(),
 		queue:  newNotifyQueue(o.queueSize),
 	}
-	c.restart, c.restarted = context.WithCancel(context.Background())
+	c.restart, c.restarted = context.WithCancelCause(context.Background())
+	c.power, c.powerOff = context.WithCancel(context.Background())
 	c.disp = o.dispatcher
 	if c.disp == nil {
 		c.disp = ownMethods{c}
@@ -141,15 +150,79 @@ func (c *Component) updateConfig(change func(Config) (Config, error)) (bool, err
 }
 
 // Restart applies the stored config: the current connection, if any, is
-// closed with status 1012 (service restart) and Run dials again at once with
-// the new config, or stays quiet if it is disabled. A device calls it for
-// Shelly.Reboot.
+// closed with status 1012 (service restart), a dial under way is abandoned,
+// and Run dials again at once with the new config, or stays quiet if it is
+// disabled. It returns at once. For Shelly.Reboot see Reboot.
 func (c *Component) Restart() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.active = c.stored.Clone()
-	c.restarted()
-	c.restart, c.restarted = context.WithCancel(context.Background())
+	c.restarted(ErrRestarted)
+	c.restart, c.restarted = context.WithCancelCause(context.Background())
+}
+
+// errRebooting is the cause of the restart context Reboot cancels: stops
+// that see it drop their connection instead of closing it.
+var errRebooting = errors.New("shellyws: rebooting")
+
+// Reboot restarts the device as a power cycle would, the way protocol
+// section 11 describes Shelly.Reboot. It returns at once; while Run runs:
+//
+//   - the outbound connection is dropped without a close frame, and every
+//     websocket client of every Handler of c is dropped the same way;
+//   - the notification queue is emptied: nothing published before the
+//     reboot, or while the device is down, is sent after it;
+//   - until the boot is over, every Handler of c answers HTTP requests and
+//     websocket handshakes 503 (code -114, "Rebooting"), standing in for a
+//     web server that is not up yet (close the listener in WithOnReboot
+//     for a device that is unreachable instead);
+//   - on Run's goroutine, the WithOnReboot callback is called, Run waits the
+//     boot time (WithBootTime), calls WithOnBoot and dials at once, without
+//     back-off, with the stored config; its first frame is a fresh
+//     NotifyFullStatus.
+//
+// A Reboot while the device is down does nothing. Without Run, the device
+// stays down until Run is called: Run is the boot. Handlers call it from
+// AfterReply, so that their answer is on the wire first.
+func (c *Component) Reboot() {
+	c.mu.Lock()
+	if c.down {
+		c.mu.Unlock()
+		return
+	}
+	c.down = true
+	c.active = c.stored.Clone()
+	c.powerOff()
+	c.restarted(errRebooting)
+	c.restart, c.restarted = context.WithCancelCause(context.Background())
+	c.mu.Unlock()
+	c.queue.clear()
+}
+
+// powerState returns the context that ends when the device next goes down,
+// and whether it is down now.
+func (c *Component) powerState() (context.Context, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.power, c.down
+}
+
+// isDown reports whether a reboot waits for its boot.
+func (c *Component) isDown() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.down
+}
+
+// powerOn ends a boot: the device is up, with the stored config active.
+func (c *Component) powerOn() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.active = c.stored.Clone()
+	if c.down {
+		c.down = false
+		c.power, c.powerOff = context.WithCancel(context.Background())
+	}
 }
 
 func (c *Component) activeConfig() (Config, context.Context) {
@@ -269,16 +342,4 @@ func (c *Component) fullStatusParams(ctx context.Context) ([]byte, error) {
 	}
 	status[ComponentKey] = Status{Connected: true}
 	return paramsWithTS(c.opts.now(), status)
-}
-
-// encodeResponse builds the response frame for req from a handler's result.
-func (c *Component) encodeResponse(buf []byte, req *Request, result any, err error) []byte {
-	if err == nil {
-		var raw []byte
-		if raw, err = encodeResult(result); err == nil {
-			return frame.AppendResult(buf, req.ID, c.id, req.Src, raw)
-		}
-	}
-	e := AsError(err)
-	return frame.AppendError(buf, req.ID, c.id, req.Src, e.Code, e.Message)
 }

@@ -138,6 +138,7 @@ type Server struct {
 	handshakes   int
 	rejectLeft   int
 	rejectStatus int
+	rejectHeader http.Header
 }
 
 // generation is one listening period, from Start or Restart to Stop.
@@ -388,11 +389,19 @@ func (s *Server) signalAccept() {
 // RejectNext that has not run out; n = 0 cancels it. It panics if n is
 // negative or httpStatus is not in 200–599, which are programming errors.
 func (s *Server) RejectNext(n int, httpStatus int) {
+	s.RejectNextWithHeader(n, httpStatus, nil)
+}
+
+// RejectNextWithHeader is RejectNext whose answers also carry header, for
+// example a Retry-After with a 503 or 429:
+//
+//	srv.RejectNextWithHeader(1, 503, http.Header{"Retry-After": {"120"}})
+func (s *Server) RejectNextWithHeader(n int, httpStatus int, header http.Header) {
 	if n < 0 || httpStatus < 200 || httpStatus > 599 {
 		panic(fmt.Sprintf("shellywstest: RejectNext(%d, %d): need n >= 0 and a status in 200-599", n, httpStatus))
 	}
 	s.mu.Lock()
-	s.rejectLeft, s.rejectStatus = n, httpStatus
+	s.rejectLeft, s.rejectStatus, s.rejectHeader = n, httpStatus, header.Clone()
 	s.mu.Unlock()
 }
 
@@ -536,10 +545,11 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 	s.handshakes++
 	n := s.handshakes
 	status := 0
+	var header http.Header
 	switch {
 	case s.rejectLeft > 0:
 		s.rejectLeft--
-		status = s.rejectStatus
+		status, header = s.rejectStatus, s.rejectHeader
 	case r.URL.Path != s.opts.path:
 		status = http.StatusNotFound
 	case len(s.accept) >= maxPendingAccept:
@@ -552,6 +562,9 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 
 	if status != 0 {
 		s.logf("== handshake %d for %s rejected with %d", n, r.URL.RequestURI(), status)
+		for k, v := range header {
+			w.Header()[k] = v
+		}
 		http.Error(w, fmt.Sprintf("shellywstest: handshake rejected (%d %s)", status, http.StatusText(status)), status)
 		return
 	}

@@ -1,0 +1,66 @@
+package shellyws
+
+import (
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// abort ends the peer at once: every wait on the socket fails.
+func (p *peer) abort() {
+	p.cancel() // also closes an inbound socket, whose reads take p.ctx
+	if p.raw != nil {
+		p.raw.Close()
+	}
+}
+
+// finish closes the connection, with a close frame if code is not zero, and
+// waits for every goroutine of the peer. run calls it; a caller whose peer
+// never ran (a failed NotifyFullStatus) calls it directly.
+func (p *peer) finish(code websocket.StatusCode, reason string) {
+	if code != 0 {
+		p.closeWith(code, reason)
+	} else {
+		p.conn.CloseNow()
+	}
+	p.cancel()
+	if !p.stopAbort() {
+		<-p.abortDone
+	}
+	p.wg.Wait()
+}
+
+func (p *peer) closeWith(code websocket.StatusCode, reason string) {
+	if p.raw != nil {
+		// The close handshake gets closeGrace, not coder/websocket's 5+5 s.
+		p.raw.SetDeadline(time.Now().Add(closeGrace))
+	}
+	p.conn.Close(code, reason)
+}
+
+// stopWith ends the peer for why, once: a stop closes the connection with
+// its close frame, a failure or a reboot drops it. Either way the reader
+// then fails and run returns.
+func (p *peer) stopWith(why peerEnd) {
+	p.mu.Lock()
+	first := !p.ended
+	if first {
+		p.ended, p.end, p.live = true, why, false
+	}
+	p.mu.Unlock()
+	if !first {
+		return
+	}
+	if code := why.reason.closeCode(); code != 0 {
+		p.closeWith(code, why.reason.closeReason())
+	} else {
+		p.conn.CloseNow()
+		if p.raw != nil {
+			p.raw.Close()
+		}
+	}
+	p.cancel() // handlers, and a reader waiting for a slot, see the end
+}
+
+func (p *peer) fail(op string, err error) { p.stopWith(peerEnd{reason: endFailed, op: op, err: err}) }
+

@@ -1,0 +1,149 @@
+package shellyws
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/shellyws/shellyws/internal/frame"
+)
+
+// pingOnce runs on its timer's goroutine, counted in wg since it was armed.
+// A missing pong ends the peer; otherwise it arms the next ping.
+func (p *peer) pingOnce() {
+	defer p.wg.Done()
+	if p.waitingSlot.Load() {
+		p.rearmPing()
+		return
+	}
+	ctx, cancel := context.WithTimeout(p.ctx, p.c.opts.pingTimeout)
+	err := p.conn.Ping(ctx)
+	timedOut := ctx.Err() == context.DeadlineExceeded
+	cancel()
+	if err != nil {
+		if timedOut && p.waitingSlot.Load() {
+			// The pong may well be waiting in the socket behind requests
+			// the device cannot take yet: busy, not dead.
+			p.rearmPing()
+			return
+		}
+		if timedOut {
+			err = fmt.Errorf("no pong within %v", p.c.opts.pingTimeout)
+		}
+		p.fail("ping", err)
+		return
+	}
+	p.rearmPing()
+}
+
+func (p *peer) rearmPing() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.live {
+		p.wg.Add(1)
+		p.ping.Reset(p.c.opts.pingInterval)
+	}
+}
+
+// notify queues a notification for the peer once it has a dst. It runs on
+// the goroutine of whoever published, so it never blocks.
+func (p *peer) notify(method string, params []byte) {
+	if p.dst.Load() != nil {
+		p.queue.push(notification{method: method, params: params})
+		p.kick()
+	}
+}
+
+// kick starts the flusher unless it runs already or the peer is not live.
+func (p *peer) kick() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.live || p.flushing {
+		return
+	}
+	p.flushing = true
+	p.wg.Add(1)
+	go p.flush()
+}
+
+// flush writes queued notifications until the queue is empty. It re-checks
+// the queue under mu before it stops, so a push that saw it running is not
+// left behind.
+func (p *peer) flush() {
+	defer p.wg.Done()
+	for {
+		if err := p.flushQueue(); err != nil {
+			p.mu.Lock()
+			p.flushing = false
+			p.mu.Unlock()
+			p.fail("write", err)
+			return
+		}
+		p.mu.Lock()
+		if queued, _ := p.queue.stats(); queued == 0 || !p.live {
+			p.flushing = false
+			p.mu.Unlock()
+			return
+		}
+		p.mu.Unlock()
+	}
+}
+
+// flushQueue writes every queued notification. One that fails to go out is
+// put back at the head, so it is sent after the next NotifyFullStatus.
+func (p *peer) flushQueue() error {
+	p.writeMu.Lock()
+	defer p.writeMu.Unlock()
+	bp := getBuf()
+	defer putBuf(bp)
+	for {
+		dst := p.dst.Load()
+		if dst == nil {
+			return nil
+		}
+		n, ok := p.queue.pop()
+		if !ok {
+			return nil
+		}
+		*bp = frame.AppendNotification((*bp)[:0], p.c.id, *dst, n.method, n.params)
+		if err := p.write(*bp); err != nil {
+			p.queue.pushFront(n)
+			return err
+		}
+	}
+}
+
+// write sends one frame within the write timeout; a write that overruns it
+// fails and the connection with it. The caller holds writeMu.
+func (p *peer) write(f []byte) error {
+	if p.raw != nil {
+		p.raw.SetWriteDeadline(time.Now().Add(p.c.opts.writeTimeout))
+		// Cleared again: coder/websocket writes pongs, pings and close
+		// replies on the same socket, bounded by contexts of its own.
+		defer p.raw.SetWriteDeadline(time.Time{})
+		return p.conn.Write(context.Background(), websocket.MessageText, f)
+	}
+	ctx, cancel := context.WithTimeout(p.ctx, p.c.opts.writeTimeout)
+	defer cancel()
+	return p.conn.Write(ctx, websocket.MessageText, f)
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// getBuf returns an empty buffer; the pointer travels with it back to
+// putBuf, so recycling it allocates nothing.
+func getBuf() *[]byte {
+	bp := bufPool.Get().(*[]byte)
+	*bp = (*bp)[:0]
+	return bp
+}
+
+func putBuf(bp *[]byte) {
+	if cap(*bp) > maxKeptBuf {
+		return
+	}
+	bufPool.Put(bp)
+}
