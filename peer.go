@@ -216,4 +216,3 @@ func (p *peer) run(stops ...stopOn) peerEnd {
 	p.finish(0, "") // the close frame, if any, went out in stopWith
 	return end
 }
-

@@ -63,4 +63,3 @@ func (p *peer) stopWith(why peerEnd) {
 }
 
 func (p *peer) fail(op string, err error) { p.stopWith(peerEnd{reason: endFailed, op: op, err: err}) }
-

@@ -113,4 +113,3 @@ func (p *peer) spawn(f func()) {
 		f()
 	}()
 }
-
