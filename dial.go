@@ -25,7 +25,8 @@ const Subprotocol = "json-rpc"
 type ConnError struct {
 	// Op is what ended the connection: "dial", "status" (the full status
 	// could not be built), "read", "write", "ping" (no pong in time),
-	// "restart" (Restart) or "shutdown" (Run's context ended).
+	// "restart" (Restart), "reboot" (Reboot) or "shutdown" (Run's context
+	// ended).
 	Op string
 	// Server is the server URL without query and user info.
 	Server string

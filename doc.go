@@ -18,6 +18,9 @@
 //     through a bounded queue.
 //   - Component.State, AwaitConnected and the WithOnConnect/WithOnDisconnect
 //     callbacks report the connection.
+//   - AfterReply lets a handler act once its answer is on the wire;
+//     Component.Restart applies a new config and Component.Reboot restarts
+//     the device as a power cycle would (Shelly.Reboot).
 //   - Handler serves the same Dispatcher on a device's inbound channels
 //     (HTTP GET and POST /rpc, websocket /rpc, GET /shelly).
 //

@@ -104,13 +104,15 @@ func WithOriginPatterns(patterns ...string) HandlerOption {
 // Requests that cannot be parsed are answered 400 (code -103), a body over
 // the size limit 413 and a query string over it 414 (code -108), unknown
 // paths 404 (code 404), other HTTP methods 405 (code 405, with Allow), a
-// websocket handshake beyond WithMaxClients 503 (code -108) and anything
-// after Close 503 (code -114); always with a JSON body
+// websocket handshake beyond WithMaxClients 503 (code -108), anything
+// after Close 503 (code -114, "Shutting down") and anything while the
+// component reboots 503 (code -114, "Rebooting"); always with a JSON body
 // {"code":..,"message":..}. A handler's panic is answered as a 500 error
 // (code 500) and logged.
 //
 // The REST forms (/rpc/<method>, /shelly) dispatch requests without ID and
-// Src; POST /rpc passes the frame's. Every request is dispatched with a
+// Src; POST /rpc passes the frame's. Request.Channel is ChannelHTTP for all
+// of them and ChannelInboundWebsocket on the websocket. Every request is dispatched with a
 // context that ends when the client goes away or Close is called. HTTP
 // requests share the component's in-flight limit (WithMaxInFlight): beyond
 // it they wait for a slot. Each websocket client is served like the
@@ -123,6 +125,9 @@ func WithOriginPatterns(patterns ...string) HandlerOption {
 // Paths are matched exactly; mount the handler under a prefix with
 // http.StripPrefix. Any browser origin may open the websocket unless
 // WithOriginPatterns says otherwise; there is no authentication.
+//
+// Component.Reboot drops every websocket client of the handler without a
+// close frame and cancels the context of requests in flight.
 //
 // Websocket connections are hijacked, so http.Server.Shutdown neither
 // closes nor waits for them: call Close, which closes every inbound

@@ -155,7 +155,12 @@ func AsError(err error) *Error {
 // Dispatch returns the result, which is encoded with encoding/json (a
 // json.RawMessage is sent verbatim, nil as null), or an error; see AsError for
 // how errors reach the wire. Requests without an id are dispatched too, and
-// their result is discarded.
+// their result is discarded. A panic in Dispatch is recovered on every
+// channel, answered as error 500 "Internal error in <method>" and logged
+// with its stack; the connection stays up.
+//
+// req.Channel tells where the request came from. To act once the answer is
+// on the wire (restart, reboot), register the action with AfterReply.
 type Dispatcher interface {
 	Dispatch(ctx context.Context, req *Request) (any, error)
 }

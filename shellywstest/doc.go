@@ -2,8 +2,9 @@
 // "Outbound Websocket" RPC channel, for unit tests of devices built on
 // shellyws, the way net/http/httptest stands up an HTTP server.
 //
-// The server speaks the server side of the protocol (see protocol.md in the
-// repository): it upgrades a device's handshake offering the json-rpc
+// The server speaks the server side of the protocol (the Gen2 outbound
+// websocket as shellyws implements it; see the shellyws README and
+// docs/protocol-decisions.md in its repository): it upgrades a device's handshake offering the json-rpc
 // subprotocol, queues each device connection for [Server.Accept], reads every
 // frame the device sends, routes responses to pending [Conn.Call]s and queues
 // everything else (notifications and anything unexpected) for [Conn.Next]
@@ -17,9 +18,25 @@
 //   - [Server.Accept] returns the next device connection; [Conn.ExpectFullStatus],
 //     [Conn.ExpectStatus], [Conn.ExpectEvent] and [Conn.Next] read what it sent;
 //     [Conn.Call] sends a request and waits for its response.
-//   - [Server.RejectNext], [Server.CloseConns], [Server.Stop] and
-//     [Server.Restart] play the server misbehaving: refused handshakes, close
-//     codes, a crash and a comeback on the same address.
+//   - [Server.RejectNext], [Server.RejectNextWithHeader], [Server.CloseConns],
+//     [Server.Stop] and [Server.Restart] play the server misbehaving: refused
+//     handshakes (with a Retry-After), close codes, a crash and a comeback on
+//     the same address.
+//   - [Conn.NextMethod] reads the next frame of one method, skipping the
+//     notifications of others that come in between.
+//   - For devices built on shellyws: [FastBackoff] makes them reconnect in
+//     milliseconds, [StartComponent] runs one for the test and
+//     [RunComponent] also waits until it is connected.
+//
+// # When the device is connected
+//
+// A shellyws device is connected (State reports StateConnected) once its
+// NotifyFullStatus is written, and it reads no request before that. So a
+// test that has read the full status may send requests at once, and they
+// see the device connected; a test that checks the device's own State
+// after reading the full status waits with Component.AwaitConnected
+// (RunComponent does), since the server may read the frame an instant
+// before the device's write returns.
 //
 // Every wait takes a context. The helpers ending in T ([Server.AcceptT],
 // [Conn.CallT], ...) bound the wait by [DefaultTimeout] and fail the test with
@@ -29,7 +46,8 @@
 //
 //	func TestDeviceConnects(t *testing.T) {
 //		srv := shellywstest.NewServer(t)
-//		startDevice(t, srv.URL()) // the code under test dials srv.URL()
+//		dev := newDevice(t, srv.URL()) // the code under test, a *shellyws.Component
+//		shellywstest.RunComponent(t, dev)
 //		c := srv.AcceptT(t)
 //		fs := c.ExpectFullStatusT(t)
 //		if _, ok := fs.Status["sys"]; !ok {

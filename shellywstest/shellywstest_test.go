@@ -667,3 +667,81 @@ func TestCloseDropsConnections(t *testing.T) {
 	require.ErrorIs(t, wait(t, callErr), shellywstest.ErrConnClosed)
 	require.Error(t, wait(t, gone))
 }
+
+// newDevice builds a shellyws device pointed at srv with fast reconnects.
+func newDevice(t *testing.T, srv *shellywstest.Server) *shellyws.Component {
+	t.Helper()
+	cfg := shellyws.DefaultConfig()
+	cfg.Enable = true
+	server := srv.URL()
+	cfg.Server = &server
+	dev, err := shellyws.New(devID, shellywstest.FastBackoff(), shellyws.WithConfigStore(shellyws.NewMemoryStore(cfg)))
+	require.NoError(t, err)
+	return dev
+}
+
+func TestRunComponentConnectsAndStops(t *testing.T) {
+	srv := shellywstest.NewServer(t)
+	dev := newDevice(t, srv)
+	var states []shellyws.State
+	t.Run("device", func(t *testing.T) {
+		shellywstest.RunComponent(t, dev)
+		states = append(states, dev.State())
+		conn := srv.AcceptT(t)
+		conn.ExpectFullStatusT(t)
+	})
+	assert.Equal(t, []shellyws.State{shellyws.StateConnected}, states)
+	assert.Equal(t, shellyws.StateClosed, dev.State(), "Run returned at the subtest's cleanup")
+}
+
+func TestFastBackoffReconnectsAfterServerBusy(t *testing.T) {
+	srv := shellywstest.NewServer(t)
+	srv.RejectNextWithHeader(2, http.StatusServiceUnavailable, http.Header{"Retry-After": {"300"}})
+	dev := newDevice(t, srv)
+	shellywstest.StartComponent(t, dev)
+	conn := srv.AcceptT(t)
+	conn.ExpectFullStatusT(t)
+	assert.Equal(t, 3, srv.Handshakes())
+	conn.Close(websocket.StatusTryAgainLater, "busy")
+	srv.AcceptT(t).ExpectFullStatusT(t)
+}
+
+func TestRejectNextWithHeaderSendsIt(t *testing.T) {
+	srv := shellywstest.NewServer(t)
+	srv.RejectNextWithHeader(1, http.StatusTooManyRequests, http.Header{"Retry-After": {"42"}})
+	_, resp, err := websocket.Dial(testCtx(t), srv.URL(), nil)
+	require.Error(t, err)
+	require.NotNil(t, resp)
+	assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+	assert.Equal(t, "42", resp.Header.Get("Retry-After"))
+	// Only the next one: the following handshake gets through.
+	ws := dial(t, srv.URL(), nil)
+	ws.CloseNow()
+}
+
+func TestNextMethodSkipsOtherNotifications(t *testing.T) {
+	srv := shellywstest.NewServer(t)
+	ws := dial(t, srv.URL(), nil)
+	ctx := testCtx(t)
+	conn := srv.AcceptT(t)
+	for _, f := range []string{
+		fullStatus,
+		`{"src":"` + devID + `","dst":"ws","method":"NotifyStatus","params":{"ts":1,"switch:0":{"output":true}}}`,
+		`{"src":"` + devID + `","dst":"ws","method":"NotifyEvent","params":{"ts":2,"events":[]}}`,
+		`{"src":"` + devID + `","dst":"ws","method":"NotifyStatus","params":{"ts":3}}`,
+		`{"id":9,"src":"` + devID + `","result":null}`,
+		`{"src":"` + devID + `","dst":"ws","method":"NotifyEvent","params":{"ts":4,"events":[]}}`,
+	} {
+		require.NoError(t, ws.Write(ctx, websocket.MessageText, []byte(f)))
+	}
+	f, err := conn.NextMethod(ctx, "notifyevent")
+	require.NoError(t, err)
+	assert.Contains(t, string(f.Params), `"ts":2`)
+	// A response in between is not skipped: it is reported.
+	_, err = conn.NextMethod(ctx, "NotifyEvent")
+	var ue *shellywstest.UnexpectedFrameError
+	require.ErrorAs(t, err, &ue)
+	assert.Contains(t, ue.Problem, "response")
+	f = conn.NextMethodT(t, "NotifyEvent")
+	assert.Contains(t, string(f.Params), `"ts":4`)
+}
