@@ -28,10 +28,11 @@ const maxMinRebootDelay = 500 * time.Millisecond
 
 // Switch sources the simulator reports, as the firmware names them.
 const (
-	// SourceWS is the source of a change requested on the outbound
-	// websocket. A Dispatcher does not learn which channel a request came
-	// on, so every RPC change reports it.
+	// SourceWS is the source of a change requested on a websocket, the
+	// outbound one or an inbound client.
 	SourceWS = "WS_in"
+	// SourceHTTP is the source of a change requested over HTTP.
+	SourceHTTP = "HTTP_in"
 	// SourceInit is the source after boot and after Shelly.Reboot.
 	SourceInit = "init"
 	// SourceTimer is the source of the flip-back of Switch.Set's

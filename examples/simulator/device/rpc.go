@@ -100,6 +100,15 @@ type wasOnResult struct {
 	WasOn bool `json:"was_on"`
 }
 
+// sourceOf is the switch source of a change req asks for: the channel it
+// came on, as the firmware reports it.
+func sourceOf(req *shellyws.Request) string {
+	if req.Channel == shellyws.ChannelHTTP {
+		return SourceHTTP
+	}
+	return SourceWS
+}
+
 func (d *Device) switchSet(_ context.Context, req *shellyws.Request) (any, error) {
 	if _, err := decodeID(req); err != nil {
 		return nil, err
@@ -125,7 +134,7 @@ func (d *Device) switchSet(_ context.Context, req *shellyws.Request) (any, error
 		after = time.Duration(*p.ToggleAfter * float64(time.Second))
 	}
 	on := *p.On
-	was, err := d.setSwitch(func(bool) bool { return on }, SourceWS, after)
+	was, err := d.setSwitch(func(bool) bool { return on }, sourceOf(req), after)
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +145,7 @@ func (d *Device) switchToggle(_ context.Context, req *shellyws.Request) (any, er
 	if _, err := decodeID(req); err != nil {
 		return nil, err
 	}
-	was, err := d.setSwitch(func(was bool) bool { return !was }, SourceWS, 0)
+	was, err := d.setSwitch(func(was bool) bool { return !was }, sourceOf(req), 0)
 	if err != nil {
 		return nil, err
 	}
