@@ -360,11 +360,13 @@ func (h *Handler) serveFrame(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, h.c.appendResponse(nil, &cl.req, result, derr))
 }
 
-// replied puts the answer written to w on the wire, then starts what the
-// handler of cl gave AfterReply.
+// replied starts what the handler of cl gave AfterReply, once the answer
+// written to w is on the wire.
 func (h *Handler) replied(w http.ResponseWriter, cl *call) {
-	_ = http.NewResponseController(w).Flush()
-	cl.done(h.spawn)
+	cl.done(func(after func()) {
+		_ = http.NewResponseController(w).Flush()
+		h.spawn(after)
+	})
 }
 
 // spawn runs f on a goroutine Close waits for; once Close has begun, on
