@@ -42,24 +42,25 @@ type handlerOptions struct {
 // WithMaxRequestSize bounds what one request may carry: an HTTP body, a
 // query string, a websocket message. A larger body is answered 413, a larger
 // query string 414, and a larger websocket message closes that client's
-// connection with status 1009. Default: DefaultMaxRequestSize (64 KiB).
+// connection with status 1009. A value below 1 means the default.
+// Default: DefaultMaxRequestSize (64 KiB).
 func WithMaxRequestSize(n int64) HandlerOption {
 	return func(o *handlerOptions) { o.maxRequestSize = n }
 }
 
 // WithMaxClients bounds how many inbound websocket clients may be connected
 // at once; a handshake beyond it is answered 503, as a device with its
-// websocket channel busy does; 0 turns the websocket channel off.
-// Default: DefaultMaxClients (8).
+// websocket channel busy does; 0 (or a negative value) turns the websocket
+// channel off. Default: DefaultMaxClients (8).
 func WithMaxClients(n int) HandlerOption {
 	return func(o *handlerOptions) { o.maxClients = n }
 }
 
 // WithClientQueueSize bounds the notifications waiting for one slow
 // websocket client; when it is full the oldest is dropped, so a client that
-// falls behind never blocks NotifyStatus, NotifyEvent or other clients (0
-// sends websocket clients no notifications at all). Default:
-// DefaultClientQueueSize (25, the firmware's queue length).
+// falls behind never blocks NotifyStatus, NotifyEvent or other clients; 0
+// (or a negative value) sends websocket clients no notifications at all.
+// Default: DefaultClientQueueSize (25, the firmware's queue length).
 func WithClientQueueSize(n int) HandlerOption {
 	return func(o *handlerOptions) { o.clientQueueSize = n }
 }
