@@ -476,7 +476,7 @@ func (h *Handler) dispatchHTTP(w http.ResponseWriter, r *http.Request, cl *call)
 	power, _ := h.c.powerState()
 	stopPower := context.AfterFunc(power, cancel)
 	defer stopPower()
-	cl.ctx.Context = ctx
+	cl.Context = ctx
 	select {
 	case h.httpSlots <- struct{}{}:
 	case <-ctx.Done():

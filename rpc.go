@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/shellyws/shellyws/internal/frame"
 )
@@ -278,41 +279,41 @@ func (m *Mux) lookup(method string) (muxEntry, bool) {
 // its answer is encoded (appendResponse, encodeResult), written by the
 // channel, and then the functions given to AfterReply run (call.replied).
 
-// call is one request being served: the Request, the context its handler
-// gets and what runs once its reply is written. One allocation holds all
-// three.
+// call is one request being served, and the context its handler gets: the
+// channel's context (deadline, cancellation, values) with the call itself
+// as the value AfterReply looks up. One allocation holds the Request, the
+// context and what runs once the reply is written.
 type call struct {
-	req Request
-	ctx callCtx
-
-	mu      sync.Mutex
-	after   []func()
-	replied bool // the reply is written (or failed): AfterReply refuses
-}
-
-// callCtx is a handler's context: the channel's context, which carries its
-// deadline and cancellation, plus the call, found by AfterReply.
-type callCtx struct {
 	context.Context
-	call *call
+	req Request
+	// after lists the functions given to AfterReply, newest first;
+	// repliedMark once the reply is written and AfterReply refuses.
+	after atomic.Pointer[afterFunc]
 }
+
+// afterFunc is one function given to AfterReply.
+type afterFunc struct {
+	f    func()
+	next *afterFunc
+}
+
+// repliedMark ends a call's after list: the reply is out.
+var repliedMark = new(afterFunc)
 
 type callKey struct{}
 
 // Value implements context.Context.
-func (c *callCtx) Value(key any) any {
+func (cl *call) Value(key any) any {
 	if key == (callKey{}) {
-		return c.call
+		return cl
 	}
-	return c.Context.Value(key)
+	return cl.Context.Value(key)
 }
 
-// newCall prepares the call of req-shaped fields received on ch, with a
-// context derived from parent.
+// newCall prepares the call of a request received on ch, with a context
+// derived from parent (set later if nil).
 func newCall(parent context.Context, ch Channel, id json.RawMessage, src, method string, params json.RawMessage) *call {
-	cl := &call{req: Request{ID: id, Src: src, Method: method, Params: params, Channel: ch}}
-	cl.ctx = callCtx{Context: parent, call: cl}
-	return cl
+	return &call{Context: parent, req: Request{ID: id, Src: src, Method: method, Params: params, Channel: ch}}
 }
 
 // decodeCall turns a request frame received on ch into a call; data may be
@@ -337,7 +338,7 @@ func decodeCall(parent context.Context, ch Channel, data []byte) (*call, error) 
 // block without holding up the connection; Run or Handler.Close waits for
 // it, so it must return once its work is done (Reboot and Restart return at
 // once and are safe to call from it). Several functions registered for one
-// request run in order, one after the other.
+// request run in the order given, one after the other.
 //
 // AfterReply returns false, and never runs f, when ctx is not the context
 // of a request being served or the handler of that request has already
@@ -350,30 +351,32 @@ func AfterReply(ctx context.Context, f func()) bool {
 	if !ok || cl == nil || f == nil {
 		return false
 	}
-	cl.mu.Lock()
-	defer cl.mu.Unlock()
-	if cl.replied {
-		return false
+	for {
+		head := cl.after.Load()
+		if head == repliedMark {
+			return false
+		}
+		if cl.after.CompareAndSwap(head, &afterFunc{f: f, next: head}) {
+			return true
+		}
 	}
-	cl.after = append(cl.after, f)
-	return true
 }
 
-// done marks the reply written (or abandoned) and starts the functions
-// given to AfterReply, with start, which runs its argument on a goroutine
-// that its channel waits for.
+// done marks the reply written (or abandoned) and, if the handler gave
+// AfterReply functions, starts them with start, which runs its argument on
+// a goroutine that its channel waits for.
 func (cl *call) done(start func(func())) {
-	cl.mu.Lock()
-	cl.replied = true
-	after := cl.after
-	cl.after = nil
-	cl.mu.Unlock()
-	if len(after) == 0 {
+	head := cl.after.Swap(repliedMark)
+	if head == nil {
 		return
 	}
+	var fs []func()
+	for n := head; n != nil; n = n.next {
+		fs = append(fs, n.f)
+	}
 	start(func() {
-		for _, f := range after {
-			f()
+		for i := len(fs) - 1; i >= 0; i-- {
+			fs[i]()
 		}
 	})
 }
@@ -388,7 +391,7 @@ func (c *Component) dispatch(cl *call) (result any, err error) {
 			result, err = nil, Errorf(CodeInternal, "Internal error in %s", cl.req.Method)
 		}
 	}()
-	return c.disp.Dispatch(&cl.ctx, &cl.req)
+	return c.disp.Dispatch(cl, &cl.req)
 }
 
 // appendResponse appends the response frame for req from a handler's
