@@ -237,7 +237,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			methodNotAllowed(w, "GET")
 			return
 		}
-		h.serveREST(w, r, newCall(nil, ChannelHTTP, nil, "", deviceInfoMethod, nil))
+		h.serveREST(w, r, newCall(r.Context(), ChannelHTTP, nil, "", deviceInfoMethod, nil))
 	default:
 		writeJSONError(w, http.StatusNotFound, CodeNoHandler, "Not found: "+p)
 	}
@@ -286,7 +286,7 @@ func (h *Handler) serveGet(w http.ResponseWriter, r *http.Request, method string
 		writeJSONError(w, status, err.Code, err.Message)
 		return
 	}
-	h.serveREST(w, r, newCall(nil, ChannelHTTP, nil, "", method, params))
+	h.serveREST(w, r, newCall(r.Context(), ChannelHTTP, nil, "", method, params))
 }
 
 // servePost calls method with the body (or, when it is empty, the query
@@ -314,7 +314,7 @@ func (h *Handler) servePost(w http.ResponseWriter, r *http.Request, method strin
 			return
 		}
 	}
-	h.serveREST(w, r, newCall(nil, ChannelHTTP, nil, "", method, params))
+	h.serveREST(w, r, newCall(r.Context(), ChannelHTTP, nil, "", method, params))
 }
 
 // serveREST dispatches cl and answers the bare result or the error object.
@@ -342,7 +342,7 @@ func (h *Handler) serveFrame(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	cl, err := decodeCall(nil, ChannelHTTP, body)
+	cl, err := decodeCall(r.Context(), ChannelHTTP, body)
 	if err != nil {
 		writeJSONError(w, http.StatusBadRequest, CodeInvalidArgument, "Invalid request frame: "+err.Error())
 		return

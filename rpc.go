@@ -311,7 +311,7 @@ func (cl *call) Value(key any) any {
 }
 
 // newCall prepares the call of a request received on ch, with a context
-// derived from parent (set later if nil).
+// derived from parent.
 func newCall(parent context.Context, ch Channel, id json.RawMessage, src, method string, params json.RawMessage) *call {
 	return &call{Context: parent, req: Request{ID: id, Src: src, Method: method, Params: params, Channel: ch}}
 }
