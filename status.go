@@ -115,6 +115,13 @@ func (c *Component) WaitForStateChange(ctx context.Context, from State) (State, 
 // AwaitConnected blocks until the component is connected (its
 // NotifyFullStatus sent) and returns nil, or returns ctx's error, or
 // ErrClosed once Run has returned.
+//
+// The component becomes connected as soon as the write of its
+// NotifyFullStatus returns, and reads no request before that: a server
+// that has read the full status may send requests at once and they see
+// the device connected, but a test on the device's side that has seen the
+// server read the full status calls AwaitConnected before it checks State,
+// which may still say connecting for an instant.
 func (c *Component) AwaitConnected(ctx context.Context) error {
 	for {
 		s, changed := c.state.snapshot()
