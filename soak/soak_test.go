@@ -152,6 +152,10 @@ func TestSoak(t *testing.T) {
 					b.Reset()
 					return b
 				}),
+				// The server's 1008, 1013, 429 and 503 ask for a longer
+				// back-off; scaled down like the normal one, within its
+				// bound, so reconnectBound still holds.
+				shellyws.WithServerBackoff(func(time.Duration) time.Duration { return backoffCap }),
 				shellyws.WithPing(pingInterval, pingTimeout),
 				shellyws.WithWriteTimeout(writeTimeout),
 				shellyws.WithDialTimeout(dialTimeout),
