@@ -189,7 +189,10 @@ func (f *fleetServer) serveDevice(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Unlock()
 	if down {
-		http.Error(w, "restarting", http.StatusServiceUnavailable)
+		// 502, as a proxy answers for a backend that is restarting: a 503
+		// would ask the devices for the server's longer back-off (60-120 s)
+		// and the storm would no longer measure the normal backoff.
+		http.Error(w, "restarting", http.StatusBadGateway)
 		return
 	}
 	c, err := accept(w, r)
