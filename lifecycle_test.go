@@ -8,9 +8,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/shellyws/shellyws"
+	"github.com/shellyws/shellyws/shellywstest"
 )
 
 // silentServer accepts TCP connections on loopback and never answers the
@@ -100,4 +102,21 @@ func TestRunCancelledWhileDialingDefaultDialer(t *testing.T) {
 		require.NoError(t, err)
 		runAndCancelWhileDialing(t, c)
 	}
+}
+
+// Restart abandons a dial under way: a device stuck in a handshake the
+// server never answers moves to its new server at once, not after the
+// dial timeout.
+func TestRestartAbandonsADialUnderWay(t *testing.T) {
+	silent := silentServer(t)
+	srv := shellywstest.NewServer(t)
+	dev := startDevice(t, enabledConfig(silent), shellyws.WithDialTimeout(time.Hour))
+	ctx := testCtx(t)
+	_, err := dev.WaitForStateChange(ctx, shellyws.StateDisconnected)
+	require.NoError(t, err)
+	_, err = dev.SetConfig(enabledConfig(srv.URL()))
+	require.NoError(t, err)
+	dev.Restart()
+	acceptConnected(t, ctx, srv)
+	assert.Zero(t, dev.Stats().DialFailures, "an abandoned dial is not a failure")
 }
