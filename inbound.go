@@ -122,7 +122,18 @@ func WithOriginPatterns(patterns ...string) HandlerOption {
 //
 // Paths are matched exactly; mount the handler under a prefix with
 // http.StripPrefix. Any browser origin may open the websocket unless
-// WithOriginPatterns says otherwise; there is no authentication.
+// WithOriginPatterns says otherwise.
+//
+// Once the component's authentication is on (Component.SetAuth,
+// Shelly.SetAuth, WithAuthStore), every request but Shelly.GetDeviceInfo
+// and GET /shelly must authenticate, as on a device: the REST forms with
+// HTTP digest (RFC 7616, SHA-256, qop auth; a 401 carries the
+// WWW-Authenticate challenge, so curl --digest -u admin:PASS works), RPC
+// frames with their "auth" object (a 401 error whose message is the JSON
+// challenge), POST /rpc with either. Nonces follow the firmware: valid
+// NonceLifetime, reusable with a strictly increasing nc, at most
+// MaxLiveNonces, and LockoutDuration of 429 answers once failed attempts
+// fill the table. The websocket handshake itself is not challenged.
 //
 // Websocket connections are hijacked, so http.Server.Shutdown neither
 // closes nor waits for them: call Close, which closes every inbound
@@ -138,6 +149,8 @@ type Handler struct {
 	cancel context.CancelFunc
 
 	httpSlots chan struct{} // in-flight HTTP requests
+
+	auth *authGate // nonce table of the device's own channels (authgate.go)
 
 	mu      sync.Mutex
 	closed  bool
@@ -173,6 +186,7 @@ func NewHandler(c *Component, opts ...HandlerOption) *Handler {
 		ctx:       ctx,
 		cancel:    cancel,
 		httpSlots: make(chan struct{}, c.opts.maxInFlight),
+		auth:      newAuthGate(c),
 	}
 }
 
@@ -309,6 +323,9 @@ func (h *Handler) servePost(w http.ResponseWriter, r *http.Request, method strin
 
 // serveREST dispatches req and answers the bare result or the error object.
 func (h *Handler) serveREST(w http.ResponseWriter, r *http.Request, req *Request) {
+	if !h.authorizeHTTP(w, r, req.Method) {
+		return
+	}
 	result, ok, err := h.dispatchHTTP(w, r, req)
 	if !ok {
 		return
@@ -336,7 +353,10 @@ func (h *Handler) serveFrame(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusBadRequest, CodeInvalidArgument, "Invalid request frame: "+err.Error())
 		return
 	}
-	req := &Request{ID: fr.ID, Src: fr.Src, Method: fr.Method, Params: fr.Params}
+	req := &Request{ID: fr.ID, Src: fr.Src, Method: fr.Method, Params: fr.Params, auth: fr.Auth}
+	if !h.authorizePostFrame(w, r, req) {
+		return
+	}
 	result, ok, derr := h.dispatchHTTP(w, r, req)
 	if !ok {
 		return
@@ -517,6 +537,7 @@ func (h *Handler) serveWebsocket(w http.ResponseWriter, r *http.Request) {
 	log := h.log.With("remote", r.RemoteAddr)
 	p := newPeer(h.ctx, h.c, conn, nil, log, newNotifyQueue(h.opts.clientQueueSize))
 	p.dstFromSrc = true
+	p.authorize = h.authorizeFrame
 	unsubscribe := h.c.subscribe(p.notify)
 	defer unsubscribe()
 	log.Debug("shellyws: inbound websocket client connected")

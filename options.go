@@ -23,6 +23,7 @@ type StatusFunc func(ctx context.Context) (map[string]any, error)
 type options struct {
 	dispatcher    Dispatcher
 	store         ConfigStore
+	authStore     AuthStore // see WithAuthStore in auth.go
 	logger        *slog.Logger
 	newBackoff    func() backoff.BackOff
 	healthyAfter  time.Duration

@@ -39,6 +39,10 @@ type peer struct {
 	dst        atomic.Pointer[string]
 	dstFromSrc bool
 
+	// authorize, set on inbound clients only, admits a request or returns
+	// the error to answer instead (auth.go); the outbound channel is exempt.
+	authorize func(*Request) error
+
 	ctx    context.Context // ends with the peer; handlers get it
 	cancel context.CancelFunc
 	// wg counts every goroutine of the peer but run's caller: readers that
@@ -408,7 +412,7 @@ func (p *peer) readLoop(buf *bytes.Buffer) {
 		}
 		p.wg.Add(1) // for the reader that may take over
 		handoff.Reset(handoffAfter)
-		p.serve(&Request{ID: fr.ID, Src: fr.Src, Method: fr.Method, Params: fr.Params})
+		p.serve(&Request{ID: fr.ID, Src: fr.Src, Method: fr.Method, Params: fr.Params, auth: fr.Auth})
 		if !handoff.Stop() {
 			return // another goroutine reads now, with the count added above
 		}
@@ -418,7 +422,11 @@ func (p *peer) readLoop(buf *bytes.Buffer) {
 
 func (p *peer) serve(req *Request) {
 	defer func() { <-p.slots }()
-	result, err := p.c.dispatch(p.ctx, req)
+	var result any
+	err := p.authorizeRequest(req)
+	if err == nil {
+		result, err = p.c.dispatch(p.ctx, req)
+	}
 	if req.ID == nil {
 		return
 	}

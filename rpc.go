@@ -22,6 +22,8 @@ type Request struct {
 	Method string
 	// Params is the raw params object; nil when absent or null.
 	Params json.RawMessage
+
+	auth json.RawMessage // the frame's "auth" object, checked by the Handler (auth.go)
 }
 
 // Decode unmarshals the request's params into v. Absent params decode as an
