@@ -270,7 +270,9 @@ func quoteHeader(s string) string {
 }
 
 // errLockedOut is the RPC error of a request refused during a lockout.
-func errLockedOut() *Error { return &Error{Code: http.StatusTooManyRequests, Message: TooManyFailuresMessage} }
+func errLockedOut() *Error {
+	return &Error{Code: http.StatusTooManyRequests, Message: TooManyFailuresMessage}
+}
 
 // authorizeFrame decides an RPC frame on an inbound websocket: nil admits
 // it, otherwise the *Error to answer (401 with the challenge, or 429).
