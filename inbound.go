@@ -348,15 +348,15 @@ func (h *Handler) serveFrame(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	if !h.authorizePostFrame(w, r, body) {
+		return
+	}
 	fr, err := frame.Decode(body)
 	if err != nil {
 		writeJSONError(w, http.StatusBadRequest, CodeInvalidArgument, "Invalid request frame: "+err.Error())
 		return
 	}
-	req := &Request{ID: fr.ID, Src: fr.Src, Method: fr.Method, Params: fr.Params, auth: fr.Auth}
-	if !h.authorizePostFrame(w, r, req) {
-		return
-	}
+	req := &Request{ID: fr.ID, Src: fr.Src, Method: fr.Method, Params: fr.Params}
 	result, ok, derr := h.dispatchHTTP(w, r, req)
 	if !ok {
 		return
