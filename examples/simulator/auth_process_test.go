@@ -44,7 +44,7 @@ func digestGet(t *testing.T, url, password string) (int, string) {
 
 // TestPasswordFlag: -password turns authentication on for the -http
 // channels (the outbound one stays open), survives a restart with -state,
-// and -password ” turns it off again.
+// and an empty -password turns it off again.
 func TestPasswordFlag(t *testing.T) {
 	const id = "shellyplus1pm-a1b2c3d4e5f6"
 	srv := shellywstest.NewServer(t)

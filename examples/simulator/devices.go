@@ -235,7 +235,7 @@ func storePath(dir, id string) string { return filepath.Join(dir, id+".ws.json")
 func authStorePath(dir, id string) string { return filepath.Join(dir, id+".auth.json") }
 
 // openAuthStore returns the device's auth store with -password applied as
-// Shelly.SetAuth would apply it (” turns authentication off); with -state
+// Shelly.SetAuth would apply it (an empty one turns authentication off); with -state
 // it is kept next to the ws config and the flag's value is saved.
 func openAuthStore(s *settings, id string) (shellyws.AuthStore, error) {
 	var store shellyws.AuthStore
