@@ -20,6 +20,9 @@
 //   - [Server.RejectNext], [Server.CloseConns], [Server.Stop] and
 //     [Server.Restart] play the server misbehaving: refused handshakes, close
 //     codes, a crash and a comeback on the same address.
+//   - [DigestTransport], [ParseChallenge] and [FrameAuth] call a device whose
+//     password is set, over HTTP and in RPC frames, without re-deriving the
+//     digest.
 //
 // Every wait takes a context. The helpers ending in T ([Server.AcceptT],
 // [Conn.CallT], ...) bound the wait by [DefaultTimeout] and fail the test with
