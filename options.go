@@ -183,6 +183,7 @@ func WithOnDisconnect(f func(err error)) Option { return func(o *options) { o.on
 // goroutine after the component's lock is released. Default: none.
 func WithOnConfigSaved(f func(Config)) Option { return func(o *options) { o.onConfigSaved = f } }
 
-// WithClock sets the clock used for notification timestamps and connection
-// health. Default: time.Now.
+// WithClock sets the clock used for notification timestamps, connection
+// health and, on the inbound channels, nonce lifetimes and the
+// authentication lockout. Default: time.Now.
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }

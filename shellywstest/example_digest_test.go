@@ -33,7 +33,9 @@ func ExampleDigestTransport() {
 	defer h.Close()
 
 	// HTTP: the transport answers the challenge and keeps the nonce.
-	client := &http.Client{Transport: &shellywstest.DigestTransport{Password: "secret"}}
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: &shellywstest.DigestTransport{Password: "secret", Base: tr}}
 	resp, err := client.Get(srv.URL + "/rpc/Ws.GetStatus")
 	if err != nil {
 		fmt.Println(err)
