@@ -23,6 +23,11 @@
 //     the device as a power cycle would (Shelly.Reboot).
 //   - Handler serves the same Dispatcher on a device's inbound channels
 //     (HTTP GET and POST /rpc, websocket /rpc, GET /shelly).
+//   - AuthConfig and an AuthStore (MemoryAuthStore, FileAuthStore) hold the
+//     device password's hash; Component.SetAuth and Shelly.SetAuth set it,
+//     and the Handler then asks every inbound request but
+//     Shelly.GetDeviceInfo for digest credentials. The outbound channel is
+//     never challenged.
 //
 // The subpackage shellywstest stands up a loopback server for unit tests of
 // devices built on this package. The wire contract is the one real Gen2

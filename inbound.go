@@ -125,7 +125,18 @@ func WithOriginPatterns(patterns ...string) HandlerOption {
 //
 // Paths are matched exactly; mount the handler under a prefix with
 // http.StripPrefix. Any browser origin may open the websocket unless
-// WithOriginPatterns says otherwise; there is no authentication.
+// WithOriginPatterns says otherwise.
+//
+// Once the component's authentication is on (Component.SetAuth,
+// Shelly.SetAuth, WithAuthStore), every request but Shelly.GetDeviceInfo
+// and GET /shelly must authenticate, as on a device: the REST forms with
+// HTTP digest (RFC 7616, SHA-256, qop auth; a 401 carries the
+// WWW-Authenticate challenge, so curl --digest -u admin:PASS works), RPC
+// frames with their "auth" object (a 401 error whose message is the JSON
+// challenge), POST /rpc with either. Nonces follow the firmware: valid
+// NonceLifetime, reusable with a strictly increasing nc, at most
+// MaxLiveNonces, and LockoutDuration of 429 answers once failed attempts
+// fill the table. The websocket handshake itself is not challenged.
 //
 // Component.Reboot drops every websocket client of the handler without a
 // close frame and cancels the context of requests in flight.
@@ -144,6 +155,8 @@ type Handler struct {
 	cancel context.CancelFunc
 
 	httpSlots chan struct{} // in-flight HTTP requests
+
+	auth *authGate // nonce table of the device's own channels (authgate.go)
 
 	mu      sync.Mutex
 	closed  bool
@@ -179,6 +192,7 @@ func NewHandler(c *Component, opts ...HandlerOption) *Handler {
 		ctx:       ctx,
 		cancel:    cancel,
 		httpSlots: make(chan struct{}, c.opts.maxInFlight),
+		auth:      newAuthGate(c),
 	}
 }
 
@@ -320,6 +334,9 @@ func (h *Handler) servePost(w http.ResponseWriter, r *http.Request, method strin
 // serveREST dispatches cl and answers the bare result or the error object.
 func (h *Handler) serveREST(w http.ResponseWriter, r *http.Request, cl *call) {
 	defer h.replied(w, cl)
+	if !h.authorizeHTTP(w, r, cl.req.Method) {
+		return
+	}
 	result, ok, err := h.dispatchHTTP(w, r, cl)
 	if !ok {
 		return
@@ -340,6 +357,9 @@ func (h *Handler) serveREST(w http.ResponseWriter, r *http.Request, cl *call) {
 func (h *Handler) serveFrame(w http.ResponseWriter, r *http.Request) {
 	body, ok := h.readBody(w, r)
 	if !ok {
+		return
+	}
+	if !h.authorizePostFrame(w, r, body) {
 		return
 	}
 	cl, err := decodeCall(r.Context(), ChannelHTTP, body)
@@ -545,6 +565,7 @@ func (h *Handler) serveWebsocket(w http.ResponseWriter, r *http.Request) {
 	p := newPeer(h.ctx, h.c, conn, nil, log, newNotifyQueue(h.opts.clientQueueSize))
 	p.dstFromSrc = true
 	p.channel = ChannelInboundWebsocket
+	p.authorize = h.authorizeFrame
 	unsubscribe := h.c.subscribe(p.notify)
 	defer unsubscribe()
 	log.Debug("shellyws: inbound websocket client connected")

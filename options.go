@@ -29,6 +29,7 @@ type StatusFunc func(ctx context.Context) (map[string]any, error)
 type options struct {
 	dispatcher    Dispatcher
 	store         ConfigStore
+	authStore     AuthStore // see WithAuthStore in auth.go
 	logger        *slog.Logger
 	newBackoff    func() backoff.BackOff
 	healthyAfter  time.Duration
@@ -262,8 +263,9 @@ func WithOnDisconnect(f func(err error)) Option { return func(o *options) { o.on
 // goroutine after the component's lock is released. Default (and nil): none.
 func WithOnConfigSaved(f func(Config)) Option { return func(o *options) { o.onConfigSaved = f } }
 
-// WithClock sets the clock used for notification timestamps and connection
-// health; nil makes New fail. Default: time.Now.
+// WithClock sets the clock used for notification timestamps, connection
+// health and, on the inbound channels, nonce lifetimes and the
+// authentication lockout; nil makes New fail. Default: time.Now.
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
 
 // WithServerBackoff sets the wait after the server asked for a longer

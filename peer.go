@@ -38,6 +38,9 @@ type peer struct {
 	dstFromSrc bool
 
 	channel Channel // what requests of this peer report
+	// authorize, set on inbound clients only, admits a request or returns
+	// the error to answer instead (auth.go); the outbound channel is exempt.
+	authorize func(*Request) error
 
 	ctx    context.Context // ends with the peer; handlers get it
 	cancel context.CancelFunc

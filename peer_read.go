@@ -83,7 +83,11 @@ func (p *peer) readLoop(buf *bytes.Buffer) {
 func (p *peer) serve(cl *call) {
 	defer func() { <-p.slots }()
 	defer cl.done(p.spawn)
-	result, err := p.c.dispatch(cl)
+	var result any
+	err := p.authorizeRequest(&cl.req)
+	if err == nil {
+		result, err = p.c.dispatch(cl)
+	}
 	if cl.req.ID == nil {
 		return
 	}

@@ -31,6 +31,8 @@ type Request struct {
 	// report the right source of a change. Zero for a Request the library
 	// did not build.
 	Channel Channel
+
+	auth json.RawMessage // the frame's "auth" object, checked by the Handler (authgate.go)
 }
 
 // Channel is one of the ways a request reaches a device.
@@ -324,7 +326,9 @@ func decodeCall(parent context.Context, ch Channel, data []byte) (*call, error) 
 		return nil, err
 	}
 	fr = fr.Detach()
-	return newCall(parent, ch, fr.ID, fr.Src, fr.Method, fr.Params), nil
+	cl := newCall(parent, ch, fr.ID, fr.Src, fr.Method, fr.Params)
+	cl.req.auth = fr.Auth
+	return cl, nil
 }
 
 // AfterReply arranges for f to run once the reply to the request whose

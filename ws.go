@@ -58,6 +58,8 @@ type Component struct {
 	subSeq int
 
 	connects, disconnects, dialFailures atomic.Uint64
+
+	auth authBox // authentication state; see auth.go
 }
 
 // New returns the component of the device whose id is deviceID, e.g.
@@ -93,6 +95,9 @@ func New(deviceID string, opts ...Option) (*Component, error) {
 		active: cfg.Clone(),
 		state:  newStateBox(),
 		queue:  newNotifyQueue(o.queueSize),
+	}
+	if err := c.auth.init(deviceID, o.authStore); err != nil {
+		return nil, err
 	}
 	c.restart, c.restarted = context.WithCancelCause(context.Background())
 	c.power, c.powerOff = context.WithCancel(context.Background())
@@ -231,12 +236,13 @@ func (c *Component) activeConfig() (Config, context.Context) {
 	return c.active.Clone(), c.restart
 }
 
-// Register adds the component's RPC methods, Ws.GetConfig, Ws.SetConfig and
-// Ws.GetStatus, to m.
+// Register adds the component's RPC methods, Ws.GetConfig, Ws.SetConfig,
+// Ws.GetStatus and Shelly.SetAuth, to m.
 func (c *Component) Register(m *Mux) {
 	m.HandleFunc("Ws.GetConfig", c.rpcGetConfig)
 	m.HandleFunc("Ws.SetConfig", c.rpcSetConfig)
 	m.HandleFunc("Ws.GetStatus", c.rpcGetStatus)
+	m.HandleFunc(SetAuthMethod, c.rpcSetAuth)
 }
 
 func (c *Component) rpcGetConfig(context.Context, *Request) (any, error) {
@@ -272,10 +278,12 @@ func (o ownMethods) Dispatch(ctx context.Context, req *Request) (any, error) {
 		return o.c.rpcGetConfig(ctx, req)
 	case strings.EqualFold(m, "Ws.SetConfig"):
 		return o.c.rpcSetConfig(ctx, req)
+	case strings.EqualFold(m, SetAuthMethod):
+		return o.c.rpcSetAuth(ctx, req)
 	case strings.EqualFold(m, ListMethodsMethod):
 		return struct {
 			Methods []string `json:"methods"`
-		}{[]string{ListMethodsMethod, "Ws.GetConfig", "Ws.GetStatus", "Ws.SetConfig"}}, nil
+		}{[]string{ListMethodsMethod, SetAuthMethod, "Ws.GetConfig", "Ws.GetStatus", "Ws.SetConfig"}}, nil
 	}
 	return nil, Errorf(CodeNoHandler, "No handler for %s", req.Method)
 }

@@ -37,6 +37,9 @@
 // after reading the full status waits with Component.AwaitConnected
 // (RunComponent does), since the server may read the frame an instant
 // before the device's write returns.
+//   - [DigestTransport], [ParseChallenge] and [FrameAuth] call a device whose
+//     password is set, over HTTP and in RPC frames, without re-deriving the
+//     digest.
 //
 // Every wait takes a context. The helpers ending in T ([Server.AcceptT],
 // [Conn.CallT], ...) bound the wait by [DefaultTimeout] and fail the test with

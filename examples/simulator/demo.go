@@ -226,6 +226,10 @@ func runDemo(parent context.Context, s *settings, stdout, stderr io.Writer) (err
 	out.printf("        go run ./examples/simulator -server ws://127.0.0.1:8765/shelly -http 127.0.0.1:8080")
 	out.printf("        curl 'http://127.0.0.1:8080/rpc/Ws.GetConfig'")
 
+	if err := demoAuth(ctx, s, conn, dev, web.URL(), transcript, heading, note); err != nil {
+		return err
+	}
+
 	heading("The device shuts down: a clean close with 1001 (going away)")
 	stopDevice()
 	select {
@@ -257,6 +261,78 @@ func httpGet(ctx context.Context, client *http.Client, url string) (string, erro
 		return "", fmt.Errorf("GET %s: %s: %s", url, resp.Status, body)
 	}
 	return strings.TrimSpace(string(body)), nil
+}
+
+// demoPassword is the password the demo's server sets, unless -password
+// gives one.
+const demoPassword = "demo-pass"
+
+// demoAuth plays a server setting a password, as Fleet Manager does with
+// every device it admits, and a LAN client that must now authenticate.
+func demoAuth(ctx context.Context, s *settings, conn *shellywstest.Conn, dev *device.Device, web string,
+	transcript *holdPrinter, heading, note func(string, ...any)) error {
+	password := demoPassword
+	if s.password != "" {
+		password = s.password
+	}
+	heading("The server sets a password with Shelly.SetAuth; the web server now asks for it")
+	params := map[string]any{"user": shellyws.AuthUser, "realm": dev.ID(), "ha1": shellyws.ComputeHA1(dev.ID(), password)}
+	if err := conn.Call(ctx, shellyws.SetAuthMethod, params, nil); err != nil {
+		return err
+	}
+	note("ha1 = sha256(\"admin:<device id>:<password>\"): the password itself never travels or is stored")
+	out := transcript.out
+	plain := &http.Client{Transport: &http.Transport{}, Timeout: 5 * time.Second}
+	defer plain.CloseIdleConnections()
+	digest := &http.Client{Transport: &shellywstest.DigestTransport{Password: password, Base: &http.Transport{}}, Timeout: 5 * time.Second}
+	show := func(client *http.Client, flags, path string, header bool) error {
+		transcript.hold()
+		defer transcript.release()
+		status, hdr, body, err := httpFetch(ctx, client, web+path)
+		if err != nil {
+			return err
+		}
+		out.printf("   $ curl %s'%s%s'", flags, web, path)
+		if header {
+			out.printf("   HTTP %d, WWW-Authenticate: %s", status, hdr.Get("WWW-Authenticate"))
+			return nil
+		}
+		out.printf("   %s", body)
+		return nil
+	}
+	if err := show(plain, "-i ", "/rpc/Ws.GetConfig", true); err != nil {
+		return err
+	}
+	if err := show(digest, "--digest -u admin:"+password+" ", "/rpc/Ws.GetConfig", false); err != nil {
+		return err
+	}
+	if err := show(plain, "", "/shelly", false); err != nil {
+		return err
+	}
+	note("GET /shelly needs no password and reports auth_en and auth_domain (the realm)")
+	if err := conn.Call(ctx, "Ws.GetStatus", nil, nil); err != nil {
+		return err
+	}
+	note("the outbound channel is never challenged: the server's calls need no password")
+	note("a simulator started with -password PASS has it set from boot:")
+	transcript.out.printf("        go run ./examples/simulator -server ws://127.0.0.1:8765/shelly -http 127.0.0.1:8080 -password PASS")
+	transcript.out.printf("        curl --digest -u admin:PASS 'http://127.0.0.1:8080/rpc/Ws.GetConfig'")
+	return nil
+}
+
+// httpFetch GETs url and returns what came back, whatever the status.
+func httpFetch(ctx context.Context, client *http.Client, url string) (int, http.Header, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, nil, "", err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, nil, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	return resp.StatusCode, resp.Header, strings.TrimSpace(string(body)), err
 }
 
 // holdPrinter passes lines on to a printer, or keeps them while held.

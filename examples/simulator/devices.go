@@ -65,12 +65,17 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 		if cfg.Enable && cfg.Server != nil {
 			dialing++
 		}
+		auth, err := openAuthStore(s, id)
+		if err != nil {
+			return fail("%v", err)
+		}
 		o := device.Options{
 			ID:          id,
 			Store:       store,
 			UserCA:      userCA,
 			Logger:      logger,
 			PowerDeltas: true, // real servers chart power; send it as a device does
+			Extra:       []shellyws.Option{shellyws.WithAuthStore(auth)},
 		}
 		var reporter *retryReporter
 		if single {
@@ -114,6 +119,9 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 			d.ID(), d.MAC(), redactURL(deref(cfg.Server, "null")), deref(cfg.SSLCA, "null"))
 		if s.stateDir != "" {
 			out.printf("simulator: ws config kept in %s", storePath(s.stateDir, d.ID()))
+		}
+		if d.Component().Auth().Enable {
+			out.printf("simulator: authentication on (user admin, realm %s)", d.ID())
 		}
 	} else {
 		out.printf("simulator: %d devices %s … %s dialing %s; Ctrl-C to stop",
@@ -176,7 +184,11 @@ func printInbound(out *printer, addr string, devices []*device.Device, servers [
 	switch {
 	case len(servers) == 1:
 		out.printf("simulator: inbound HTTP on %s serves %s; try", servers[0].where(), channels)
-		out.printf("  curl '%s/rpc/Ws.GetConfig'", servers[0].URL())
+		if devices[0].Component().Auth().Enable {
+			out.printf("  curl --digest -u 'admin:<password>' '%s/rpc/Ws.GetConfig'", servers[0].URL())
+		} else {
+			out.printf("  curl '%s/rpc/Ws.GetConfig'", servers[0].URL())
+		}
 	case httpPort(addr) == 0:
 		for i, in := range servers {
 			out.printf("simulator: inbound HTTP of %s on %s", devices[i].ID(), in.where())
@@ -219,6 +231,34 @@ func baseID(s *settings) (string, error) {
 }
 
 func storePath(dir, id string) string { return filepath.Join(dir, id+".ws.json") }
+
+func authStorePath(dir, id string) string { return filepath.Join(dir, id+".auth.json") }
+
+// openAuthStore returns the device's auth store with -password applied as
+// Shelly.SetAuth would apply it (an empty one turns authentication off); with -state
+// it is kept next to the ws config and the flag's value is saved.
+func openAuthStore(s *settings, id string) (shellyws.AuthStore, error) {
+	var store shellyws.AuthStore
+	if s.stateDir != "" {
+		store = shellyws.NewFileAuthStore(authStorePath(s.stateDir, id))
+	} else {
+		store = shellyws.NewMemoryAuthStore(shellyws.AuthConfig{})
+	}
+	cur, err := store.Load()
+	if err != nil || !s.passwordSet {
+		return store, err
+	}
+	want := shellyws.AuthConfig{}
+	if s.password != "" {
+		want = shellyws.PasswordAuth(id, s.password)
+	}
+	if want != cur {
+		if err := store.Save(want); err != nil {
+			return nil, err
+		}
+	}
+	return store, nil
+}
 
 // openStore returns the device's config store with the explicit flags
 // applied: -server and -ssl-ca override what is stored and, with -state, are

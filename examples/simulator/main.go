@@ -43,7 +43,7 @@ A simulated Shelly Plus 1PM that speaks the Gen2 Outbound Websocket.
 Without -server and -state it runs a demo: it starts a test server on
 127.0.0.1, points one simulated device at it, prints their conversation,
 calls the device's own web server (on 127.0.0.1) the way curl would, and
-exits. Only -id and -v apply to the demo.
+exits. Only -id, -password and -v apply to the demo.
 
 With -server (or a -state directory that holds a server) it is a device for
 a real server and runs until interrupted; Ctrl-C or SIGTERM closes the
@@ -79,8 +79,18 @@ Flags:
                  works as against a real device. Port 0 picks a free port;
                  the address is printed. With -devices N, device i listens
                  on PORT+i (with port 0, each on a free port of its own).
-                 There is no authentication, as on a device: prefer
+                 Without -password (or a Shelly.SetAuth from a server)
+                 there is no authentication, as on a device: prefer
                  127.0.0.1:PORT to :PORT unless the network is yours.
+  -password PASS turn authentication on with PASS for user admin, as
+                 Shelly.SetAuth would (realm: the device id; only its hash
+                 is kept). The -http channels then ask for it, e.g.
+                   curl --digest -u admin:PASS 'http://127.0.0.1:8080/rpc/Ws.GetConfig'
+                 and Shelly.GetDeviceInfo reports auth_en. With -devices N
+                 every device gets PASS, each in its own realm. With -state
+                 the auth state is kept in DIR/<id>.auth.json like the ws
+                 config: -password overrides it (and is saved), '' turns
+                 it off. In the demo, the password the server sets.
   -v             debug logging to stderr
 
 Exit status: 0 when done or interrupted, 1 on failure (e.g. the -http port
@@ -92,6 +102,7 @@ Examples:
   go run ./examples/simulator -server ws://192.168.1.10:8123/api/shelly/ws
   go run ./examples/simulator -server 'wss://fm.example/shelly?token=T' -ssl-ca '*'
   go run ./examples/simulator -server ws://127.0.0.1:8765/shelly -http 127.0.0.1:8080
+  go run ./examples/simulator -server ws://127.0.0.1:8765/shelly -http 127.0.0.1:8080 -password PASS
   go run ./examples/simulator -server ws://127.0.0.1:8765/shelly -devices 100 -state ./sim
 `
 
@@ -112,6 +123,9 @@ type settings struct {
 	devices   int
 	httpAddr  string // "" without -http
 	verbose   bool
+
+	password    string // -password; see authStore in devices.go
+	passwordSet bool
 }
 
 // demo reports whether the flags ask for the embedded demo.
@@ -142,6 +156,7 @@ func parseFlags(args []string) (*settings, error) {
 	fs.IntVar(&s.devices, "devices", 1, "")
 	fs.StringVar(&s.httpAddr, "http", "", "")
 	fs.BoolVar(&s.verbose, "v", false, "")
+	fs.StringVar(&s.password, "password", "", "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
@@ -154,6 +169,7 @@ func parseFlags(args []string) (*settings, error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	s.serverSet, s.idSet, s.sslCASet = set["server"], set["id"], set["ssl-ca"]
+	s.passwordSet = set["password"]
 
 	if s.serverSet {
 		cfg := shellyws.Config{Enable: true, Server: &s.server}
@@ -198,7 +214,7 @@ func parseFlags(args []string) (*settings, error) {
 	if s.demo() {
 		for _, name := range []string{"ssl-ca", "user-ca", "devices", "http"} {
 			if set[name] {
-				return nil, usageErr("-%s needs -server or -state; the demo takes only -id and -v", name)
+				return nil, usageErr("-%s needs -server or -state; the demo takes only -id, -password and -v", name)
 			}
 		}
 	}

@@ -115,6 +115,10 @@ func TestDemo(t *testing.T) {
 		`"sys":{"cfg_rev":2,"restart_required":true}`,
 		"go run ./examples/simulator -server ws://127.0.0.1:8765/shelly -http 127.0.0.1:8080\n",
 		"curl 'http://127.0.0.1:8080/rpc/Ws.GetConfig'\n",
+		"<- server call Shelly.SetAuth",
+		"curl --digest -u admin:demo-pass 'http://127.0.0.1:",
+		`"auth_en":true,"auth_domain":"shellyplus1pm-`,
+		"curl --digest -u admin:PASS 'http://127.0.0.1:8080/rpc/Ws.GetConfig'\n",
 		"Done in",
 	} {
 		assert.Contains(t, out, want)

@@ -20,6 +20,9 @@ type Request struct {
 	Src    string
 	Method string
 	Params json.RawMessage
+	// Auth is the raw "auth" object of an authenticated request; nil when
+	// absent or null.
+	Auth json.RawMessage
 }
 
 // Errors returned by Decode. Each means the frame is dropped unanswered.
@@ -53,7 +56,7 @@ func Decode(data []byte) (Request, error) {
 	if data[0] != '{' {
 		return Request{}, ErrNotObject
 	}
-	var id, src, method, params []byte
+	var id, src, method, params, auth []byte
 	i := 1
 	for {
 		i = skipSpace(data, i)
@@ -75,6 +78,8 @@ func Decode(data []byte) (Request, error) {
 			method = val
 		case string(key) == `"params"`:
 			params = val
+		case string(key) == `"auth"`:
+			auth = val
 		case bytes.IndexByte(key, '\\') >= 0:
 			// An escaped key may still spell one of ours.
 			var k string
@@ -88,6 +93,8 @@ func Decode(data []byte) (Request, error) {
 					method = val
 				case "params":
 					params = val
+				case "auth":
+					auth = val
 				}
 			}
 		}
@@ -120,20 +127,27 @@ func Decode(data []byte) (Request, error) {
 	if len(params) > 0 && !isNull(params) {
 		r.Params = params
 	}
+	if len(auth) > 0 && !isNull(auth) {
+		r.Auth = auth
+	}
 	return r, nil
 }
 
-// Detach returns r with ID and Params copied into one new allocation, so
-// that r no longer aliases the buffer it was decoded from.
+// Detach returns r with ID, Params and Auth copied into one new
+// allocation, so that r no longer aliases the buffer it was decoded from.
 func (r Request) Detach() Request {
-	buf := make([]byte, len(r.ID)+len(r.Params))
+	buf := make([]byte, len(r.ID)+len(r.Params)+len(r.Auth))
 	n := copy(buf, r.ID)
-	copy(buf[n:], r.Params)
+	m := n + copy(buf[n:], r.Params)
+	copy(buf[m:], r.Auth)
 	if r.ID != nil {
 		r.ID = buf[:n:n]
 	}
 	if r.Params != nil {
-		r.Params = buf[n:]
+		r.Params = buf[n:m:m]
+	}
+	if r.Auth != nil {
+		r.Auth = buf[m:]
 	}
 	return r
 }

@@ -398,8 +398,10 @@ func (d *Device) config() map[string]any {
 
 // deviceInfo returns the result of Shelly.GetDeviceInfo.
 func (d *Device) deviceInfo() DeviceInfo {
+	auth := d.comp.AuthInfo() // on once a password is set (Shelly.SetAuth, -password)
 	return DeviceInfo{
 		ID: d.id, MAC: d.mac, Model: Model, Gen: 2,
 		FWID: FirmwareID, Ver: FirmwareVersion, App: App,
+		AuthEn: auth.Enabled, AuthDomain: auth.Domain,
 	}
 }
