@@ -124,6 +124,11 @@ func WithOriginPatterns(patterns ...string) HandlerOption {
 // http.StripPrefix. Any browser origin may open the websocket unless
 // WithOriginPatterns says otherwise; there is no authentication.
 //
+// For a sleeping device (see Component.Wake) the handler follows the
+// wake cycle: websocket clients are closed with status 1000 when a wake
+// ends, and while the device is asleep every request is answered 503 (code
+// -114) "Asleep".
+//
 // Websocket connections are hijacked, so http.Server.Shutdown neither
 // closes nor waits for them: call Close, which closes every inbound
 // websocket client with status 1001 and returns when all their goroutines
@@ -193,6 +198,10 @@ func (h *Handler) Close() {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.ctx.Err() != nil {
 		writeJSONError(w, http.StatusServiceUnavailable, CodeUnavailable, "Shutting down")
+		return
+	}
+	if h.c.asleep() {
+		writeJSONError(w, http.StatusServiceUnavailable, CodeUnavailable, "Asleep")
 		return
 	}
 	switch p := r.URL.Path; {
@@ -520,7 +529,7 @@ func (h *Handler) serveWebsocket(w http.ResponseWriter, r *http.Request) {
 	unsubscribe := h.c.subscribe(p.notify)
 	defer unsubscribe()
 	log.Debug("shellyws: inbound websocket client connected")
-	if end := p.run(h.ctx, websocket.StatusGoingAway, nil, 0); end.err != nil {
+	if end := p.run(h.ctx, websocket.StatusGoingAway, h.c.wakeDone(), websocket.StatusNormalClosure); end.err != nil {
 		log.Debug("shellyws: inbound websocket client gone", "op", end.op, "err", end.err)
 	}
 }

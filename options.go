@@ -41,6 +41,10 @@ type options struct {
 	onDisconnect  func(error)
 	onConfigSaved func(Config)
 	now           func() time.Time
+
+	// The wake cycle of a sleeping device; see wake.go.
+	awakeIdle, awakeMax time.Duration
+	bootClock           bool
 }
 
 // Defaults, documented on the options that set them.

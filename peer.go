@@ -442,6 +442,8 @@ func (p *peer) serve(req *Request) {
 // dispatch calls the Dispatcher, turning a panic into a 500 so that one bad
 // handler cannot take the device down.
 func (c *Component) dispatch(ctx context.Context, req *Request) (result any, err error) {
+	c.wake.requestStarted()
+	defer c.wake.requestDone()
 	defer func() {
 		if p := recover(); p != nil {
 			c.opts.logger.Error("shellyws: handler panicked", "method", req.Method, "panic", p)

@@ -48,6 +48,8 @@ type Component struct {
 	subSeq int
 
 	connects, disconnects, dialFailures atomic.Uint64
+
+	wake wakeState // the wake cycle of a sleeping device; see wake.go
 }
 
 // New returns the component of the device whose id is deviceID, e.g.
@@ -87,6 +89,7 @@ func New(deviceID string, opts ...Option) (*Component, error) {
 		queue:  newNotifyQueue(o.queueSize),
 	}
 	c.restart, c.restarted = context.WithCancel(context.Background())
+	c.initWake()
 	c.disp = o.dispatcher
 	if c.disp == nil {
 		c.disp = ownMethods{c}
