@@ -20,6 +20,9 @@
 //     callbacks report the connection.
 //   - Handler serves the same Dispatcher on a device's inbound channels
 //     (HTTP GET and POST /rpc, websocket /rpc, GET /shelly).
+//   - Component.Wake runs one wake of a sleeping (battery) device: dial,
+//     full status, answer while talked to, sleep event, close; HoldAwake,
+//     InterruptWake and WithBootClock serve its reboots and its clock.
 //
 // The subpackage shellywstest stands up a loopback server for unit tests of
 // devices built on this package. The wire contract is the one real Gen2
