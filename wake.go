@@ -511,7 +511,7 @@ func (c *Component) wakeConnect(r *wakeRun, cfg Config, cb *callbackRunner) (*wa
 	oc := &wakeConn{p: s.peer, server: server, done: make(chan struct{})}
 	go func() {
 		defer close(oc.done)
-		oc.end = oc.p.run(nil, 0, nil, 0) // the wake ends it with stopWith
+		oc.end = oc.p.run(context.Background(), 0, context.Background(), 0) // the wake ends it with stopWith
 	}()
 	return oc, nil
 }
