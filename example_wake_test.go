@@ -103,3 +103,72 @@ func ExampleComponent_Wake() {
 	// closed with StatusNormalClosure
 	// Wake returned: idle asleep
 }
+
+// A Shelly.Reboot handler for a sleeping device: the wake is held open
+// until the reboot fires (Home Assistant asks for 3.5 s, longer than the
+// idle time), then ends without a sleep event. The embedder then waits its
+// boot time and calls Wake again, which dials at once with the stored
+// config.
+func ExampleComponent_HoldAwake() {
+	srv := shellywstest.NewUnstartedServer()
+	if err := srv.Start(); err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Close()
+	server := srv.URL()
+	cfg := shellyws.DefaultConfig()
+	cfg.Enable, cfg.Server = true, &server
+
+	mux := shellyws.NewMux()
+	dev, err := shellyws.New("shellyplusht-e86beae8ca14",
+		shellyws.WithDispatcher(mux),
+		shellyws.WithConfigStore(shellyws.NewMemoryStore(cfg)),
+		shellyws.WithAwakeIdle(20*time.Millisecond))
+	if err != nil {
+		log.Fatal(err)
+	}
+	dev.Register(mux)
+	fired := make(chan struct{})
+	mux.HandleFunc("Shelly.Reboot", func(_ context.Context, req *shellyws.Request) (any, error) {
+		p := struct {
+			DelayMS int `json:"delay_ms"`
+		}{1000}
+		if err := req.Decode(&p); err != nil {
+			return nil, err
+		}
+		release := dev.HoldAwake()
+		time.AfterFunc(time.Duration(p.DelayMS)*time.Millisecond, func() {
+			defer close(fired)
+			dev.InterruptWake() // the reboot: Wake returns WakeInterrupted
+			release()
+		})
+		return nil, nil // answered before anything closes
+	})
+
+	results := make(chan shellyws.WakeResult)
+	go func() {
+		res, _ := dev.Wake(context.Background())
+		results <- res
+	}()
+	wait, stop := context.WithTimeout(context.Background(), 10*time.Second)
+	defer stop()
+	conn, err := srv.Accept(wait)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if _, err := conn.ExpectFullStatus(wait); err != nil {
+		log.Fatal(err)
+	}
+	// Ten times the idle time: only the hold keeps the device awake.
+	if err := conn.Call(wait, "Shelly.Reboot", map[string]int{"delay_ms": 200}, nil); err != nil {
+		log.Fatal(err)
+	}
+	res := <-results
+	<-conn.Done()
+	<-fired
+	fmt.Println("Wake returned:", res.End, "sleep event sent:", res.SleepSent)
+	fmt.Println("closed with", websocket.CloseStatus(conn.Err()))
+	// Output:
+	// Wake returned: interrupted sleep event sent: false
+	// closed with StatusServiceRestart
+}
