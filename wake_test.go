@@ -295,6 +295,7 @@ func TestWakeOutboundRequestsKeepItAwake(t *testing.T) {
 	const idle = 300 * time.Millisecond
 	srv := shellywstest.NewServer(t)
 	c := newSleeper(t, enabledConfig(srv.URL()), shellyws.WithAwakeIdle(idle))
+	release := c.HoldAwake() // until the first request, however slow the machine
 	out := startWake(t, c)
 	conn := srv.AcceptT(t)
 	conn.ExpectFullStatusT(t)
@@ -303,11 +304,14 @@ func TestWakeOutboundRequestsKeepItAwake(t *testing.T) {
 	// a sleep in between would close the connection and fail a call.
 	tick := time.NewTicker(idle / 6)
 	defer tick.Stop()
-	for range 12 {
+	for i := range 12 {
 		<-tick.C
 		var st shellyws.Status
 		conn.CallT(t, "Ws.GetStatus", nil, &st)
 		assert.True(t, st.Connected)
+		if i == 0 {
+			release()
+		}
 	}
 	// A request in flight for longer than the idle time keeps it awake too.
 	var got string
@@ -327,17 +331,21 @@ func TestWakeInboundRequestsKeepItAwake(t *testing.T) {
 	srv := shellywstest.NewServer(t)
 	c := newSleeper(t, enabledConfig(srv.URL()), shellyws.WithAwakeIdle(idle))
 	base := serveInbound(t, c)
+	release := c.HoldAwake() // until the first request, however slow the machine
 	out := startWake(t, c)
 	conn := srv.AcceptT(t)
 	conn.ExpectFullStatusT(t)
 
 	tick := time.NewTicker(idle / 6)
 	defer tick.Stop()
-	for range 12 {
+	for i := range 12 {
 		<-tick.C
 		code, body := httpGet(t, base, "/rpc/Ws.GetStatus")
 		assert.Equal(t, http.StatusOK, code)
 		assert.JSONEq(t, `{"connected":true}`, body)
+		if i == 0 {
+			release()
+		}
 	}
 	// The inbound websocket counts alike, a long request included.
 	ws := dialInbound(t, base)
@@ -444,8 +452,9 @@ func TestWakeFailedDialRetriedOnceThenIdleWithInboundAnswering(t *testing.T) {
 func TestWakeSetConfigUsedAtNextWake(t *testing.T) {
 	first := shellywstest.NewServer(t)
 	second := shellywstest.NewServer(t)
-	c := newSleeper(t, enabledConfig(first.URL()), shellyws.WithAwakeIdle(50*time.Millisecond))
+	c := newSleeper(t, enabledConfig(first.URL()), shellyws.WithAwakeIdle(20*time.Millisecond))
 
+	release := c.HoldAwake() // however slow the machine, the call comes first
 	out := startWake(t, c)
 	conn := first.AcceptT(t)
 	conn.ExpectFullStatusT(t)
@@ -454,6 +463,7 @@ func TestWakeSetConfigUsedAtNextWake(t *testing.T) {
 	}
 	conn.CallT(t, "Ws.SetConfig", map[string]any{"config": map[string]any{"server": second.URL()}}, &res)
 	assert.True(t, res.RestartRequired)
+	release()
 	expectSleepEvent(t, conn)
 	awaitWake(t, out)
 
@@ -472,12 +482,14 @@ func TestWakeHeldByAPendingReboot(t *testing.T) {
 	c := newSleeper(t, enabledConfig(srv.URL()),
 		shellyws.WithAwakeIdle(20*time.Millisecond),
 		shellyws.WithOnDisconnect(func(err error) { mu.Lock(); disconnects = append(disconnects, err); mu.Unlock() }))
+	release := c.HoldAwake() // until the call is answered, however slow the machine
 	out := startWake(t, c)
 	conn := srv.AcceptT(t)
 	conn.ExpectFullStatusT(t)
-	// 300 ms is fifteen idle times: without the hold the wake would end
-	// WakeIdle, with the sleep event.
+	// 300 ms is fifteen idle times: without the reboot's hold the wake
+	// would end WakeIdle, with the sleep event.
 	conn.CallT(t, "Shelly.Reboot", map[string]int{"delay_ms": 300}, nil)
+	release()
 	res := awaitWake(t, out)
 	assert.Equal(t, shellyws.WakeInterrupted, res.End)
 	assert.False(t, res.SleepSent)
@@ -503,8 +515,9 @@ func TestWakeHeldByAPendingReboot(t *testing.T) {
 // websocket and reaches the server at its next wake.
 func TestWakeHomeAssistantSetUp(t *testing.T) {
 	srv := shellywstest.NewServer(t)
-	c := newSleeper(t, shellyws.DefaultConfig(), shellyws.WithAwakeIdle(300*time.Millisecond))
+	c := newSleeper(t, shellyws.DefaultConfig(), shellyws.WithAwakeIdle(100*time.Millisecond))
 	base := serveInbound(t, c)
+	release := c.HoldAwake() // until Home Assistant is done, however slow the machine
 	out := startWake(t, c)
 	waitFor(t, "the device awake", func() bool { return c.State() != shellyws.StateAsleep })
 
@@ -517,9 +530,10 @@ func TestWakeHomeAssistantSetUp(t *testing.T) {
 		"enable": true, "server": srv.URL(), "ssl_ca": "*"}})
 	require.NoError(t, err)
 	assert.JSONEq(t, `{"restart_required":true}`, string(res))
-	res, err = ha.call(ctx, "Shelly.Reboot", map[string]int{"delay_ms": 350})
+	res, err = ha.call(ctx, "Shelly.Reboot", map[string]int{"delay_ms": 400})
 	require.NoError(t, err)
 	assert.JSONEq(t, `null`, string(res))
+	release()
 
 	r := awaitWake(t, out)
 	assert.Equal(t, shellyws.WakeInterrupted, r.End, "awake until the reboot fired")
@@ -545,6 +559,7 @@ func TestWakeBootClock(t *testing.T) {
 	assert.False(t, c.ClockSet())
 
 	for wake := range 2 {
+		release := c.HoldAwake() // the clock is set before the sleep event
 		out := startWake(t, c)
 		conn := srv.AcceptT(t)
 		fs := conn.ExpectFullStatusT(t)
@@ -556,6 +571,7 @@ func TestWakeBootClock(t *testing.T) {
 			c.SetClockSynced()
 			assert.True(t, c.ClockSet())
 		}
+		release()
 		ev := conn.ExpectEventT(t)
 		if wake == 0 {
 			assert.InDelta(t, float64(real.Unix()), ev.TS, 0.001, "the real clock once it is set")
@@ -611,6 +627,12 @@ func TestWakeCyclesDoNotGrow(t *testing.T) {
 	base := serveInbound(t, c)
 	ctx := testCtx(t)
 	cycle := func(i int) {
+		// Every tenth wake is talked to on both channels, held awake so
+		// that a busy machine cannot let the 5 ms idle time pass first.
+		release := func() {}
+		if i%10 == 0 {
+			release = c.HoldAwake()
+		}
 		out := make(chan wakeOutcome, 1)
 		go func() {
 			res, err := c.Wake(ctx)
@@ -625,6 +647,7 @@ func TestWakeCyclesDoNotGrow(t *testing.T) {
 			code, _ := httpGet(t, base, "/rpc/Ws.GetConfig")
 			require.Equal(t, http.StatusOK, code)
 		}
+		release()
 		_, err = conn.ExpectEvent(ctx)
 		require.NoError(t, err)
 		<-conn.Done()
