@@ -131,7 +131,9 @@ type WakeResult struct {
 // NotifyFullStatus is the state) and returns with the state StateAsleep.
 // While asleep the component dials nothing and its Handlers answer 503
 // "Asleep"; the embedder should also stop listening. InterruptWake and ctx
-// end a wake at once without the sleep event.
+// end a wake at once without the sleep event. Restart during a wake changes
+// nothing before the next wake, which boots with the stored config anyway;
+// a Shelly.Reboot handler uses HoldAwake and InterruptWake instead.
 //
 // Wake returns after every goroutine it started has ended, callbacks
 // included; nothing of the component runs while it sleeps. Its error is
