@@ -113,10 +113,12 @@ type WakeResult struct {
 //
 // If the config is enabled and has a server, Wake dials at once, with no
 // back-off wait, and sends NotifyFullStatus first, then the notifications
-// queued before the wake. A failed dial is retried once at once; after
-// that, or after a connection lost during the wake, nothing more is
-// dialled in this wake, but the wake goes on: a Handler's inbound channel
-// answers, so a device pointed at a wrong server can still be re-pointed.
+// queued before the wake. A failed dial, or a connection lost during the
+// wake, is retried once at once, unless the server asked for a longer
+// back-off (close 1008 or 1013, handshake refused with 429 or 503): the
+// next wake is the retry then. Nothing more is dialled in this wake, but
+// the wake goes on: a Handler's inbound channel answers, so a device
+// pointed at a wrong server can still be re-pointed.
 //
 // The device stays awake while requests arrive on any channel: until no
 // request has been in flight for the idle time (WithAwakeIdle), counted
@@ -159,11 +161,12 @@ func (c *Component) Wake(ctx context.Context) (WakeResult, error) {
 
 	cfg := c.bootConfig()
 	var oc *wakeConn
+	backOff := false // the server asked for a longer wait: this wake dials no more
 	dial := func() {
 		if !cfg.Enable || cfg.Server == nil {
 			return
 		}
-		for res.Dials < maxWakeDials && run.ctx.Err() == nil {
+		for res.Dials < maxWakeDials && !backOff && run.ctx.Err() == nil {
 			res.Dials++
 			conn, err := c.wakeConnect(run, cfg, cb)
 			if err == nil {
@@ -173,6 +176,7 @@ func (c *Component) Wake(ctx context.Context) (WakeResult, error) {
 			if run.ctx.Err() == nil {
 				res.Err = err
 			}
+			backOff = asksForBackoff(err)
 		}
 	}
 	dial()
@@ -196,6 +200,7 @@ wait:
 			break wait
 		case <-connDone:
 			res.Err = c.wakeConnLost(oc, cb)
+			backOff = backOff || asksForBackoff(res.Err)
 			oc = nil
 			dial()
 			floor = max(floor, mono())
@@ -516,6 +521,26 @@ func (c *Component) wakeConnect(r *wakeRun, cfg Config, cb *callbackRunner) (*wa
 		oc.end = oc.p.run(context.Background(), 0, context.Background(), 0) // the wake ends it with stopWith
 	}()
 	return oc, nil
+}
+
+// asksForBackoff reports whether err is the server asking for a longer
+// wait (protocol section 12): a close with 1008 or 1013, or a handshake
+// refused with 429 or 503. A sleeping device does not wait for it, nor
+// retry into it: it sleeps, and its next wake is the retry.
+func asksForBackoff(err error) bool {
+	var cerr *ConnError
+	if !errors.As(err, &cerr) {
+		return false
+	}
+	switch cerr.HTTPStatus {
+	case 429, 503:
+		return true
+	}
+	switch cerr.CloseCode {
+	case websocket.StatusPolicyViolation, websocket.StatusTryAgainLater:
+		return true
+	}
+	return false
 }
 
 // wakeConnLost records a connection that ended on its own during a wake.

@@ -412,7 +412,7 @@ func TestWakeCapEndsAHeldWake(t *testing.T) {
 func TestWakeFailedDialRetriedOnceThenIdleWithInboundAnswering(t *testing.T) {
 	const idle = 500 * time.Millisecond
 	wrong := shellywstest.NewServer(t)
-	wrong.RejectNext(100, http.StatusServiceUnavailable)
+	wrong.RejectNext(100, http.StatusNotFound) // a wrong path
 	right := shellywstest.NewServer(t)
 	c := newSleeper(t, enabledConfig(wrong.URL()), shellyws.WithAwakeIdle(idle))
 	base := serveInbound(t, c)
@@ -435,7 +435,7 @@ func TestWakeFailedDialRetriedOnceThenIdleWithInboundAnswering(t *testing.T) {
 	assert.False(t, res.SleepSent)
 	var cerr *shellyws.ConnError
 	require.ErrorAs(t, res.Err, &cerr)
-	assert.Equal(t, http.StatusServiceUnavailable, cerr.HTTPStatus)
+	assert.Equal(t, http.StatusNotFound, cerr.HTTPStatus)
 	assert.Equal(t, 2, wrong.Handshakes(), "one attempt and one retry, no back-off loop")
 	assert.Equal(t, uint64(2), c.Stats().DialFailures)
 	assert.ErrorAs(t, c.LastError(), &cerr, "the failed dial stays the last error across the sleep")
@@ -674,4 +674,76 @@ func TestWakeCyclesDoNotGrow(t *testing.T) {
 	assert.Less(t, int64(after)-int64(before), int64(512<<10), "heap grew from %d to %d", before, after)
 	assert.Equal(t, uint64(350), c.Stats().Sleeps)
 	assert.Equal(t, 350, srv.Handshakes())
+}
+
+// A connection the server drops during a wake is redialled once at most;
+// the wake then goes on and sleeps at its idle time.
+func TestWakeConnectionLostUsesTheRetry(t *testing.T) {
+	srv := shellywstest.NewServer(t)
+	c := newSleeper(t, enabledConfig(srv.URL()), shellyws.WithAwakeIdle(100*time.Millisecond))
+	base := serveInbound(t, c)
+	release := c.HoldAwake() // until both drops are seen, however slow the machine
+	out := startWake(t, c)
+	for range 2 {
+		conn := srv.AcceptT(t)
+		conn.ExpectFullStatusT(t)
+		require.NoError(t, conn.Close(websocket.StatusInternalError, "crashed"))
+	}
+	waitFor(t, "the second connection lost", func() bool { return c.Stats().Disconnects == 2 })
+	code, body := httpGet(t, base, "/rpc/Ws.GetStatus")
+	assert.Equal(t, http.StatusOK, code)
+	assert.JSONEq(t, `{"connected":false}`, body)
+	release()
+	res := awaitWake(t, out)
+	assert.Equal(t, shellyws.WakeIdle, res.End)
+	assert.Equal(t, 2, res.Dials)
+	assert.True(t, res.Connected)
+	assert.False(t, res.SleepSent, "no connection to carry it")
+	assert.Equal(t, websocket.StatusInternalError, websocket.CloseStatus(res.Err))
+	assert.Equal(t, 2, srv.Handshakes(), "no third dial in one wake")
+	assert.Equal(t, uint64(1), c.Stats().Sleeps)
+}
+
+// A server asking for a longer back-off (protocol section 12) is not
+// retried within the wake: the device sleeps, and its next wake retries.
+func TestWakeServerAskingForBackOffIsNotRetried(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		refuse int                  // HTTP status of a refused handshake
+		close  websocket.StatusCode // or the close code after the full status
+	}{
+		{name: "refused 503", refuse: http.StatusServiceUnavailable},
+		{name: "refused 429", refuse: http.StatusTooManyRequests},
+		{name: "closed 1013", close: websocket.StatusTryAgainLater},
+		{name: "closed 1008", close: websocket.StatusPolicyViolation},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := shellywstest.NewServer(t)
+			c := newSleeper(t, enabledConfig(srv.URL()), shellyws.WithAwakeIdle(20*time.Millisecond))
+			if tc.refuse != 0 {
+				srv.RejectNext(1, tc.refuse)
+			}
+			release := c.HoldAwake() // until the server has spoken, however slow the machine
+			out := startWake(t, c)
+			if tc.close != 0 {
+				conn := srv.AcceptT(t)
+				conn.ExpectFullStatusT(t)
+				require.NoError(t, conn.Close(tc.close, "later"))
+				waitFor(t, "the connection lost", func() bool { return c.Stats().Disconnects == 1 })
+			} else {
+				waitFor(t, "the dial refused", func() bool { return c.Stats().DialFailures == 1 })
+			}
+			release()
+			res := awaitWake(t, out)
+			assert.Equal(t, shellyws.WakeIdle, res.End)
+			assert.Equal(t, 1, res.Dials)
+			assert.Equal(t, 1, srv.Handshakes())
+
+			out = startWake(t, c)
+			conn := srv.AcceptT(t)
+			conn.ExpectFullStatusT(t)
+			expectSleepEvent(t, conn)
+			awaitWake(t, out)
+		})
+	}
 }
