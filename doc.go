@@ -28,6 +28,9 @@
 //     and the Handler then asks every inbound request but
 //     Shelly.GetDeviceInfo for digest credentials. The outbound channel is
 //     never challenged.
+//   - Component.Wake runs one wake of a sleeping (battery) device: dial,
+//     full status, answer while talked to, sleep event, close; HoldAwake,
+//     InterruptWake and WithBootClock serve its reboots and its clock.
 //
 // The subpackage shellywstest stands up a loopback server for unit tests of
 // devices built on this package. The wire contract is the one real Gen2

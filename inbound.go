@@ -141,6 +141,11 @@ func WithOriginPatterns(patterns ...string) HandlerOption {
 // Component.Reboot drops every websocket client of the handler without a
 // close frame and cancels the context of requests in flight.
 //
+// For a sleeping device (see Component.Wake) the handler follows the
+// wake cycle: websocket clients are closed with status 1000 when a wake
+// ends, and while the device is asleep every request is answered 503 (code
+// -114) "Asleep".
+//
 // Websocket connections are hijacked, so http.Server.Shutdown neither
 // closes nor waits for them: call Close, which closes every inbound
 // websocket client with status 1001 and returns when all their goroutines
@@ -217,6 +222,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if _, down := h.c.powerState(); down {
 		writeJSONError(w, http.StatusServiceUnavailable, CodeUnavailable, "Rebooting")
+		return
+	}
+	if h.c.asleep() {
+		writeJSONError(w, http.StatusServiceUnavailable, CodeUnavailable, "Asleep")
 		return
 	}
 	switch p := r.URL.Path; {
@@ -569,7 +578,7 @@ func (h *Handler) serveWebsocket(w http.ResponseWriter, r *http.Request) {
 	unsubscribe := h.c.subscribe(p.notify)
 	defer unsubscribe()
 	log.Debug("shellyws: inbound websocket client connected")
-	if end := p.run(stopOn{h.ctx, endShutdown}, stopOn{power, endReboot}); end.err != nil {
+	if end := p.run(stopOn{h.ctx, endShutdown}, stopOn{power, endReboot}, stopOn{h.c.wakeDone(), endSleep}); end.err != nil {
 		log.Debug("shellyws: inbound websocket client gone", "op", end.op, "err", end.err)
 	}
 }

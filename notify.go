@@ -124,6 +124,10 @@ func (q *notifyQueue) clear() {
 		q.head = (q.head + 1) % len(q.items)
 		q.n--
 	}
+	select {
+	case <-q.ready:
+	default:
+	}
 }
 
 func (q *notifyQueue) stats() (queued int, dropped uint64) {
@@ -142,6 +146,10 @@ type Stats struct {
 	Queued int
 	// Dropped counts notifications dropped because the queue was full.
 	Dropped uint64
+	// Wakes counts calls of Wake that started a wake; Sleeps counts
+	// those that ended by falling asleep (idle time or cap), with the
+	// sleep event sent if the outbound connection was up.
+	Wakes, Sleeps uint64
 }
 
 // NotifyStatus sends a NotifyStatus with the changed fields of components,
@@ -220,6 +228,8 @@ func (c *Component) Stats() Stats {
 		DialFailures: c.dialFailures.Load(),
 		Queued:       queued,
 		Dropped:      dropped,
+		Wakes:        c.wake.wakes.Load(),
+		Sleeps:       c.wake.sleeps.Load(),
 	}
 }
 

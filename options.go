@@ -52,6 +52,10 @@ type options struct {
 	bootTime      time.Duration
 	onReboot      func()
 	onBoot        func()
+
+	// The wake cycle of a sleeping device; see wake.go.
+	awakeIdle, awakeMax time.Duration
+	bootClock           bool
 }
 
 // Defaults, documented on the options that set them.

@@ -86,6 +86,8 @@ const (
 	// endReboot: Reboot; the connection is dropped without a close frame,
 	// as a power cycle drops it.
 	endReboot
+	// endSleep: a wake of a sleeping device ended; close 1000.
+	endSleep
 )
 
 // closeCode is the close status a stop sends, 0 for none.
@@ -95,6 +97,8 @@ func (r stopReason) closeCode() websocket.StatusCode {
 		return websocket.StatusGoingAway
 	case endRestart:
 		return websocket.StatusServiceRestart
+	case endSleep:
+		return websocket.StatusNormalClosure
 	}
 	return 0
 }
@@ -106,6 +110,8 @@ func (r stopReason) closeReason() string {
 		return "shutting down"
 	case endRestart:
 		return "restart"
+	case endSleep:
+		return "sleep"
 	}
 	return ""
 }

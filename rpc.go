@@ -388,6 +388,8 @@ func (cl *call) done(start func(func())) {
 // dispatch calls the Dispatcher, turning a panic into a 500 so that one bad
 // handler cannot take the device down; the panic is logged with its stack.
 func (c *Component) dispatch(cl *call) (result any, err error) {
+	c.wake.requestStarted() // a request keeps a sleeping device awake
+	defer c.wake.requestDone()
 	defer func() {
 		if p := recover(); p != nil {
 			c.opts.logger.Error("shellyws: handler panicked", "method", cl.req.Method,

@@ -9,12 +9,14 @@ import (
 type State int32
 
 // The states, in the order a connection goes through them. StateClosed is
-// terminal: Run has returned.
+// terminal: Run has returned. StateAsleep is where a sleeping device is
+// between two calls of Wake (see Wake): not a failure, and not terminal.
 const (
 	StateDisconnected State = iota
 	StateConnecting
 	StateConnected
 	StateClosed
+	StateAsleep
 )
 
 // String returns the state's name in lower case.
@@ -28,6 +30,8 @@ func (s State) String() string {
 		return "connected"
 	case StateClosed:
 		return "closed"
+	case StateAsleep:
+		return "asleep"
 	}
 	return "unknown"
 }

@@ -59,7 +59,8 @@ type Component struct {
 
 	connects, disconnects, dialFailures atomic.Uint64
 
-	auth authBox // authentication state; see auth.go
+	auth authBox   // authentication state; see auth.go
+	wake wakeState // the wake cycle of a sleeping device; see wake.go
 }
 
 // New returns the component of the device whose id is deviceID, e.g.
@@ -101,6 +102,7 @@ func New(deviceID string, opts ...Option) (*Component, error) {
 	}
 	c.restart, c.restarted = context.WithCancelCause(context.Background())
 	c.power, c.powerOff = context.WithCancel(context.Background())
+	c.initWake()
 	c.disp = o.dispatcher
 	if c.disp == nil {
 		c.disp = ownMethods{c}

@@ -1,0 +1,601 @@
+package shellyws
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/shellyws/shellyws/internal/frame"
+)
+
+// ErrAsleep is the cause of an outbound connection closed because the
+// device fell asleep at the end of a wake: OnDisconnect receives a
+// *ConnError with Op "sleep" that wraps it, so errors.Is(err, ErrAsleep)
+// tells a sleep from a failure. A sleep is not recorded in LastError.
+var ErrAsleep = errors.New("shellyws: asleep")
+
+// Defaults of the wake cycle, documented on the options that set them.
+const (
+	DefaultAwakeIdle = 3 * time.Second
+	DefaultAwakeMax  = 60 * time.Second
+)
+
+// maxWakeDials is the outbound dial attempts of one wake: one and at most
+// one retry. A battery device does not back off; it sleeps.
+const maxWakeDials = 2
+
+// WithAwakeIdle sets how long a wake stays up after the last request was
+// answered, on any channel (the outbound connection or a Handler), or after
+// its first notifications went out when nobody asks anything. Default:
+// DefaultAwakeIdle (3 s).
+func WithAwakeIdle(d time.Duration) Option { return func(o *options) { o.awakeIdle = d } }
+
+// WithAwakeMax caps one wake, however busy: at the cap the device sleeps
+// even with requests in flight or a HoldAwake held, so a chatty server
+// cannot drain the battery. Default: DefaultAwakeMax (60 s).
+func WithAwakeMax(d time.Duration) Option { return func(o *options) { o.awakeMax = d } }
+
+// WithBootClock makes notification timestamps ("ts") seconds since boot,
+// e.g. "ts":3.10, until SetClockSynced says the clock is set, as a device
+// whose clock is not yet synchronised sends them. Every wake is a boot: the
+// count restarts at each Wake and the clock is unset again. The real clock
+// (WithClock) is used once it is set. Default: off, "ts" is always the real
+// clock.
+func WithBootClock() Option { return func(o *options) { o.bootClock = true } }
+
+// WakeEnd is why a wake ended.
+type WakeEnd int
+
+// Why Wake returned.
+const (
+	// WakeIdle: no request for the idle time (WithAwakeIdle); the device
+	// fell asleep.
+	WakeIdle WakeEnd = iota
+	// WakeCapped: the wake reached its cap (WithAwakeMax); the device fell
+	// asleep.
+	WakeCapped
+	// WakeInterrupted: InterruptWake ended it, as a reboot does; no sleep
+	// event was sent.
+	WakeInterrupted
+	// WakeCanceled: Wake's context ended; no sleep event was sent.
+	WakeCanceled
+)
+
+// String returns the reason's name in lower case.
+func (e WakeEnd) String() string {
+	switch e {
+	case WakeIdle:
+		return "idle"
+	case WakeCapped:
+		return "capped"
+	case WakeInterrupted:
+		return "interrupted"
+	case WakeCanceled:
+		return "canceled"
+	}
+	return "unknown"
+}
+
+// Slept reports whether the wake ended by falling asleep (idle or capped).
+func (e WakeEnd) Slept() bool { return e == WakeIdle || e == WakeCapped }
+
+// WakeResult describes one wake.
+type WakeResult struct {
+	// End is why the wake ended.
+	End WakeEnd
+	// Dials is how many times the wake dialled its server: 0 when the
+	// config is disabled or has no server, otherwise 1 or 2.
+	Dials int
+	// Connected reports whether an outbound connection came up (its
+	// NotifyFullStatus sent) during the wake.
+	Connected bool
+	// SleepSent reports whether the sleep event went out on the outbound
+	// connection before it was closed.
+	SleepSent bool
+	// Requests counts the requests dispatched during the wake, on every
+	// channel.
+	Requests uint64
+	// Awake is how long the wake lasted.
+	Awake time.Duration
+	// Err is the wake's last outbound failure (a failed dial, a dropped
+	// connection), nil if there was none. Server URLs in it are redacted.
+	Err error
+}
+
+// Wake runs one wake of a sleeping (battery) device and returns when the
+// device should sleep. Every wake is a boot: it starts from the stored
+// config (a Ws.SetConfig stored during one wake is in force at the next,
+// with or without Restart), and with WithBootClock the clock is unset again.
+//
+// If the config is enabled and has a server, Wake dials at once, with no
+// back-off wait, and sends NotifyFullStatus first, then the notifications
+// queued before the wake. A failed dial, or a connection lost during the
+// wake, is retried once at once, unless the server asked for a longer
+// back-off (close 1008 or 1013, handshake refused with 429 or 503): the
+// next wake is the retry then. Nothing more is dialled in this wake, but
+// the wake goes on: a Handler's inbound channel answers, so a device
+// pointed at a wrong server can still be re-pointed.
+//
+// The device stays awake while requests arrive on any channel: until no
+// request has been in flight for the idle time (WithAwakeIdle), counted
+// from the last answer, or from the end of the dial and first notifications
+// when nobody asks anything, and never past the cap (WithAwakeMax). A
+// HoldAwake keeps it awake past the idle time, up to the cap.
+//
+// At the end Wake sends NotifyEvent {"component":"sys","event":"sleep",
+// "ts":…} on the outbound connection, closes it with status 1000, closes
+// every inbound websocket client of the component's Handlers with 1000,
+// empties the notification queue (deep sleep loses RAM; the next wake's
+// NotifyFullStatus is the state) and returns with the state StateAsleep.
+// While asleep the component dials nothing and its Handlers answer 503
+// "Asleep"; the embedder should also stop listening. InterruptWake and ctx
+// end a wake at once without the sleep event. Restart during a wake changes
+// nothing before the next wake, which boots with the stored config anyway;
+// a Shelly.Reboot handler uses HoldAwake and InterruptWake instead.
+//
+// Wake returns after every goroutine it started has ended, callbacks
+// included; nothing of the component runs while it sleeps. Its error is
+// ctx's when ctx ended the wake, or ErrAlreadyRunning when Run or another
+// Wake is running; Run and Wake never run at once.
+//
+// The period between wakes is the embedder's: it counts from falling
+// asleep, i.e. from Wake's return. A simulator with many devices should
+// schedule the next wake with time.AfterFunc rather than a sleeping
+// goroutine, so that a sleeping device holds no goroutine at all.
+func (c *Component) Wake(ctx context.Context) (WakeResult, error) {
+	if !c.running.CompareAndSwap(false, true) {
+		return WakeResult{}, ErrAlreadyRunning
+	}
+	defer c.running.Store(false)
+	idle, maxAwake := c.awakeTimes()
+	start := time.Now()
+	w := &c.wake
+	requests := w.requests.Load()
+	run := c.beginWake(ctx, start.Add(maxAwake))
+	cb := &callbackRunner{}
+	var res WakeResult
+
+	cfg := c.bootConfig()
+	var oc *wakeConn
+	backOff := false // the server asked for a longer wait: this wake dials no more
+	dial := func() {
+		if !cfg.Enable || cfg.Server == nil {
+			return
+		}
+		for res.Dials < maxWakeDials && !backOff && run.ctx.Err() == nil {
+			res.Dials++
+			conn, err := c.wakeConnect(run, cfg, cb)
+			if err == nil {
+				oc, res.Connected = conn, true
+				return
+			}
+			if run.ctx.Err() == nil {
+				res.Err = err
+			}
+			backOff = asksForBackoff(err)
+		}
+	}
+	dial()
+	if res.Dials == 0 {
+		c.opts.logger.Debug("shellyws: awake; outbound websocket disabled or without server")
+	}
+	floor := mono() // nobody asked anything yet: idle counts from here
+
+	idleTimer := time.NewTimer(idle)
+	defer idleTimer.Stop()
+	end := WakeIdle
+wait:
+	for {
+		var connDone <-chan struct{}
+		if oc != nil {
+			connDone = oc.done
+		}
+		select {
+		case <-run.ctx.Done():
+			end = run.why(ctx)
+			break wait
+		case <-connDone:
+			res.Err = c.wakeConnLost(oc, cb)
+			backOff = backOff || asksForBackoff(res.Err)
+			oc = nil
+			dial()
+			floor = max(floor, mono())
+		case <-run.recheck:
+		case <-idleTimer.C:
+		}
+		left := c.idleLeft(idle, floor, oc != nil)
+		if left <= 0 {
+			break wait
+		}
+		idleTimer.Reset(left)
+	}
+
+	if oc != nil {
+		switch end {
+		case WakeIdle, WakeCapped:
+			res.SleepSent = c.sleepOutbound(oc, cb)
+		case WakeInterrupted:
+			c.endOutbound(oc, endRestart, c.connError("restart", oc.server, 0, ErrRestarted), cb)
+		default:
+			c.endOutbound(oc, endShutdown, c.connError("shutdown", oc.server, 0, context.Cause(ctx)), cb)
+		}
+	}
+	res.End = end
+	res.Requests = w.requests.Load() - requests
+	res.Awake = time.Since(start)
+	c.endWake(run, end)
+	c.opts.logger.Info("shellyws: asleep", "end", end, "awake", res.Awake)
+	cb.wait()
+	if end == WakeCanceled {
+		return res, ctx.Err()
+	}
+	return res, nil
+}
+
+// HoldAwake keeps the device awake past its idle time until release is
+// called, up to the cap of the wake (WithAwakeMax). A Shelly.Reboot
+// handler takes it for the delay before the reboot, which then ends the
+// wake with InterruptWake and releases the hold:
+//
+//	release := c.HoldAwake()
+//	time.AfterFunc(delay, func() { c.InterruptWake(); release() })
+//
+// A hold taken between wakes holds the next one. The idle time counts
+// again from the release. release may be called more than once; only the
+// first call counts.
+func (c *Component) HoldAwake() (release func()) {
+	w := &c.wake
+	w.holds.Add(1)
+	var done atomic.Bool
+	return func() {
+		if !done.CompareAndSwap(false, true) {
+			return
+		}
+		w.lastAnswer.Store(mono()) // before the hold goes, so the idle check sees it
+		w.holds.Add(-1)
+		w.mu.Lock()
+		r := w.cur
+		w.mu.Unlock()
+		if r != nil {
+			select {
+			case r.recheck <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// InterruptWake ends the wake under way at once, as a reboot or a power
+// cut does: no sleep event, the outbound connection closed with status
+// 1012 (service restart, as Restart does), inbound websocket clients
+// closed, and Wake returns with WakeInterrupted. The embedder then waits
+// its boot time and calls Wake again, which dials at once. It reports
+// whether a wake was under way.
+func (c *Component) InterruptWake() bool {
+	w := &c.wake
+	w.mu.Lock()
+	r := w.cur
+	w.mu.Unlock()
+	if r == nil {
+		return false
+	}
+	r.interrupted.Store(true)
+	r.cancel()
+	return true
+}
+
+// SetClockSynced tells the component that the device's clock is set (e.g.
+// by SNTP): from now until the next wake, "ts" is the real clock. Without
+// WithBootClock it changes nothing.
+func (c *Component) SetClockSynced() { c.wake.clockSet.Store(true) }
+
+// ClockSet reports whether "ts" is real time: always true without
+// WithBootClock; with it, after SetClockSynced in the current wake. A
+// device reports "time" and "unixtime" as null in its sys status while it
+// is false.
+func (c *Component) ClockSet() bool { return !c.opts.bootClock || c.wake.clockSet.Load() }
+
+// SinceBoot returns the time since the device booted: since New, or since
+// the start of the current or last wake (every wake is a boot). It is what
+// a device reports as sys.uptime.
+func (c *Component) SinceBoot() time.Duration {
+	return time.Duration(mono() - c.wake.boot.Load())
+}
+
+// wakeState is the component's part in the wake cycle. The request
+// counters are kept by dispatch on every channel, in Run too.
+type wakeState struct {
+	inflight   atomic.Int64
+	lastAnswer atomic.Int64 // mono() when the last request was answered
+	requests   atomic.Uint64
+	holds      atomic.Int64
+	boot       atomic.Int64 // mono() at the last boot
+	clockSet   atomic.Bool
+
+	wakes, sleeps atomic.Uint64
+
+	mu  sync.Mutex
+	cur *wakeRun // the wake under way, nil between wakes
+}
+
+// wakeRun is one wake under way.
+type wakeRun struct {
+	// ctx ends at the cap, with Wake's context or on InterruptWake: it
+	// bounds dials.
+	ctx         context.Context
+	cancel      context.CancelFunc
+	interrupted atomic.Bool
+	// done ends when the wake does: inbound websocket clients close then.
+	done    context.Context
+	end     context.CancelFunc
+	recheck chan struct{} // a hold was released
+}
+
+func (r *wakeRun) why(parent context.Context) WakeEnd {
+	switch {
+	case r.interrupted.Load():
+		return WakeInterrupted
+	case parent.Err() != nil:
+		return WakeCanceled
+	}
+	return WakeCapped
+}
+
+func (w *wakeState) requestStarted() {
+	w.requests.Add(1)
+	w.inflight.Add(1)
+}
+
+func (w *wakeState) requestDone() {
+	w.lastAnswer.Store(mono()) // before inflight drops, so the idle check sees it
+	w.inflight.Add(-1)
+}
+
+// monoBase anchors mono: time.Since reads the monotonic clock.
+var monoBase = time.Now()
+
+func mono() int64 { return int64(time.Since(monoBase)) }
+
+// initWake is called by New: the boot is now, and WithBootClock puts the
+// boot clock in front of the real one.
+func (c *Component) initWake() {
+	c.wake.boot.Store(mono())
+	if c.opts.bootClock {
+		real := c.opts.now
+		c.opts.now = func() time.Time {
+			if c.wake.clockSet.Load() {
+				return real()
+			}
+			// appendTS writes Unix seconds: from the epoch, that is the
+			// time since boot.
+			return time.Unix(0, 0).Add(c.SinceBoot())
+		}
+	}
+}
+
+func (c *Component) awakeTimes() (idle, maxAwake time.Duration) {
+	idle, maxAwake = c.opts.awakeIdle, c.opts.awakeMax
+	if idle <= 0 {
+		idle = DefaultAwakeIdle
+	}
+	if maxAwake <= 0 {
+		maxAwake = DefaultAwakeMax
+	}
+	return idle, maxAwake
+}
+
+// beginWake boots the device: the clock restarts, and the component is
+// awake (no longer StateAsleep) from here on.
+func (c *Component) beginWake(parent context.Context, capAt time.Time) *wakeRun {
+	r := &wakeRun{recheck: make(chan struct{}, 1)}
+	r.ctx, r.cancel = context.WithDeadline(parent, capAt)
+	r.done, r.end = context.WithCancel(context.Background())
+	w := &c.wake
+	w.boot.Store(mono())
+	w.clockSet.Store(false)
+	w.wakes.Add(1)
+	w.mu.Lock()
+	w.cur = r
+	c.state.set(StateDisconnected, nil)
+	w.mu.Unlock()
+	c.opts.logger.Info("shellyws: awake")
+	return r
+}
+
+// endWake puts the device to sleep: no more inbound clients, nothing kept.
+func (c *Component) endWake(r *wakeRun, end WakeEnd) {
+	w := &c.wake
+	w.mu.Lock()
+	w.cur = nil
+	c.state.set(StateAsleep, nil)
+	w.mu.Unlock()
+	r.end()
+	r.cancel()
+	c.queue.clear()
+	if end.Slept() {
+		w.sleeps.Add(1)
+	}
+}
+
+// bootConfig applies the stored config, as a boot does, and returns it.
+func (c *Component) bootConfig() Config {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.active = c.stored.Clone()
+	return c.active.Clone()
+}
+
+// asleep reports whether the device sleeps between two wakes; its inbound
+// channels answer nothing then.
+func (c *Component) asleep() bool { return c.State() == StateAsleep }
+
+// wakeDone returns what ends an inbound websocket client accepted now: the
+// end of the wake under way, an ended context while asleep, or nil (nothing)
+// for a component that is not sleeping.
+func (c *Component) wakeDone() context.Context {
+	w := &c.wake
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.cur != nil {
+		return w.cur.done
+	}
+	if c.asleep() {
+		return endedCtx
+	}
+	return nil
+}
+
+var endedCtx = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// idleLeft returns how long the device may still stay awake for want of
+// requests; connected says whether the outbound connection is up.
+func (c *Component) idleLeft(idle time.Duration, floor int64, connected bool) time.Duration {
+	w := &c.wake
+	if w.holds.Load() > 0 || w.inflight.Load() > 0 {
+		return idle
+	}
+	if connected {
+		if queued, _ := c.queue.stats(); queued > 0 {
+			return idle // notifications are still going out
+		}
+	}
+	last := max(w.lastAnswer.Load(), floor)
+	return idle - time.Duration(mono()-last)
+}
+
+// wakeConn is the outbound connection of a wake, served on a goroutine of
+// its own while the wake's goroutine watches the time.
+type wakeConn struct {
+	p      *peer
+	server string
+	done   chan struct{} // closed when the peer has ended
+	end    peerEnd       // why; read after done
+}
+
+// wakeConnect dials once and, if that works, sends NotifyFullStatus and
+// starts serving the connection.
+func (c *Component) wakeConnect(r *wakeRun, cfg Config, cb *callbackRunner) (*wakeConn, error) {
+	server := *cfg.Server
+	log := c.opts.logger.With("server", redactURL(server))
+	c.state.set(StateConnecting, nil)
+	conn, raw, status, _, err := c.dial(r.ctx, cfg)
+	if err != nil {
+		cerr := c.connError("dial", server, status, err)
+		c.dialFailures.Add(1)
+		c.state.set(StateDisconnected, cerr)
+		log.Warn("shellyws: dial failed", "err", cerr, "http_status", status)
+		return nil, cerr
+	}
+	conn.SetReadLimit(c.opts.readLimit)
+	// r.ctx as parent: past the cap a stalled connection is cut off after
+	// closeGrace.
+	s := &session{peer: newPeer(r.ctx, c, conn, raw, log, c.queue), server: server}
+	s.peer.dst.Store(new(outboundDst))
+	if err := s.sendFullStatus(); err != nil {
+		s.finish(0, "")
+		c.dialFailures.Add(1)
+		c.state.set(StateDisconnected, err)
+		log.Warn("shellyws: connection failed", "err", err)
+		return nil, err
+	}
+	c.connects.Add(1)
+	c.state.set(StateConnected, nil)
+	log.Info("shellyws: connected")
+	if f := c.opts.onConnect; f != nil {
+		cb.post(f)
+	}
+	c.live.Store(s.peer)
+	oc := &wakeConn{p: s.peer, server: server, done: make(chan struct{})}
+	go func() {
+		defer close(oc.done)
+		oc.end = oc.p.run() // the wake ends it with stopWith
+	}()
+	return oc, nil
+}
+
+// asksForBackoff reports whether err is the server asking for a longer
+// wait (protocol section 12): a close with 1008 or 1013, or a handshake
+// refused with 429 or 503. A sleeping device does not wait for it, nor
+// retry into it: it sleeps, and its next wake is the retry.
+func asksForBackoff(err error) bool {
+	var cerr *ConnError
+	if !errors.As(err, &cerr) {
+		return false
+	}
+	if asks, _ := serverAsksBackoff(cerr.HTTPStatus, nil); asks {
+		return true
+	}
+	return closeAsksBackoff(cerr.Err)
+}
+
+// wakeConnLost records a connection that ended on its own during a wake.
+func (c *Component) wakeConnLost(oc *wakeConn, cb *callbackRunner) error {
+	c.live.CompareAndSwap(oc.p, nil)
+	cause := c.connError(oc.end.op, oc.server, 0, oc.end.err)
+	c.disconnects.Add(1)
+	c.state.set(StateDisconnected, cause)
+	c.opts.logger.Warn("shellyws: disconnected", "server", oc.server, "err", cause)
+	if f := c.opts.onDisconnect; f != nil {
+		cb.post(func() { f(cause) })
+	}
+	return cause
+}
+
+// sleepOutbound sends what is queued and the sleep event, then closes the
+// connection with 1000. It reports whether the sleep event went out.
+func (c *Component) sleepOutbound(oc *wakeConn, cb *callbackRunner) bool {
+	p := oc.p
+	sent := p.flushQueue() == nil && c.writeSleepEvent(p) == nil
+	c.endOutbound(oc, endSleep, c.connError("sleep", oc.server, 0, ErrAsleep), cb)
+	return sent
+}
+
+func (c *Component) writeSleepEvent(p *peer) error {
+	bp := getBuf()
+	defer putBuf(bp)
+	*bp = frame.AppendNotification(*bp, c.id, outboundDst, MethodNotifyEvent, sleepParams(c.opts.now()))
+	p.writeMu.Lock()
+	defer p.writeMu.Unlock()
+	if err := p.ctx.Err(); err != nil {
+		return err
+	}
+	return p.write(*bp)
+}
+
+// sleepParams encodes the params of the sleep event, with the keys in the
+// order NotifyEvent writes them.
+func sleepParams(now time.Time) []byte {
+	buf := make([]byte, 0, 96)
+	buf = append(buf, `{"ts":`...)
+	buf = appendTS(buf, now)
+	buf = append(buf, `,"events":[{"component":"sys","event":"sleep","ts":`...)
+	buf = appendTS(buf, now)
+	return append(buf, `}]}`...)
+}
+
+// endOutbound closes the wake's connection with code, waits for it and
+// reports cause, unless the connection had failed on its own first.
+func (c *Component) endOutbound(oc *wakeConn, why stopReason, cause *ConnError, cb *callbackRunner) {
+	oc.p.stopWith(peerEnd{reason: why})
+	<-oc.done
+	c.live.CompareAndSwap(oc.p, nil)
+	if oc.end.reason == endFailed {
+		c.wakeConnLost(oc, cb)
+		return
+	}
+	c.disconnects.Add(1)
+	var lastErr error
+	if !errors.Is(cause, ErrAsleep) {
+		lastErr = cause // a sleep is not a failure
+	}
+	c.state.set(StateDisconnected, lastErr)
+	if f := c.opts.onDisconnect; f != nil {
+		cb.post(func() { f(cause) })
+	}
+}
