@@ -21,7 +21,7 @@ func BenchmarkGetStatus(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		res, err := d.Mux().Dispatch(ctx, req)
+		res, err := d.Dispatch(ctx, req)
 		if err != nil {
 			b.Fatal(err)
 		}
