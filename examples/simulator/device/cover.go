@@ -33,7 +33,7 @@ type coverPart struct {
 	source    string
 	pos       float64 // 0 closed … 100 open
 	target    float64
-	lastDir   string
+	lastDir   any // the dump's (maybe null) until the cover moves
 	moving    int // +1 opening, -1 closing, 0 still
 	fromPos   float64
 	moveStart time.Time
@@ -54,7 +54,10 @@ func newCover(key string, id int, st, cfg *profile.Object) *coverPart {
 	case stateOpening, stateClosing, "":
 		c.initStat = stateStopped
 	}
-	c.lastDir, _ = st.String("last_direction")
+	c.lastDir, _ = st.Get("last_direction")
+	if src, ok := st.String("source"); ok {
+		c.source = src
+	}
 	c.pos, c.state = c.initPos, c.initStat
 	return c
 }

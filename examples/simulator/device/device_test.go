@@ -41,7 +41,7 @@ func TestFullStatusHasEveryComponent(t *testing.T) {
 		assert.Contains(t, sw, k)
 	}
 	assert.Equal(t, false, sw["output"])
-	assert.Equal(t, "init", sw["source"])
+	assert.Equal(t, "WS_in", sw["source"], "the dump's state: the captured device's last change came over the websocket")
 	ae := sw["aenergy"].(map[string]any)
 	assert.Contains(t, ae, "total")
 	assert.Len(t, ae["by_minute"], 3)

@@ -22,6 +22,7 @@ type lightPart struct {
 
 	output     bool
 	source     string
+	touched    bool
 	brightness float64
 	rgb        json.RawMessage // nil: the dump's
 	white, ct  *float64
@@ -31,10 +32,16 @@ type lightPart struct {
 	m          meter
 }
 
-func newLight(key string, id int, st, _ *profile.Object) *lightPart {
+func newLight(d *Device, key string, id int, st *profile.Object) *lightPart {
 	l := &lightPart{k: key, typ: profile.Type(key), id: id, st: st, source: SourceInit}
+	if src, ok := st.String("source"); ok {
+		l.source = src
+	}
 	if on, ok := st.Get("output"); ok {
 		l.output, _ = on.(bool)
+	}
+	if l.output {
+		l.m.onSince = d.bootedAt
 	}
 	l.brightness, _ = st.Number("brightness")
 	l.meter = st.Has("apower")
@@ -75,6 +82,9 @@ func (l *lightPart) powerLocked(d *Device, now time.Time) profile.Patch {
 	apower := 0.0
 	if l.output {
 		apower = round(d.load*l.brightness/100, 1)
+	}
+	if !l.touched && d.tick == 0 {
+		return p
 	}
 	p = setField(p, "apower", apower)
 	if l.st.Has("current") {
@@ -230,7 +240,7 @@ func (d *Device) setLight(l *lightPart, after time.Duration, change func(*lightP
 	l.timer = nil
 	change(l)
 	l.m.set(was, l.output, now, wasPower)
-	l.source = SourceWS
+	l.source, l.touched = SourceWS, true
 	if after > 0 {
 		l.timerStart, l.timerDur = now, after
 		l.timer = d.startTimerLocked(after, func(self *time.Timer) { d.lightBack(l, self) })

@@ -39,11 +39,11 @@ func (m *model) newParts(d *Device) []part {
 		id, _ := profile.Instance(key)
 		switch profile.Type(key) {
 		case "switch":
-			parts = append(parts, newSwitch(key, id, st, cfg))
+			parts = append(parts, newSwitch(d, key, id, st))
 		case "cover":
 			parts = append(parts, newCover(key, id, st, cfg))
 		case "light", "rgb", "rgbw", "cct":
-			parts = append(parts, newLight(key, id, st, cfg))
+			parts = append(parts, newLight(d, key, id, st))
 		case "temperature", "humidity", "devicepower", "illuminance", "em", "em1", "pm1", "voltmeter":
 			parts = append(parts, &readings{k: key, st: st})
 		}

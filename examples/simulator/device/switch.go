@@ -2,6 +2,7 @@ package device
 
 import (
 	"context"
+	"math"
 	"time"
 
 	"github.com/shellyws/shellyws"
@@ -90,24 +91,33 @@ type switchPart struct {
 	st    *profile.Object
 	meter bool    // the dump reports apower
 	base  float64 // the dump's aenergy.total
+	load  float64 // the dump's apower while on, else Device.load
 
-	output     bool
-	initOutput bool
-	source     string
+	output  bool
+	source  string
+	touched bool // changed since boot: metering is the device's, not the dump's
 	timer      *time.Timer // toggle_after; nil when none runs
 	timerStart time.Time
 	timerDur   time.Duration
 	m          meter
 }
 
-func newSwitch(key string, id int, st, _ *profile.Object) *switchPart {
-	s := &switchPart{k: key, id: id, st: st, source: SourceInit}
+func newSwitch(d *Device, key string, id int, st *profile.Object) *switchPart {
+	s := &switchPart{k: key, id: id, st: st, source: SourceInit, load: d.load}
+	if src, ok := st.String("source"); ok {
+		s.source = src
+	}
 	s.meter = st.Has("apower")
 	s.base, _ = st.Object("aenergy").Number("total")
 	if on, ok := st.Get("output"); ok {
-		s.initOutput, _ = on.(bool)
+		s.output, _ = on.(bool)
 	}
-	s.output = s.initOutput
+	if p, ok := st.Number("apower"); ok && s.output && p != 0 {
+		s.load = p
+	}
+	if s.output {
+		s.m.onSince = d.bootedAt
+	}
 	return s
 }
 
@@ -132,19 +142,21 @@ func (s *switchPart) powerLocked(d *Device, now time.Time) profile.Patch {
 	if v, ok := p.Get("voltage"); ok {
 		voltage = v.(float64)
 	}
-	apower, current := 0.0, 0.0
-	if s.output {
-		apower = d.load
-		if voltage > 0 {
-			current = round(d.load/voltage, 3)
+	if s.touched || d.tick > 0 {
+		apower, current := 0.0, 0.0
+		if s.output {
+			apower = s.load
+			if voltage > 0 {
+				current = round(math.Abs(s.load)/voltage, 3)
+			}
+		}
+		p = setField(p, "apower", apower)
+		if s.st.Has("current") {
+			p = setField(p, "current", current)
 		}
 	}
-	p = setField(p, "apower", apower)
-	if s.st.Has("current") {
-		p = setField(p, "current", current)
-	}
-	if s.st.Has("aenergy") {
-		p = setField(p, "aenergy", s.m.aenergy(s.base, now, s.output, d.load))
+	if s.st.Object("aenergy") != nil {
+		p = setField(p, "aenergy", s.m.aenergy(s.base, now, s.output, s.load))
 	}
 	return p
 }
@@ -290,8 +302,8 @@ func (d *Device) setSwitch(s *switchPart, next func(bool) bool, source string, a
 	d.stopTimerLocked(s.timer)
 	s.timer = nil
 	changed := on != wasOn || source != s.source || hadTimer || after > 0
-	s.m.set(wasOn, on, now, d.load)
-	s.output, s.source = on, source
+	s.m.set(wasOn, on, now, s.load)
+	s.output, s.source, s.touched = on, source, true
 	if after > 0 {
 		s.timerStart, s.timerDur = now, after
 		s.timer = d.startTimerLocked(after, func(self *time.Timer) { d.toggleBack(s, self) })
@@ -315,7 +327,7 @@ func (d *Device) toggleBack(s *switchPart, self *time.Timer) {
 	}
 	s.timer = nil
 	now := d.now()
-	s.m.set(s.output, !s.output, now, d.load)
+	s.m.set(s.output, !s.output, now, s.load)
 	s.output = !s.output
 	s.source = SourceTimer
 	delta, power := d.switchDeltasLocked(s, now)
