@@ -93,9 +93,9 @@ type switchPart struct {
 	base  float64 // the dump's aenergy.total
 	load  float64 // the dump's apower while on, else Device.load
 
-	output  bool
-	source  string
-	touched bool // changed since boot: metering is the device's, not the dump's
+	output     bool
+	source     string
+	touched    bool        // changed since boot: metering is the device's, not the dump's
 	timer      *time.Timer // toggle_after; nil when none runs
 	timerStart time.Time
 	timerDur   time.Duration
