@@ -89,7 +89,8 @@ type Options struct {
 	// Default: DefaultBootTime.
 	BootTime time.Duration
 	// Load is the power in watts drawn while a metering switch or light is
-	// on; apower, current and aenergy follow from it. Default: DefaultLoad.
+	// on; apower, current and aenergy follow from it. Default: a switch
+	// the dump shows on keeps the dump's apower, others draw DefaultLoad.
 	Load float64
 	// PowerDeltas makes every switch change send a second NotifyStatus
 	// with the new apower, current and aenergy, as a real device does
@@ -132,6 +133,7 @@ type Device struct {
 	coverTravel time.Duration
 	powerDeltas bool
 	load        float64
+	loadSet     bool // Options.Load was given: it wins over the dump's apower
 	seed        uint32
 	onRequest   func(*shellyws.Request, error)
 
@@ -181,7 +183,8 @@ func New(o Options) (*Device, error) {
 	if o.BootTime <= 0 {
 		o.BootTime = DefaultBootTime
 	}
-	if o.Load <= 0 {
+	loadSet := o.Load > 0
+	if !loadSet {
 		o.Load = DefaultLoad
 	}
 	now := o.Now
@@ -205,6 +208,7 @@ func New(o Options) (*Device, error) {
 		coverTravel: o.CoverTravel,
 		powerDeltas: o.PowerDeltas,
 		load:        o.Load,
+		loadSet:     loadSet,
 		seed:        h.Sum32(),
 		onRequest:   o.OnRequest,
 		bootedAt:    now(),

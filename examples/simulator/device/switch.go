@@ -112,7 +112,7 @@ func newSwitch(d *Device, key string, id int, st *profile.Object) *switchPart {
 	if on, ok := st.Get("output"); ok {
 		s.output, _ = on.(bool)
 	}
-	if p, ok := st.Number("apower"); ok && s.output && p != 0 {
+	if p, ok := st.Number("apower"); ok && s.output && p != 0 && !d.loadSet {
 		s.load = p
 	}
 	if s.output {
