@@ -17,6 +17,7 @@ import (
 
 	"github.com/shellyws/shellyws"
 	"github.com/shellyws/shellyws/examples/simulator/device"
+	"github.com/shellyws/shellyws/examples/simulator/profile"
 )
 
 // statusEvery is how often -devices N prints its status line.
@@ -57,7 +58,8 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 	devices := make([]*device.Device, 0, s.devices)
 	dialing := 0
 	for i := range s.devices {
-		id := device.DeriveID(base, i)
+		p := s.profiles[i%len(s.profiles)]
+		id := deviceID(s, base, p, i)
 		store, cfg, err := openStore(s, id)
 		if err != nil {
 			return fail("%v", err)
@@ -66,7 +68,10 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 			dialing++
 		}
 		o := device.Options{
+			Profile:     p,
 			ID:          id,
+			Telemetry:   s.telemetry,
+			BootTime:    s.bootTime,
 			Store:       store,
 			UserCA:      userCA,
 			Logger:      logger,
@@ -159,7 +164,7 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 func serveDevices(addr string, devices []*device.Device, logger *slog.Logger) ([]*inbound, error) {
 	servers := make([]*inbound, 0, len(devices))
 	for i, d := range devices {
-		in, err := serveInbound(deviceHTTPAddr(addr, i), d.Component(), logger)
+		in, err := serveInbound(deviceHTTPAddr(addr, i), d, logger)
 		if err != nil {
 			_ = closeAll(servers)
 			return nil, err
@@ -188,6 +193,16 @@ func printInbound(out *printer, addr string, devices []*device.Device, servers [
 			devices[0].ID(), servers[0].where(), devices[last].ID(), servers[last].where(),
 			httpPort(addr), channels)
 	}
+}
+
+// deviceID is the id of device i, playing p: without -profile the base id
+// counted up (its prefix kept, as before profiles existed); with -profile
+// the profile's id prefix and style, and the base's MAC counted up.
+func deviceID(s *settings, base string, p *profile.Profile, i int) string {
+	if !s.profileSet {
+		return device.DeriveID(base, i)
+	}
+	return p.ID(device.DeriveMAC(base[len(base)-12:], i))
 }
 
 // baseID is -id, or with -state the id kept there (made up on first start).

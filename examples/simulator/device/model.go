@@ -189,7 +189,9 @@ func mustJSON(v any) []byte {
 // per request. The component calls it for the outbound connection and a
 // shellyws.Handler for the inbound channels alike.
 func (d *Device) dispatch(ctx context.Context, req *shellyws.Request) (res any, err error) {
-	if len(req.Method) > 3 && strings.EqualFold(req.Method[:3], "ws.") {
+	if IsSim(req.Method) && simAllowed(ctx) {
+		res, err = d.HandleSim(ctx, req)
+	} else if len(req.Method) > 3 && strings.EqualFold(req.Method[:3], "ws.") {
 		res, err = d.wsMux.Dispatch(ctx, req)
 		if e := shellyws.AsError(err); e != nil && e.Code == shellyws.CodeNoHandler {
 			res, err = d.m.mux.Dispatch(context.WithValue(ctx, devKey{}, d), req)

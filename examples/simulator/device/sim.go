@@ -9,9 +9,24 @@ import (
 )
 
 // SimInputMethod is the simulator's control method that presses an input.
-// It is not a method of the device: only the simulator's inbound channel
-// serves it (through HandleSim), and Shelly.ListMethods never lists it.
+// It is not a method of the device: the device serves it only to requests
+// whose context went through WithSimControl (the simulator's inbound -http
+// channel), and Shelly.ListMethods never lists it.
 const SimInputMethod = "Sim.Input"
+
+type simKey struct{}
+
+// WithSimControl marks ctx as coming from a channel that may use the
+// simulator's control methods (Sim.*). The simulator's inbound HTTP server
+// marks every request it serves; the outbound connection never is.
+func WithSimControl(ctx context.Context) context.Context {
+	return context.WithValue(ctx, simKey{}, true)
+}
+
+func simAllowed(ctx context.Context) bool {
+	ok, _ := ctx.Value(simKey{}).(bool)
+	return ok
+}
 
 // inputEvents are the events Sim.Input makes an input emit.
 var inputEvents = []string{"single_push", "double_push", "long_push", "btn_down", "btn_up"}

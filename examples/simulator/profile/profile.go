@@ -108,7 +108,7 @@ func Instance(key string) (int, bool) {
 func Parse(name string, data []byte) (*Profile, error) {
 	doc, err := parseDocument(data)
 	if err != nil {
-		return nil, fmt.Errorf("profile %s: %v", name, err)
+		return nil, fmt.Errorf("profile %s: not valid JSON: %v", name, err)
 	}
 	top, ok := doc.(*Object)
 	if !ok {
