@@ -115,14 +115,19 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 	cfg := devices[0].Component().GetConfig()
 	if single {
 		d := devices[0]
-		out.printf("simulator: %s (sys.mac %s) dialing %s, ssl_ca %s; Ctrl-C to stop",
-			d.ID(), d.MAC(), redactURL(deref(cfg.Server, "null")), deref(cfg.SSLCA, "null"))
+		out.printf("simulator: %s (%s %s, sys.mac %s) dialing %s, ssl_ca %s; Ctrl-C to stop",
+			d.ID(), d.Profile().Name, d.Profile().Model, d.MAC(), redactURL(deref(cfg.Server, "null")), deref(cfg.SSLCA, "null"))
 		if s.stateDir != "" {
 			out.printf("simulator: ws config kept in %s", storePath(s.stateDir, d.ID()))
 		}
 	} else {
-		out.printf("simulator: %d devices %s … %s dialing %s; Ctrl-C to stop",
-			len(devices), devices[0].ID(), devices[len(devices)-1].ID(), redactURL(deref(cfg.Server, "null")))
+		names := make([]string, len(s.profiles))
+		for i, p := range s.profiles {
+			names[i] = p.Name
+		}
+		out.printf("simulator: %d devices %s … %s (%s) dialing %s; Ctrl-C to stop",
+			len(devices), devices[0].ID(), devices[len(devices)-1].ID(), strings.Join(names, ", "),
+			redactURL(deref(cfg.Server, "null")))
 	}
 
 	var servers []*inbound

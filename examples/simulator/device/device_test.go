@@ -339,9 +339,9 @@ func TestSetConfigThenRebootMovesServer(t *testing.T) {
 	assert.EqualValues(t, 3, sys2["reset_reason"])
 	assert.EqualValues(t, dumpCfgRev+1, sys2["cfg_rev"])
 	sw := obj(t, fs2.Status["switch:0"])
-	assert.Equal(t, true, sw["output"], "initial_state restore_last keeps the relay on")
+	assert.Equal(t, false, sw["output"], `the dump's initial_state is "off"`)
 	assert.Equal(t, "init", sw["source"])
-	assert.True(t, d.Output())
+	assert.False(t, d.Output())
 
 	// Nothing else arrived on the new connection before our call.
 	assert.Equal(t, map[string]any{"connected": true}, call(t, c2, "Ws.GetStatus", nil))

@@ -39,7 +39,7 @@ func (m *model) newParts(d *Device) []part {
 		id, _ := profile.Instance(key)
 		switch profile.Type(key) {
 		case "switch":
-			parts = append(parts, newSwitch(d, key, id, st))
+			parts = append(parts, newSwitch(d, key, id, st, cfg))
 		case "cover":
 			parts = append(parts, newCover(key, id, st, cfg))
 		case "light", "rgb", "rgbw", "cct":

@@ -3,6 +3,7 @@ package device
 import (
 	"context"
 	"math"
+	"strconv"
 	"time"
 
 	"github.com/shellyws/shellyws"
@@ -96,14 +97,16 @@ type switchPart struct {
 	output     bool
 	source     string
 	touched    bool        // changed since boot: metering is the device's, not the dump's
+	initial    string      // config initial_state: what the relay does at boot
 	timer      *time.Timer // toggle_after; nil when none runs
 	timerStart time.Time
 	timerDur   time.Duration
 	m          meter
 }
 
-func newSwitch(d *Device, key string, id int, st *profile.Object) *switchPart {
+func newSwitch(d *Device, key string, id int, st, cfg *profile.Object) *switchPart {
 	s := &switchPart{k: key, id: id, st: st, source: SourceInit, load: d.load}
+	s.initial, _ = cfg.String("initial_state")
 	if src, ok := st.String("source"); ok {
 		s.source = src
 	}
@@ -170,7 +173,27 @@ func (s *switchPart) stopLocked(d *Device) {
 	s.timer = nil
 }
 
-func (s *switchPart) bootLocked(*Device) { s.source = SourceInit }
+// bootLocked sets the relay as its initial_state says: "off", "on",
+// "match_input" (the state of the input of the same id), or as it was
+// (restore_last, none given).
+func (s *switchPart) bootLocked(d *Device) {
+	now := d.now()
+	on := s.output
+	switch s.initial {
+	case "off":
+		on = false
+	case "on":
+		on = true
+	case "match_input":
+		if v, ok := d.p.Status.Object("input:" + strconv.Itoa(s.id)).Get("state"); ok {
+			if b, isBool := v.(bool); isBool {
+				on = b
+			}
+		}
+	}
+	s.m.set(s.output, on, now, s.load)
+	s.output, s.source = on, SourceInit
+}
 
 // setField sets key in p, replacing a value it has.
 func setField(p profile.Patch, key string, v any) profile.Patch {
