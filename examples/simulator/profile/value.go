@@ -310,6 +310,14 @@ func AppendJSON(buf []byte, v Value, dumpMAC, mac string, patch Patch) ([]byte, 
 // appendAny appends a patch value.
 func appendAny(buf []byte, v any) ([]byte, error) {
 	switch t := v.(type) {
+	case bool:
+		return strconv.AppendBool(buf, t), nil
+	case int:
+		return strconv.AppendInt(buf, int64(t), 10), nil
+	case int64:
+		return strconv.AppendInt(buf, t, 10), nil
+	case string:
+		return appendString(buf, t), nil
 	case Patch:
 		return AppendJSON(buf, &Object{}, "", "", t)
 	case json.RawMessage:
@@ -322,7 +330,16 @@ func appendAny(buf []byte, v any) ([]byte, error) {
 	return append(buf, b...), nil
 }
 
+// appendString appends s quoted; strings that need no escaping (nearly all
+// of a dump) skip encoding/json.
 func appendString(buf []byte, s string) []byte {
-	b, _ := json.Marshal(s)
-	return append(buf, b...)
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' || c >= 0x80 {
+			b, _ := json.Marshal(s)
+			return append(buf, b...)
+		}
+	}
+	buf = append(buf, '"')
+	buf = append(buf, s...)
+	return append(buf, '"')
 }
