@@ -175,6 +175,37 @@ func TestRGBSetColour(t *testing.T) {
 	assert.Equal(t, shellyws.CodeInvalidArgument, e.Code)
 }
 
+func TestCCTSetTemperature(t *testing.T) {
+	_, c, _ := connectProfile(t, "duobulb-gen3", device.Options{})
+	var res json.RawMessage
+	c.CallT(t, "CCT.Set", map[string]any{"id": 0, "on": true, "ct": 4000, "brightness": 40}, &res)
+	delta := expectDelta(t, c, "cct:0")
+	assert.EqualValues(t, 4000, delta["ct"])
+	assert.EqualValues(t, 40, delta["brightness"])
+	assert.Equal(t, true, delta["output"])
+	st := call(t, c, "CCT.GetStatus", map[string]any{"id": 0})
+	assert.EqualValues(t, 4000, st["ct"])
+	assert.EqualValues(t, device.DefaultLoad*0.4, st["apower"], "the load scaled by brightness")
+	assert.Contains(t, st, "tag", "the dump's other keys stay")
+	e := rpcError(t, c, "CCT.Set", map[string]any{"id": 0, "ct": 20})
+	assert.Equal(t, shellyws.CodeInvalidArgument, e.Code)
+	assert.Contains(t, e.Message, "'ct'")
+}
+
+func TestPM1CountsEnergy(t *testing.T) {
+	clock := newFakeClock()
+	p, err := profile.Builtin("pmmini-gen3")
+	require.NoError(t, err)
+	pm := p.Status.Object("pm1:0")
+	power, _ := pm.Number("apower")
+	base, _ := pm.Object("aenergy").Number("total")
+	require.Positive(t, power)
+	_, c, _ := connectProfile(t, "pmmini-gen3", device.Options{Now: clock.Now})
+	clock.Advance(time.Hour)
+	st := call(t, c, "PM1.GetStatus", map[string]any{"id": 0})
+	assert.InDelta(t, base+power, st["aenergy"].(map[string]any)["total"], 0.001, "an hour at the dump's power")
+}
+
 func TestInputEvents(t *testing.T) {
 	d, c, _ := connectProfile(t, "plusi4-gen2", device.Options{})
 	for _, event := range []string{"single_push", "double_push", "long_push", "btn_down", "btn_up"} {

@@ -223,8 +223,19 @@ type readings struct {
 }
 
 func (r *readings) key() string { return r.k }
-func (r *readings) patchLocked(d *Device, _ time.Time) profile.Patch {
-	return d.driftLocked(r.k, r.st)
+func (r *readings) patchLocked(d *Device, now time.Time) profile.Patch {
+	p := d.driftLocked(r.k, r.st)
+	// A meter with its own energy counter (pm1) counts on at the dump's
+	// power since boot.
+	if ae := r.st.Object("aenergy"); ae != nil {
+		base, ok1 := ae.Number("total")
+		power, ok2 := r.st.Number("apower")
+		if ok1 && ok2 && power > 0 {
+			total := base + power*now.Sub(d.bootedAt).Hours()
+			p = append(p, profile.Field{Key: "aenergy", Val: profile.Patch{{Key: "total", Val: round(total, 3)}}})
+		}
+	}
+	return p
 }
 func (r *readings) readingsLocked(d *Device, now time.Time) profile.Patch {
 	return withID(r.st, r.patchLocked(d, now))

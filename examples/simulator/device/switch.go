@@ -149,8 +149,11 @@ func (s *switchPart) powerLocked(d *Device, now time.Time) profile.Patch {
 		apower, current := 0.0, 0.0
 		if s.output {
 			apower = s.load
+			if d.tick > 0 { // telemetry: the load wavers as the voltage does
+				apower = round(s.load*(1+d.noise(s.k, "apower")/100), 1)
+			}
 			if voltage > 0 {
-				current = round(math.Abs(s.load)/voltage, 3)
+				current = round(math.Abs(apower)/voltage, 3)
 			}
 		}
 		p = setField(p, "apower", apower)
