@@ -17,6 +17,12 @@
 // (added where the dump lacks it). Only per-device state is kept per device:
 // outputs, positions, energy counters, clocks.
 //
+// A new device starts in the captured device's state (outputs, positions,
+// sources, brightness, readings, cfg_rev); Boot, which a reboot calls,
+// sets every source to "init" and each switch as its initial_state says.
+// Shelly.GetComponents with dynamic_only answers the dump's captured answer
+// (an empty page when it has none); without it, every component, paged.
+//
 // Components behave as on the firmware: switch (Set, Toggle, toggle_after,
 // metering of apower, current and aenergy), cover (Open, Close, Stop,
 // GoToPosition; the position moves over time with NotifyStatus deltas),

@@ -3,6 +3,7 @@ package device
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
@@ -199,7 +200,7 @@ func (d *Device) dispatch(ctx context.Context, req *shellyws.Request) (res any, 
 	} else {
 		res, err = d.m.mux.Dispatch(context.WithValue(ctx, devKey{}, d), req)
 	}
-	if d.log.Enabled(ctx, -4) {
+	if d.log.Enabled(ctx, slog.LevelDebug) {
 		d.log.Debug("simulator: request", "method", req.Method, "src", req.Src, "err", err)
 	}
 	if d.onRequest != nil {
