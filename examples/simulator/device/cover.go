@@ -112,6 +112,9 @@ func (c *coverPart) patchLocked(d *Device, now time.Time) profile.Patch {
 			apower = d.load
 		}
 		p = setField(p, "apower", apower)
+		if voltage, ok := c.st.Number("voltage"); ok && voltage > 0 && c.st.Has("current") {
+			p = setField(p, "current", round(apower/voltage, 3))
+		}
 	}
 	return p
 }
