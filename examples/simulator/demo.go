@@ -111,7 +111,7 @@ func runDemo(parent context.Context, s *settings, stdout, stderr io.Writer) (err
 	heading("Start the device %s; its ws config: %s", dev.ID(), cfgJSON)
 	// Its web server, which a real device serves from boot: the inbound
 	// channels, on the same RPC methods.
-	web, err := serveInbound(demoHTTPAddr, dev.Component(), logger)
+	web, err := serveInbound(demoHTTPAddr, dev, logger)
 	if err != nil {
 		return err
 	}

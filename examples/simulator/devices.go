@@ -17,6 +17,7 @@ import (
 
 	"github.com/shellyws/shellyws"
 	"github.com/shellyws/shellyws/examples/simulator/device"
+	"github.com/shellyws/shellyws/examples/simulator/profile"
 )
 
 // statusEvery is how often -devices N prints its status line.
@@ -57,7 +58,8 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 	devices := make([]*device.Device, 0, s.devices)
 	dialing := 0
 	for i := range s.devices {
-		id := device.DeriveID(base, i)
+		p := s.profiles[i%len(s.profiles)]
+		id := deviceID(s, base, p, i)
 		store, cfg, err := openStore(s, id)
 		if err != nil {
 			return fail("%v", err)
@@ -70,7 +72,10 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 			return fail("%v", err)
 		}
 		o := device.Options{
+			Profile:     p,
 			ID:          id,
+			Telemetry:   s.telemetry,
+			BootTime:    s.bootTime,
 			Store:       store,
 			UserCA:      userCA,
 			Logger:      logger,
@@ -115,8 +120,8 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 	cfg := devices[0].Component().GetConfig()
 	if single {
 		d := devices[0]
-		out.printf("simulator: %s (sys.mac %s) dialing %s, ssl_ca %s; Ctrl-C to stop",
-			d.ID(), d.MAC(), redactURL(deref(cfg.Server, "null")), deref(cfg.SSLCA, "null"))
+		out.printf("simulator: %s (%s %s, sys.mac %s) dialing %s, ssl_ca %s; Ctrl-C to stop",
+			d.ID(), d.Profile().Name, d.Profile().Model, d.MAC(), redactURL(deref(cfg.Server, "null")), deref(cfg.SSLCA, "null"))
 		if s.stateDir != "" {
 			out.printf("simulator: ws config kept in %s", storePath(s.stateDir, d.ID()))
 		}
@@ -124,8 +129,13 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 			out.printf("simulator: authentication on (user admin, realm %s)", d.ID())
 		}
 	} else {
-		out.printf("simulator: %d devices %s … %s dialing %s; Ctrl-C to stop",
-			len(devices), devices[0].ID(), devices[len(devices)-1].ID(), redactURL(deref(cfg.Server, "null")))
+		names := make([]string, len(s.profiles))
+		for i, p := range s.profiles {
+			names[i] = p.Name
+		}
+		out.printf("simulator: %d devices %s … %s (%s) dialing %s; Ctrl-C to stop",
+			len(devices), devices[0].ID(), devices[len(devices)-1].ID(), strings.Join(names, ", "),
+			redactURL(deref(cfg.Server, "null")))
 	}
 
 	var servers []*inbound
@@ -167,7 +177,7 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 func serveDevices(addr string, devices []*device.Device, logger *slog.Logger) ([]*inbound, error) {
 	servers := make([]*inbound, 0, len(devices))
 	for i, d := range devices {
-		in, err := serveInbound(deviceHTTPAddr(addr, i), d.Component(), logger)
+		in, err := serveInbound(deviceHTTPAddr(addr, i), d, logger)
 		if err != nil {
 			_ = closeAll(servers)
 			return nil, err
@@ -200,6 +210,16 @@ func printInbound(out *printer, addr string, devices []*device.Device, servers [
 			devices[0].ID(), servers[0].where(), devices[last].ID(), servers[last].where(),
 			httpPort(addr), channels)
 	}
+}
+
+// deviceID is the id of device i, playing p: without -profile the base id
+// counted up (its prefix kept, as before profiles existed); with -profile
+// the profile's id prefix and style, and the base's MAC counted up.
+func deviceID(s *settings, base string, p *profile.Profile, i int) string {
+	if !s.profileSet {
+		return device.DeriveID(base, i)
+	}
+	return p.ID(device.DeriveMAC(base[len(base)-12:], i))
 }
 
 // baseID is -id, or with -state the id kept there (made up on first start).

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -25,6 +26,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/shellyws/shellyws/examples/simulator/device"
+	"github.com/shellyws/shellyws/examples/simulator/profile"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -57,6 +59,26 @@ func TestParseFlags(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, s.demo())
 	assert.Empty(t, s.httpAddr, "-http is off by default")
+	require.Len(t, s.profiles, 1)
+	assert.Equal(t, "plus1pm-gen2", s.profiles[0].Name, "the default profile")
+	assert.False(t, s.profileSet)
+	assert.Zero(t, s.telemetry, "telemetry is off by default")
+	assert.Equal(t, time.Second, s.bootTime)
+
+	dump := filepath.Join(t.TempDir(), "my.json")
+	raw, err := os.ReadFile(filepath.Join("profile", "dumps", "plus1-gen2.json"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(dump, raw, 0o600))
+	s, err = parseFlags([]string{"-server", "ws://h", "-profile", "pro3em-gen2, walldisplay-gen2," + dump,
+		"-telemetry", "5s", "-boot-time", "250ms"})
+	require.NoError(t, err)
+	require.Len(t, s.profiles, 3)
+	assert.Equal(t, "SPEM-003CEBEU", s.profiles[0].Model)
+	assert.Equal(t, "ShellyWallDisplay", s.profiles[1].IDPrefix)
+	assert.Equal(t, "shellyplus1", s.profiles[2].IDPrefix)
+	assert.True(t, s.profileSet)
+	assert.Equal(t, 5*time.Second, s.telemetry)
+	assert.Equal(t, 250*time.Millisecond, s.bootTime)
 
 	for _, addr := range []string{"127.0.0.1:8080", ":8080", "[::1]:0", "localhost:65535"} {
 		s, err = parseFlags([]string{"-server", "ws://h", "-http", addr})
@@ -91,6 +113,16 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-server", "ws://h", "-http", "127.0.0.1:65535", "-devices", "2"}, "port 65536 does not exist"},
 		{[]string{"-http", "127.0.0.1:8080"}, "-http needs -server or -state"},
 		{[]string{"extra"}, "unexpected argument"},
+		{[]string{"-server", "ws://h", "-profile", "nosuch-gen9"}, `no built-in profile "nosuch-gen9"`},
+		{[]string{"-server", "ws://h", "-profile", "plus1pm-gen2,"}, `-profile ""`},
+		{[]string{"-server", "ws://h", "-profile", "./missing.json"}, "no such file"},
+		{[]string{"-server", "ws://h", "-profile", notPEM}, "not valid JSON"},
+		{[]string{"-server", "ws://h", "-telemetry", "1ms"}, "-telemetry 1ms: want 100ms to 24h0m0s"},
+		{[]string{"-server", "ws://h", "-telemetry", "soon"}, "invalid value"},
+		{[]string{"-server", "ws://h", "-boot-time", "0s"}, "-boot-time 0s"},
+		{[]string{"-server", "ws://h", "-boot-time", "1h"}, "at most 10m0s"},
+		{[]string{"-profile", "pro3em-gen2"}, "-profile needs -server or -state"},
+		{[]string{"-telemetry", "10s"}, "-telemetry needs -server or -state"},
 	} {
 		_, err := parseFlags(tc.args)
 		var ue *usageError
@@ -107,10 +139,36 @@ func TestParseFlags(t *testing.T) {
 func TestUsage(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	assert.Equal(t, 0, run([]string{"-h"}, &stdout, &stderr))
-	for _, flag := range []string{"-server URL", "-id ID", "-ssl-ca VALUE", "-user-ca FILE", "-state DIR", "-devices N", "-http ADDR", "-v "} {
+	for _, flag := range []string{"-server URL", "-id ID", "-ssl-ca VALUE", "-user-ca FILE", "-state DIR", "-devices N",
+		"-http ADDR", "-v ", "-profile LIST", "-telemetry DUR", "-boot-time DUR", "Sim.Input"} {
 		assert.Contains(t, stdout.String(), flag)
 	}
 	assert.True(t, strings.HasPrefix(stdout.String(), "Usage: simulator"))
+}
+
+func TestProfileHelp(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	assert.Equal(t, 0, run([]string{"-profile", "help"}, &stdout, &stderr))
+	assert.Empty(t, stderr.String())
+	out := stdout.String()
+	for _, name := range profile.Names() {
+		p, err := profile.Builtin(name)
+		require.NoError(t, err)
+		assert.Regexp(t, `(?m)^`+regexp.QuoteMeta(name)+` +`+regexp.QuoteMeta(p.Model)+` `, out)
+	}
+	assert.Contains(t, out, "walldisplay-gen2")
+	assert.Contains(t, out, "ShellyWallDisplay-XXXXXXXXXXXX")
+	assert.Contains(t, out, "Default: plus1pm-gen2")
+}
+
+func TestDeviceIDs(t *testing.T) {
+	s, err := parseFlags([]string{"-server", "ws://h", "-profile", "pro3em-gen2,walldisplay-gen2", "-id", "shellyplus1pm-0000000000ff"})
+	require.NoError(t, err)
+	assert.Equal(t, "shellypro3em-0000000000ff", deviceID(s, s.id, s.profiles[0], 0))
+	assert.Equal(t, "ShellyWallDisplay-000000000100", deviceID(s, s.id, s.profiles[1], 1))
+	s, err = parseFlags([]string{"-server", "ws://h", "-id", "shellypro4pm-0000000000ff"})
+	require.NoError(t, err)
+	assert.Equal(t, "shellypro4pm-000000000100", deviceID(s, s.id, s.profiles[0], 1), "without -profile -id is kept as given")
 }
 
 func TestDeviceHTTPAddr(t *testing.T) {
@@ -127,7 +185,7 @@ func TestServeInbound(t *testing.T) {
 	d, err := device.New(device.Options{ID: "shellyplus1pm-0a0b0c0d0e0f"})
 	require.NoError(t, err)
 	for _, addr := range []string{"127.0.0.1:0", ":0", "0.0.0.0:0"} {
-		in, err := serveInbound(addr, d.Component(), slog.New(slog.DiscardHandler))
+		in, err := serveInbound(addr, d, slog.New(slog.DiscardHandler))
 		require.NoError(t, err, addr)
 		assert.Regexp(t, `^http://127\.0\.0\.1:[1-9][0-9]*$`, in.URL(), "%s is reached on loopback", addr)
 

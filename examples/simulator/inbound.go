@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/shellyws/shellyws"
+	"github.com/shellyws/shellyws/examples/simulator/device"
 )
 
 // httpShutdownTimeout bounds the graceful shutdown of the inbound HTTP
@@ -77,21 +78,23 @@ func (e *listenError) Error() string {
 	return fmt.Sprintf("-http %s: %v", e.addr, e.err)
 }
 
-// serveInbound listens on addr and serves the inbound channels of c there
-// until close.
-func serveInbound(addr string, c *shellyws.Component, logger *slog.Logger) (*inbound, error) {
+// serveInbound listens on addr and serves the inbound channels of d there
+// until close. Requests over HTTP (GET and POST /rpc/<Method>, POST /rpc)
+// may also call the simulator's control method Sim.Input; the outbound
+// connection never can.
+func serveInbound(addr string, d *device.Device, logger *slog.Logger) (*inbound, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		var dnsErr *net.DNSError
 		bad := errors.As(err, &dnsErr) || errors.Is(err, syscall.EADDRNOTAVAIL)
 		return nil, &listenError{addr: addr, err: err, bad: bad}
 	}
-	h := shellyws.NewHandler(c)
+	h := shellyws.NewHandler(d.Component())
 	in := &inbound{
 		ln:      ln,
 		handler: h,
 		srv: &http.Server{
-			Handler:           h,
+			Handler:           simControl(h),
 			ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		},
@@ -99,6 +102,15 @@ func serveInbound(addr string, c *shellyws.Component, logger *slog.Logger) (*inb
 	}
 	go func() { in.served <- in.srv.Serve(ln) }()
 	return in, nil
+}
+
+// simControl lets the HTTP requests of next use the simulator's control
+// methods. An inbound websocket client's requests run on the library's own
+// context, so Sim.Input is not served there.
+func simControl(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r.WithContext(device.WithSimControl(r.Context())))
+	})
 }
 
 // Addr is the address the server listens on, its port resolved.

@@ -115,7 +115,7 @@ func TestHTTPFlag(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(r.body), &info), r.body)
 	assert.Equal(t, id, info.ID)
 	assert.Equal(t, "AABBCCDDEEFF", info.MAC)
-	assert.Equal(t, device.Model, info.Model)
+	assert.Equal(t, "SNSW-001P16EU", info.Model, "the default profile, plus1pm-gen2")
 	assert.Equal(t, 2, info.Gen)
 
 	// An unknown method is answered as the firmware does.

@@ -1,5 +1,6 @@
-// Command simulator is a simulated Shelly Plus 1PM that speaks the Gen2
-// Outbound Websocket.
+// Command simulator is a simulated Shelly device — a Plus 1PM by default,
+// or any of the built-in models from real dumps (-profile) — that speaks the
+// Gen2 Outbound Websocket.
 //
 // Run without flags, it plays a short demo on loopback: a test server, one
 // simulated device, and a transcript of what they say to each other.
@@ -31,19 +32,24 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"text/tabwriter"
+	"time"
 
 	"github.com/shellyws/shellyws"
 	"github.com/shellyws/shellyws/examples/simulator/device"
+	"github.com/shellyws/shellyws/examples/simulator/profile"
 )
 
 const usageText = `Usage: simulator [flags]
 
-A simulated Shelly Plus 1PM that speaks the Gen2 Outbound Websocket.
+A simulated Shelly device that speaks the Gen2 Outbound Websocket: a Plus
+1PM by default, or any model of -profile, played from a real device's
+answers (see -profile help).
 
 Without -server and -state it runs a demo: it starts a test server on
 127.0.0.1, points one simulated device at it, prints their conversation,
 calls the device's own web server (on 127.0.0.1) the way curl would, and
-exits. Only -id, -password and -v apply to the demo.
+exits. Only -id, -password and -v apply to the demo (a Plus 1PM).
 
 With -server (or a -state directory that holds a server) it is a device for
 a real server and runs until interrupted; Ctrl-C or SIGTERM closes the
@@ -54,7 +60,21 @@ Flags:
                  included); sets enable to true
   -id ID         device id, <model>-<12 lowercase hex digits>; sys.mac is
                  the upper-cased hex part (default: shellyplus1pm- and 12
-                 random hex digits)
+                 random hex digits). With -profile only its MAC counts: ids
+                 are the profile's id prefix and the MAC, in the model's
+                 style (e.g. ShellyWallDisplay-<MAC upper-case>)
+  -profile LIST  comma-separated models to play: built-in names (e.g.
+                 plus1pm-gen2, pro3em-gen2, plus2pm-gen2-cover) or paths to
+                 dump files of the same format (a path holds a / or ends in
+                 .json). With -devices N, device i plays profile i mod the
+                 number of profiles, with MACs counting up from -id's (a
+                 random base without -id). Default: plus1pm-gen2.
+                 -profile help lists the built-in profiles and exits
+  -telemetry DUR readings (power, voltage, current, energy, temperature,
+                 humidity, illuminance) drift and are pushed as NotifyStatus
+                 every DUR, e.g. 10s, as metering devices do (default: off,
+                 readings stay at the dump's values)
+  -boot-time DUR how long a rebooted device takes to come back (default 1s)
   -ssl-ca VALUE  how a wss:// server's certificate is verified:
                    ca.pem       system roots (the default)
                    user_ca.pem  the CA in the -user-ca file
@@ -82,6 +102,10 @@ Flags:
                  Without -password (or a Shelly.SetAuth from a server)
                  there is no authentication, as on a device: prefer
                  127.0.0.1:PORT to :PORT unless the network is yours.
+                 Only here (GET or POST /rpc/Sim.Input, POST /rpc), never on
+                 the outbound connection, the simulator's control method
+                 Sim.Input {"id":N,"event":"single_push"} (also double_push,
+                 long_push, btn_down, btn_up) makes input:N emit that event
   -password PASS turn authentication on with PASS for user admin, as
                  Shelly.SetAuth would (realm: the device id; only its hash
                  is kept). The -http channels then ask for it, e.g.
@@ -104,6 +128,9 @@ Examples:
   go run ./examples/simulator -server ws://127.0.0.1:8765/shelly -http 127.0.0.1:8080
   go run ./examples/simulator -server ws://127.0.0.1:8765/shelly -http 127.0.0.1:8080 -password PASS
   go run ./examples/simulator -server ws://127.0.0.1:8765/shelly -devices 100 -state ./sim
+  go run ./examples/simulator -server ws://127.0.0.1:8765/shelly -devices 30 \
+      -profile plus1pm-gen2,pro3em-gen2,plus2pm-gen2-cover -telemetry 10s
+  go run ./examples/simulator -profile help
 `
 
 // maxDevices bounds -devices: the library is built for 10,000 devices in one
@@ -126,7 +153,19 @@ type settings struct {
 
 	password    string // -password; see authStore in devices.go
 	passwordSet bool
+	profiles    []*profile.Profile // never empty after parseFlags
+	profileSet  bool
+	profileHelp bool // -profile help
+	telemetry   time.Duration
+	bootTime    time.Duration
 }
+
+// Bounds of the duration flags.
+const (
+	minTelemetry = 100 * time.Millisecond
+	maxTelemetry = 24 * time.Hour
+	maxBootTime  = 10 * time.Minute
+)
 
 // demo reports whether the flags ask for the embedded demo.
 func (s *settings) demo() bool { return !s.serverSet && s.stateDir == "" }
@@ -157,6 +196,10 @@ func parseFlags(args []string) (*settings, error) {
 	fs.StringVar(&s.httpAddr, "http", "", "")
 	fs.BoolVar(&s.verbose, "v", false, "")
 	fs.StringVar(&s.password, "password", "", "")
+	profiles := profile.Default
+	fs.StringVar(&profiles, "profile", profile.Default, "")
+	fs.DurationVar(&s.telemetry, "telemetry", 0, "")
+	fs.DurationVar(&s.bootTime, "boot-time", device.DefaultBootTime, "")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
@@ -170,6 +213,24 @@ func parseFlags(args []string) (*settings, error) {
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	s.serverSet, s.idSet, s.sslCASet = set["server"], set["id"], set["ssl-ca"]
 	s.passwordSet = set["password"]
+	s.profileSet = set["profile"]
+	if profiles == "help" {
+		s.profileHelp = true
+		return s, nil
+	}
+	for _, ref := range strings.Split(profiles, ",") {
+		p, err := profile.Lookup(strings.TrimSpace(ref))
+		if err != nil {
+			return nil, usageErr("-profile %q: %v", ref, err)
+		}
+		s.profiles = append(s.profiles, p)
+	}
+	if set["telemetry"] && (s.telemetry < minTelemetry || s.telemetry > maxTelemetry) {
+		return nil, usageErr("-telemetry %v: want %v to %v (leave it out for no telemetry)", s.telemetry, minTelemetry, maxTelemetry)
+	}
+	if s.bootTime <= 0 || s.bootTime > maxBootTime {
+		return nil, usageErr("-boot-time %v: want more than 0 and at most %v", s.bootTime, maxBootTime)
+	}
 
 	if s.serverSet {
 		cfg := shellyws.Config{Enable: true, Server: &s.server}
@@ -212,7 +273,7 @@ func parseFlags(args []string) (*settings, error) {
 		return nil, usageErr("-ssl-ca user_ca.pem needs -user-ca FILE")
 	}
 	if s.demo() {
-		for _, name := range []string{"ssl-ca", "user-ca", "devices", "http"} {
+		for _, name := range []string{"ssl-ca", "user-ca", "devices", "http", "profile", "telemetry", "boot-time"} {
 			if set[name] {
 				return nil, usageErr("-%s needs -server or -state; the demo takes only -id, -password and -v", name)
 			}
@@ -235,6 +296,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case err != nil:
 		fmt.Fprintf(stderr, "simulator: %v\nRun 'simulator -h' for usage.\n", err)
 		return 2
+	case s.profileHelp:
+		printProfiles(stdout)
+		return 0
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -246,4 +310,25 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	return runDevices(ctx, s, stdout, stderr)
+}
+
+// printProfiles lists the built-in profiles for -profile help.
+func printProfiles(w io.Writer) {
+	fmt.Fprintf(w, "Built-in profiles (-profile NAME[,NAME...]), from real devices' answers:\n\n")
+	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+	fmt.Fprintf(tw, "NAME\tMODEL\tAPP\tGEN\tFIRMWARE\tID\n")
+	for _, name := range profile.Names() {
+		p, err := profile.Builtin(name)
+		if err != nil {
+			fmt.Fprintf(tw, "%s\t(broken: %v)\n", name, err)
+			continue
+		}
+		app := p.App
+		if p.Profile != "" {
+			app += " (" + p.Profile + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", name, p.Model, app, p.Gen, p.Ver, p.ID("xxxxxxxxxxxx"))
+	}
+	_ = tw.Flush()
+	fmt.Fprintf(w, "\nDefault: %s. Sources and licenses: examples/simulator/profile/dumps/README.md.\n", profile.Default)
 }

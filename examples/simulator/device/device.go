@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/shellyws/shellyws"
+	"github.com/shellyws/shellyws/examples/simulator/profile"
 )
 
 // Defaults of Options.
@@ -17,8 +19,11 @@ const (
 	// DefaultRebootDelay is how long Shelly.Reboot waits when the request
 	// has no delay_ms, about what a real device takes.
 	DefaultRebootDelay = time.Second
+	// DefaultBootTime is how long a rebooted device takes to come back
+	// (protocol section 11).
+	DefaultBootTime = time.Second
 	// DefaultLoad is the power in watts the simulated appliance draws while
-	// the relay is on.
+	// a switch or light is on.
 	DefaultLoad = 60.0
 )
 
@@ -26,7 +31,7 @@ const (
 // Options.RebootDelay.
 const maxMinRebootDelay = 500 * time.Millisecond
 
-// Switch sources the simulator reports, as the firmware names them.
+// Sources the simulator reports, as the firmware names them.
 const (
 	// SourceWS is the source of a change requested on a websocket, the
 	// outbound one or an inbound client.
@@ -35,17 +40,27 @@ const (
 	SourceHTTP = "HTTP_in"
 	// SourceInit is the source after boot and after Shelly.Reboot.
 	SourceInit = "init"
-	// SourceTimer is the source of the flip-back of Switch.Set's
-	// toggle_after.
+	// SourceTimer is the source of the flip-back of toggle_after.
 	SourceTimer = "timer"
 )
 
-// Options configure a Device. The zero value is a device with a random id,
-// its Outbound Websocket disabled, and no logging.
+// ESP32 reset reasons: power-on for the first boot, software reset after
+// Shelly.Reboot.
+const (
+	resetPowerOn  = 1
+	resetSoftware = 3
+)
+
+// Options configure a Device. The zero value is a Plus 1PM (the default
+// profile) with a random id, its Outbound Websocket disabled, and no
+// logging.
 type Options struct {
-	// ID is the device id, the src of every frame, e.g.
-	// "shellyplus1pm-c049ef8cf4e0"; it must pass CheckID. sys.mac is
-	// derived from it. Default: RandomID().
+	// Profile is the model the device plays. Default: the built-in
+	// profile.Default ("plus1pm-gen2").
+	Profile *profile.Profile
+	// ID is the device id, the src of every frame: "<prefix>-<12 hex
+	// digits>", e.g. "shellyplus1pm-c049ef8cf4e0"; sys.mac is the
+	// upper-cased MAC part. Default: the profile's prefix and a random MAC.
 	ID string
 	// Store keeps the Outbound Websocket config across restarts.
 	// Default: a shellyws.MemoryStore holding shellyws.DefaultConfig().
@@ -70,46 +85,58 @@ type Options struct {
 	// that the response leaves before the connection closes. Tests set a
 	// few milliseconds. Default: DefaultRebootDelay (1 s).
 	RebootDelay time.Duration
-	// Load is the power in watts drawn while the relay is on; apower,
-	// current, aenergy and temperature follow from it. Default: DefaultLoad.
+	// BootTime is how long the device takes to come back after a reboot
+	// (section 11). It is kept for the reboot path (BootTime returns it).
+	// Default: DefaultBootTime.
+	BootTime time.Duration
+	// Load is the power in watts drawn while a metering switch or light is
+	// on; apower, current and aenergy follow from it. Default: a switch
+	// the dump shows on keeps the dump's apower, others draw DefaultLoad.
 	Load float64
 	// PowerDeltas makes every switch change send a second NotifyStatus
 	// with the new apower, current and aenergy, as a real device does
-	// once its meter has settled. Off, a change sends only
-	// {"switch:0":{"id":0,"output":...,"source":...}}. Default: off.
+	// once its meter has settled. Default: off.
 	PowerDeltas bool
+	// Telemetry, when positive, makes readings (power, voltage, current,
+	// temperature, humidity, illuminance, energy meters) drift and be
+	// pushed as NotifyStatus at this period, as metering devices do.
+	// Default: off; readings stay at the dump's values.
+	Telemetry time.Duration
+	// CoverTravel, when positive, is how long a cover takes from fully
+	// closed to fully open and back, instead of its config's maxtime_open
+	// and maxtime_close; tests set milliseconds.
+	CoverTravel time.Duration
 	// OnRequest, if set, is called after each request the component's
-	// Dispatcher served, on the outbound connection or on the inbound
-	// channels of a shellyws.Handler, with the error it was answered with
-	// (nil on success), on the goroutine that served it; the simulator
-	// prints requests with it. Requests served through Mux directly skip
-	// it. It must not block for long: the component bounds requests in
-	// flight. Default: none.
+	// Dispatcher served, with the error it was answered with (nil on
+	// success). It must not block for long. Default: none.
 	OnRequest func(req *shellyws.Request, err error)
 	// Now is the clock for uptime, unixtime, energy and notification
-	// timestamps (it is passed on with shellyws.WithClock). Timers such as
-	// the reboot delay run on real time. Default: time.Now.
+	// timestamps (it is passed on with shellyws.WithClock). Timers run on
+	// real time. Default: time.Now.
 	Now func() time.Time
 }
 
-// Device is a simulated Shelly Plus 1PM: the components sys, wifi, cloud,
-// mqtt, ble, ws, switch:0 (with power metering) and input:0, the RPC methods
-// servers call over the Outbound Websocket, and the notifications a real
-// device sends. Its methods are safe for concurrent use.
+// Device is a simulated Shelly device of one profile: it answers the RPC
+// methods of its model from the profile's dump with its own id, MAC and
+// state, and sends the notifications a real device sends. Its methods are
+// safe for concurrent use.
 type Device struct {
+	p           *profile.Profile
+	m           *model
 	id, mac     string
 	comp        *shellyws.Component
-	mux         *shellyws.Mux
+	wsMux       *shellyws.Mux // Ws.* from the component
 	log         *slog.Logger
 	now         func() time.Time
 	rebootDelay time.Duration
+	bootTime    time.Duration
+	telemetry   time.Duration
+	coverTravel time.Duration
 	powerDeltas bool
+	load        float64
+	loadSet     bool // Options.Load was given: it wins over the dump's apower
+	seed        uint32
 	onRequest   func(*shellyws.Request, error)
-
-	// Per-device constants, derived from the MAC so a fleet looks varied.
-	load, voltage, ambientC float64
-	rssi                    int
-	staIP                   string
 
 	// notifyMu orders state changes with their notifications: it is taken
 	// before mu and held while the notification is queued, so a server
@@ -117,28 +144,35 @@ type Device struct {
 	notifyMu sync.Mutex
 
 	mu              sync.Mutex
-	bootTime        time.Time
+	bootedAt        time.Time
 	resetReason     int
 	cfgRev          int
 	restartRequired bool
-	sw              switchState
-	running         bool // Run is running
-	ran             bool // Run was called
+	tick            uint64 // telemetry periods so far
+	parts           []part // the stateful components, in key order
+	running         bool   // Run is running
+	ran             bool   // Run was called
 	rebootTimer     *time.Timer
 	rebootAt        time.Time
+	telemetryTimer  *time.Timer
 	timers          sync.WaitGroup // timer callbacks Run must wait for
 }
-
-// initialCfgRev is the sys.cfg_rev of a fresh device.
-const initialCfgRev = 1
 
 // New returns a device built from o. It fails if the id is invalid or the
 // store cannot be loaded.
 func New(o Options) (*Device, error) {
-	if o.ID == "" {
-		o.ID = RandomID()
+	p := o.Profile
+	if p == nil {
+		var err error
+		if p, err = profile.Builtin(profile.Default); err != nil {
+			return nil, err
+		}
 	}
-	if err := CheckID(o.ID); err != nil {
+	if o.ID == "" {
+		o.ID = RandomIDFor(p)
+	}
+	mac, err := macOf(o.ID)
+	if err != nil {
 		return nil, err
 	}
 	if o.Logger == nil {
@@ -147,7 +181,11 @@ func New(o Options) (*Device, error) {
 	if o.RebootDelay <= 0 {
 		o.RebootDelay = DefaultRebootDelay
 	}
-	if o.Load <= 0 {
+	if o.BootTime <= 0 {
+		o.BootTime = DefaultBootTime
+	}
+	loadSet := o.Load > 0
+	if !loadSet {
 		o.Load = DefaultLoad
 	}
 	now := o.Now
@@ -156,30 +194,33 @@ func New(o Options) (*Device, error) {
 	}
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(o.ID))
-	seed := h.Sum32()
+	m := modelOf(p)
 	d := &Device{
+		p:           p,
+		m:           m,
 		id:          o.ID,
-		mac:         MACFromID(o.ID),
-		mux:         shellyws.NewMux(),
+		mac:         mac,
+		wsMux:       shellyws.NewMux(),
 		log:         o.Logger.With("device", o.ID),
 		now:         now,
 		rebootDelay: o.RebootDelay,
+		bootTime:    o.BootTime,
+		telemetry:   o.Telemetry,
+		coverTravel: o.CoverTravel,
 		powerDeltas: o.PowerDeltas,
-		onRequest:   o.OnRequest,
 		load:        o.Load,
-		voltage:     229 + float64(seed%40)/10,
-		ambientC:    27 + float64(seed/40%30)/10,
-		rssi:        -50 - int(seed/1200%30),
-		staIP:       fmt.Sprintf("192.0.2.%d", 1+seed/36000%254), // TEST-NET-1: clearly not real
-		bootTime:    now(),
+		loadSet:     loadSet,
+		seed:        h.Sum32(),
+		onRequest:   o.OnRequest,
+		bootedAt:    now(),
 		resetReason: resetPowerOn,
-		cfgRev:      initialCfgRev,
-		sw:          switchState{source: SourceInit},
+		cfgRev:      m.cfgRev,
 	}
+	d.parts = m.newParts(d)
 	opts := []shellyws.Option{
 		shellyws.WithLogger(o.Logger),
 		shellyws.WithDispatcher(shellyws.DispatcherFunc(d.dispatch)),
-		shellyws.WithFullStatus(func(context.Context) (map[string]any, error) { return d.Status(), nil }),
+		shellyws.WithFullStatus(func(ctx context.Context) (map[string]any, error) { return d.fullStatus(ctx) }),
 		shellyws.WithOnConfigSaved(d.configSaved),
 	}
 	if o.Store != nil {
@@ -200,36 +241,56 @@ func New(o Options) (*Device, error) {
 		return nil, err
 	}
 	d.comp = comp
-	d.register()
+	comp.Register(d.wsMux)
 	return d, nil
+}
+
+// macOf checks id, "<prefix>-<12 hex digits>", and returns its MAC in
+// upper case.
+func macOf(id string) (string, error) {
+	if len(id) < 14 || id[len(id)-13] != '-' {
+		return "", fmt.Errorf("device id %q: want <model>-<12 hex digits>, e.g. %s-c049ef8cf4e0", id, IDPrefix)
+	}
+	for _, c := range id[:len(id)-13] {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return "", fmt.Errorf("device id %q: the model part may hold only letters, digits, '-' and '_'", id)
+		}
+	}
+	mac := id[len(id)-12:]
+	for _, c := range mac {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return "", fmt.Errorf("device id %q: want 12 hex digits after the last '-'", id)
+		}
+	}
+	return strings.ToUpper(mac), nil
 }
 
 // ID returns the device id.
 func (d *Device) ID() string { return d.id }
 
-// MAC returns the MAC the device reports as sys.mac: the upper-cased part of
-// the id after the first '-'.
+// MAC returns the MAC the device reports as sys.mac, upper-case.
 func (d *Device) MAC() string { return d.mac }
+
+// Profile returns the model the device plays.
+func (d *Device) Profile() *profile.Profile { return d.p }
+
+// BootTime returns how long the device takes to come back after a reboot.
+func (d *Device) BootTime() time.Duration { return d.bootTime }
 
 // Component returns the device's Outbound Websocket component, for its
 // config, state and notifications.
 func (d *Device) Component() *shellyws.Component { return d.comp }
 
-// Mux returns the router serving the device's RPC methods, for other
-// channels (such as an inbound HTTP handler) to serve the same API.
-func (d *Device) Mux() *shellyws.Mux { return d.mux }
-
-// Output reports whether the relay is on.
-func (d *Device) Output() bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.sw.output
+// Dispatch serves req as the device does on every channel; see also
+// HandleSim for the simulator's control methods.
+func (d *Device) Dispatch(ctx context.Context, req *shellyws.Request) (any, error) {
+	return d.dispatch(ctx, req)
 }
 
 // Run runs the device until ctx ends: the component's connection and the
-// device's timers (Shelly.Reboot's delay, Switch.Set's toggle_after). It
-// returns after everything it started has exited. It may be called once;
-// a second call returns shellyws.ErrAlreadyRunning.
+// device's timers (Shelly.Reboot's delay, toggle_after, cover movement,
+// telemetry). It returns after everything it started has exited. It may be
+// called once; a second call returns shellyws.ErrAlreadyRunning.
 func (d *Device) Run(ctx context.Context) error {
 	d.mu.Lock()
 	if d.ran {
@@ -237,6 +298,9 @@ func (d *Device) Run(ctx context.Context) error {
 		return shellyws.ErrAlreadyRunning
 	}
 	d.ran, d.running = true, true
+	if d.telemetry > 0 {
+		d.telemetryTimer = d.startTimerLocked(d.telemetry, d.telemetryTick)
+	}
 	d.mu.Unlock()
 
 	err := d.comp.Run(ctx)
@@ -245,8 +309,11 @@ func (d *Device) Run(ctx context.Context) error {
 	d.running = false
 	d.stopTimerLocked(d.rebootTimer)
 	d.rebootTimer = nil
-	d.stopTimerLocked(d.sw.timer)
-	d.sw.timer = nil
+	d.stopTimerLocked(d.telemetryTimer)
+	d.telemetryTimer = nil
+	for _, pt := range d.parts {
+		pt.stopLocked(d)
+	}
 	d.mu.Unlock()
 	d.timers.Wait()
 	return err
@@ -282,91 +349,12 @@ func (d *Device) stopTimerLocked(t *time.Timer) {
 // errNotRunning answers requests that need timers while Run is not running.
 var errNotRunning = shellyws.Errorf(shellyws.CodeUnavailable, "Device is not running")
 
-// SetSwitch switches the relay as a local actor would (a wall switch, a
-// schedule), reporting source, e.g. "button", "loopback" or "init". A change
-// of output or source sends a NotifyStatus delta.
-func (d *Device) SetSwitch(on bool, source string) {
-	_, _ = d.setSwitch(func(bool) bool { return on }, source, 0)
-}
-
-// Toggle flips the relay as SetSwitch does.
-func (d *Device) Toggle(source string) {
-	_, _ = d.setSwitch(func(was bool) bool { return !was }, source, 0)
-}
-
-// setSwitch switches the relay to next(current) and, with toggleAfter > 0,
-// starts the timer that flips it back. It cancels a running toggle_after
-// timer, as the firmware does for every new command.
-func (d *Device) setSwitch(next func(bool) bool, source string, toggleAfter time.Duration) (wasOn bool, err error) {
-	d.notifyMu.Lock()
-	defer d.notifyMu.Unlock()
-	d.mu.Lock()
-	if toggleAfter > 0 && !d.running {
-		d.mu.Unlock()
-		return false, errNotRunning
-	}
-	now := d.now()
-	wasOn = d.sw.output
-	on := next(wasOn)
-	hadTimer := d.sw.timer != nil
-	d.stopTimerLocked(d.sw.timer)
-	d.sw.timer = nil
-	changed := on != wasOn || source != d.sw.source || hadTimer || toggleAfter > 0
-	d.sw.setOutput(on, now, d.load)
-	d.sw.source = source
-	if toggleAfter > 0 {
-		d.sw.timerStart, d.sw.timerDur = now, toggleAfter
-		d.sw.timer = d.startTimerLocked(toggleAfter, d.toggleBack)
-	}
-	delta, power := d.switchDeltasLocked(now)
-	d.mu.Unlock()
-	if changed {
-		d.notify(delta, power)
-	}
-	return wasOn, nil
-}
-
-// toggleBack is the toggle_after timer firing.
-func (d *Device) toggleBack(self *time.Timer) {
-	d.notifyMu.Lock()
-	defer d.notifyMu.Unlock()
-	d.mu.Lock()
-	if d.sw.timer != self || !d.running {
-		d.mu.Unlock()
-		return
-	}
-	d.sw.timer = nil
-	now := d.now()
-	d.sw.setOutput(!d.sw.output, now, d.load)
-	d.sw.source = SourceTimer
-	delta, power := d.switchDeltasLocked(now)
-	d.mu.Unlock()
-	d.notify(delta, power)
-}
-
-// switchDeltasLocked returns the NotifyStatus delta of a switch change and,
-// with PowerDeltas, the metering delta that follows it.
-func (d *Device) switchDeltasLocked(now time.Time) (delta, power map[string]any) {
-	st := d.switchStatusLocked(now)
-	sw := map[string]any{"id": 0, "output": st.Output, "source": st.Source}
-	if st.TimerStartedAt != nil {
-		sw["timer_started_at"], sw["timer_duration"] = *st.TimerStartedAt, *st.TimerDuration
-	}
-	delta = map[string]any{"switch:0": sw}
-	if d.powerDeltas {
-		power = map[string]any{"switch:0": map[string]any{
-			"id": 0, "apower": st.APower, "current": st.Current, "aenergy": st.AEnergy,
-		}}
-	}
-	return delta, power
-}
-
 // notify queues deltas in order; the caller holds d.notifyMu but not d.mu,
 // so nothing the component does while publishing can deadlock with the
 // device.
 func (d *Device) notify(deltas ...map[string]any) {
 	for _, delta := range deltas {
-		if delta == nil {
+		if len(delta) == 0 {
 			continue
 		}
 		if err := d.comp.NotifyStatus(delta); err != nil {
@@ -418,10 +406,8 @@ func (d *Device) scheduleReboot(delay time.Duration) error {
 	return nil
 }
 
-// reboot is what a device does when it comes back from Shelly.Reboot: a new
-// boot time (uptime restarts from 0), a software reset reason, no pending
-// restart, the relay restored (initial_state "restore_last") with source
-// "init", and the component restarted with the stored config, which closes
+// reboot is the Shelly.Reboot timer firing: the device's RAM is reset
+// (Boot) and the component restarted with the stored config, which closes
 // the connection with 1012 and dials the server it names now.
 func (d *Device) reboot(self *time.Timer) {
 	d.mu.Lock()
@@ -430,13 +416,38 @@ func (d *Device) reboot(self *time.Timer) {
 		return
 	}
 	d.rebootTimer = nil
-	d.bootTime = d.now()
-	d.resetReason = resetSoftware
-	d.restartRequired = false
-	d.stopTimerLocked(d.sw.timer)
-	d.sw.timer = nil
-	d.sw.source = SourceInit
 	d.mu.Unlock()
+	d.Boot()
 	d.log.Info("simulator: rebooting")
 	d.comp.Restart()
+}
+
+// Boot resets what a device keeps in RAM, as a restart does: a new boot
+// time (sys.uptime restarts at 0), sys.reset_reason 3 (software restart)
+// on models whose sys reports it, restart_required false, every output
+// restored with source "init", movements and toggle_after timers stopped,
+// readings back at the dump's values. Stored config (ws config, cfg_rev)
+// persists. Call it when the device comes back from a reboot.
+func (d *Device) Boot() {
+	d.notifyMu.Lock()
+	defer d.notifyMu.Unlock()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.bootedAt = d.now()
+	d.resetReason = resetSoftware
+	d.restartRequired = false
+	d.tick = 0
+	for _, pt := range d.parts {
+		pt.stopLocked(d)
+		pt.bootLocked(d)
+	}
+}
+
+// sourceOf is the source a change asked for by req reports: HTTP_in over
+// HTTP, WS_in on a websocket (outbound or inbound).
+func sourceOf(req *shellyws.Request) string {
+	if req.Channel == shellyws.ChannelHTTP {
+		return SourceHTTP
+	}
+	return SourceWS
 }

@@ -20,6 +20,12 @@ const waitTimeout = 10 * time.Second
 
 const testID = "shellyplus1pm-0a1b2c3d4e5f"
 
+// Figures of the plus1pm-gen2 dump the default device plays.
+const (
+	dumpCfgRev = 35      // sys.cfg_rev
+	dumpEnergy = 110.046 // switch:0 aenergy.total, Wh
+)
+
 func testCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	t.Cleanup(cancel)

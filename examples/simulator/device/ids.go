@@ -7,19 +7,29 @@ import (
 	"hash/fnv"
 	"strconv"
 	"strings"
+
+	"github.com/shellyws/shellyws/examples/simulator/profile"
 )
 
 // IDPrefix is the model part of a Plus 1PM's device id, the part before the
-// MAC: "shellyplus1pm-c049ef8cf4e0".
+// MAC: "shellyplus1pm-c049ef8cf4e0". It is the default profile's prefix.
 const IDPrefix = "shellyplus1pm"
 
 // RandomID returns a fresh id "shellyplus1pm-" followed by 12 random lowercase
 // hex digits, so simulators started side by side do not collide.
 func RandomID() string {
+	return IDPrefix + "-" + RandomMAC()
+}
+
+// RandomMAC returns 12 random lowercase hex digits.
+func RandomMAC() string {
 	var b [6]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
-	return IDPrefix + "-" + hex.EncodeToString(b[:])
+	return hex.EncodeToString(b[:])
 }
+
+// RandomIDFor returns a fresh id of p's style with a random MAC.
+func RandomIDFor(p *profile.Profile) string { return p.ID(RandomMAC()) }
 
 // CheckID reports whether id looks like a real device id,
 // "<model prefix>-<12 lowercase hex digits>": servers such as Home Assistant
@@ -76,4 +86,11 @@ func DeriveID(base string, i int) string {
 	}
 	mac = (mac + uint64(i)) & (1<<48 - 1)
 	return fmt.Sprintf("%s-%012x", prefix, mac)
+}
+
+// DeriveMAC returns base (12 hex digits) plus i, modulo 2^48, as 12
+// lowercase hex digits: the MAC of device i of a fleet.
+func DeriveMAC(base string, i int) string {
+	mac, _ := strconv.ParseUint(base, 16, 64)
+	return fmt.Sprintf("%012x", (mac+uint64(i))&(1<<48-1))
 }
