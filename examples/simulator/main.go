@@ -27,6 +27,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -81,7 +82,33 @@ Flags:
                  on PORT+i (with port 0, each on a free port of its own).
                  There is no authentication, as on a device: prefer
                  127.0.0.1:PORT to :PORT unless the network is yours.
+  -local-addr CIDR
+                 dial from source addresses of CIDR, spread over the
+                 devices: device i of the process dials from host address
+                 i mod H of the prefix, e.g. 127.0.0.0/24 gives
+                 127.0.0.1 … 127.0.0.254 (H = 254; IPv4 skips the network
+                 and broadcast addresses up to /30). Each source address
+                 has its own ephemeral ports, so one process can hold more
+                 than the ~28,000 connections one address allows to one
+                 server. The addresses must be on this machine (all of
+                 127.0.0.0/8 is, on Linux).
+  -shard INDEX/COUNT
+                 run part INDEX (0 … COUNT-1) of a fleet split over COUNT
+                 processes; -devices N is per shard: shard k runs device
+                 numbers k*N … k*N+N-1, ids derived from -id (required) as
+                 with -devices. "/COUNT" takes INDEX from
+                 $JOB_COMPLETION_INDEX (a Kubernetes Indexed Job's pod)
+  -metrics ADDR  serve Prometheus metrics on http://ADDR/metrics and Go's
+                 pprof on http://ADDR/debug/pprof/ (off by default; port 0
+                 picks a free port, printed): devices by state, connects,
+                 disconnects and failed dials (with reasons), notifications,
+                 requests by method with a latency histogram
   -v             debug logging to stderr
+
+Environment: with -devices above 1000 the simulator runs with GOGC=25 (the
+heap grows by a quarter before a collection, not double) unless GOGC or
+GOMEMLIMIT is set; in a container set GOMEMLIMIT to about 90% of its
+memory limit.
 
 Exit status: 0 when done or interrupted, 1 on failure (e.g. the -http port
 is taken), 2 for invalid flags (an -http address that is not HOST:PORT or not
@@ -112,6 +139,11 @@ type settings struct {
 	devices   int
 	httpAddr  string // "" without -http
 	verbose   bool
+
+	localAddr   string      // -local-addr as given, "" without
+	localAddrs  *localAddrs // parsed -local-addr, nil without
+	shard       shard       // 0/1 without -shard
+	metricsAddr string      // "" without -metrics
 }
 
 // demo reports whether the flags ask for the embedded demo.
@@ -142,7 +174,11 @@ func parseFlags(args []string) (*settings, error) {
 	fs.IntVar(&s.devices, "devices", 1, "")
 	fs.StringVar(&s.httpAddr, "http", "", "")
 	fs.BoolVar(&s.verbose, "v", false, "")
-	if err := fs.Parse(args); err != nil {
+	fs.StringVar(&s.localAddr, "local-addr", "", "")
+	shardFlag := fs.String("shard", "", "")
+	fs.StringVar(&s.metricsAddr, "metrics", "", "")
+	err := fs.Parse(args)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
 		}
@@ -195,8 +231,30 @@ func parseFlags(args []string) (*settings, error) {
 	if s.sslCASet && sslCA == shellyws.SSLCAUser && s.userCA == "" {
 		return nil, usageErr("-ssl-ca user_ca.pem needs -user-ca FILE")
 	}
+	s.shard = shard{index: 0, count: 1}
+	if set["shard"] {
+		if !s.idSet {
+			return nil, usageErr("-shard needs -id: every shard derives its ids from the same base id")
+		}
+		if s.shard, err = parseShard(*shardFlag, s.devices, envOrEmpty); err != nil {
+			return nil, err
+		}
+	}
+	if set["local-addr"] {
+		if s.localAddrs, err = parseLocalAddr(s.localAddr); err != nil {
+			return nil, err
+		}
+		if err := s.localAddrs.checkBindable(s.localAddr, s.devices); err != nil {
+			return nil, err
+		}
+	}
+	if set["metrics"] {
+		if _, _, err := net.SplitHostPort(s.metricsAddr); err != nil {
+			return nil, usageErr("-metrics %q: want HOST:PORT, e.g. 127.0.0.1:9090", s.metricsAddr)
+		}
+	}
 	if s.demo() {
-		for _, name := range []string{"ssl-ca", "user-ca", "devices", "http"} {
+		for _, name := range []string{"ssl-ca", "user-ca", "devices", "http", "local-addr", "shard", "metrics"} {
 			if set[name] {
 				return nil, usageErr("-%s needs -server or -state; the demo takes only -id and -v", name)
 			}
