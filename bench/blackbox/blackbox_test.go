@@ -75,7 +75,7 @@ func BenchmarkBlackbox(b *testing.B) {
 	b.ReportMetric(r.back.Seconds(), "s-back")
 	b.ReportMetric(100*float64(r.busiest)/float64(r.handshakes), "%-busiest-100ms")
 	b.ReportMetric(r.idleCPU, "%-idle-cpu")
-	report(b.Logf, cfg, r)
+	report(func(format string, args ...any) { fmt.Printf(format+"\n", args...) }, cfg, r)
 }
 
 // TestSmoke runs every step with a handful of devices and checks that each
@@ -143,10 +143,8 @@ func run(ctx context.Context, cfg config, dir string, logf func(string, ...any))
 		return nil, err
 	}
 
-	// One device each: RSS(1), then round trips in alternating pairs.
-	const simID = "shellyplus1pm-00000b000000"
-	simCh, bareCh := srv.watchFor(simID), srv.watchFor("bare1-0")
-	sim1, err := startSimulator(bin, srv.URL(), simID, 1, cfg.env)
+	// RSS(1): one simulated device and one bare device, idle.
+	sim1, err := startSimulator(bin, srv.URL(), "shellyplus1pm-00000c000000", 1, cfg.env)
 	if err != nil {
 		return nil, err
 	}
@@ -156,16 +154,9 @@ func run(ctx context.Context, cfg config, dir string, logf func(string, ...any))
 		return nil, err
 	}
 	defer bare1.stop()
-	simConn, err := awaitConn(ctx, simCh, sim1)
-	if err != nil {
+	if err := waitFor(ctx, srv.expect(2, true), fleetLimit(1), sim1, "one device each connected"); err != nil {
 		return nil, err
 	}
-	defer simConn.CloseNow()
-	bareConn, err := awaitConn(ctx, bareCh, bare1)
-	if err != nil {
-		return nil, err
-	}
-	defer bareConn.CloseNow()
 	time.Sleep(cfg.settle) // let the new processes settle before sampling
 	if r.rss1, err = sampleRSS(sim1.pid(), cfg.samples, cfg.gap); err != nil {
 		return nil, err
@@ -174,6 +165,34 @@ func run(ctx context.Context, cfg config, dir string, logf func(string, ...any))
 		return nil, err
 	}
 	logf("RSS with 1 device: simulator %v KiB, bare %v KiB", r.rss1, r.bareRSS1)
+	sim1.stop()
+
+	// Round trips in alternating pairs, against device 0 of a simulator
+	// with -devices 2: with one device the simulator prints every request
+	// it serves, which is a transcript's cost, not the device's.
+	const simID = "shellyplus1pm-00000b000000"
+	simCh, bareCh := srv.watchFor(simID), srv.watchFor("bare1-0")
+	rtSim, err := startSimulator(bin, srv.URL(), simID, 2, cfg.env)
+	if err != nil {
+		return nil, err
+	}
+	defer rtSim.stop()
+	simConn, err := awaitConn(ctx, simCh, rtSim)
+	if err != nil {
+		return nil, err
+	}
+	defer simConn.CloseNow()
+	bare1.stop()
+	bare1, err = startBare(srv.URL(), "bare1", 1)
+	if err != nil {
+		return nil, err
+	}
+	defer bare1.stop()
+	bareConn, err := awaitConn(ctx, bareCh, bare1)
+	if err != nil {
+		return nil, err
+	}
+	defer bareConn.CloseNow()
 	for i := range cfg.pairs {
 		for _, depth := range []int{1, 64} {
 			n := cfg.seq
@@ -204,7 +223,7 @@ func run(ctx context.Context, cfg config, dir string, logf func(string, ...any))
 	}
 	simConn.CloseNow()
 	bareConn.CloseNow()
-	sim1.stop()
+	rtSim.stop()
 	bare1.stop()
 
 	// The fleet: connect, idle, restart.
@@ -317,6 +336,7 @@ func report(logf func(string, ...any), cfg config, r *result) {
 	fmt.Fprintf(&b, "  all back after restart     %v (server down %v); busiest 100 ms: %d of %d handshakes = %.1f %%\n",
 		r.back.Round(time.Millisecond), cfg.down, r.busiest, r.handshakes, share)
 	fmt.Fprintf(&b, "  idle CPU                   %.2f %% of one core over %v\n", r.idleCPU, r.idleWindow.Round(time.Millisecond))
+	fmt.Fprintf(&b, "  Ws.GetStatus through the simulator (-devices 2, device 0) as a share of the bare echo device, bare time / simulator time:\n")
 	fmt.Fprintf(&b, "  Ws.GetStatus one at a time: x-of-bare %s (simulator %s, bare %s per request; %d pairs of %d)\n",
 		minMedMax(r.seqRatio, ratio), us(median(r.seqSim)), us(median(r.seqBare)), cfg.pairs, cfg.seq)
 	fmt.Fprintf(&b, "  Ws.GetStatus 64 in flight:  x-of-bare %s (simulator %s, bare %s per request; %d pairs of %d)\n",
