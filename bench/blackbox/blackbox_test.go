@@ -20,7 +20,8 @@ var (
 	flagPipe     = flag.Int("bb.pipereqs", 20000, "requests per 64-in-flight run")
 	flagDown     = flag.Duration("bb.down", 0, "how long the restarted server stays down (refusing connections)")
 	flagSamples  = flag.Int("bb.samples", 5, "RSS samples of an idle process")
-	flagGap      = flag.Duration("bb.gap", time.Second, "time between RSS samples; the samples span the idle CPU window")
+	flagGap      = flag.Duration("bb.gap", time.Second, "time between RSS samples of the one-device processes")
+	flagIdle     = flag.Duration("bb.idle", 31*time.Second, "idle window of the fleet for CPU and RSS samples; past the 30 s keepalive so that every device pings in it")
 	flagSettle   = flag.Duration("bb.settle", 2*time.Second, "wait after all devices connected before sampling")
 	flagEnv      = flag.String("bb.env", "", "extra environment of the simulator, space-separated, e.g. GOGC=50")
 	flagLocal    = flag.String("bb.local-addr", "", "the simulator's -local-addr, e.g. 127.0.0.0/24 past ~28,000 devices")
@@ -30,7 +31,7 @@ var (
 // config is one run's parameters.
 type config struct {
 	n, pairs, seq, pipe, samples int
-	down, gap, settle            time.Duration
+	down, gap, settle, idle      time.Duration
 	env                          []string
 	localAddr                    string
 	bareFleet                    bool
@@ -39,7 +40,7 @@ type config struct {
 func configFromFlags() config {
 	return config{
 		n: *flagN, pairs: *flagPairs, seq: *flagSeq, pipe: *flagPipe, samples: *flagSamples,
-		down: *flagDown, gap: *flagGap, settle: *flagSettle, env: strings.Fields(*flagEnv),
+		down: *flagDown, gap: *flagGap, settle: *flagSettle, idle: *flagIdle, env: strings.Fields(*flagEnv),
 		localAddr: *flagLocal, bareFleet: !*flagNoBareFl,
 	}
 }
@@ -84,7 +85,7 @@ func TestSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the simulator")
 	}
-	cfg := config{n: 5, pairs: 1, seq: 20, pipe: 200, samples: 2, gap: 50 * time.Millisecond, settle: 0, bareFleet: true}
+	cfg := config{n: 5, pairs: 1, seq: 20, pipe: 200, samples: 2, gap: 50 * time.Millisecond, idle: 100 * time.Millisecond, bareFleet: true}
 	r, err := run(t.Context(), cfg, t.TempDir(), t.Logf)
 	if err != nil {
 		t.Fatal(err)
@@ -248,7 +249,7 @@ func run(ctx context.Context, cfg config, dir string, logf func(string, ...any))
 		return nil, err
 	}
 	t0 := time.Now()
-	if r.rssN, err = sampleRSS(sim.pid(), cfg.samples, cfg.gap); err != nil {
+	if r.rssN, err = sampleRSS(sim.pid(), cfg.samples, cfg.idle/time.Duration(max(cfg.samples-1, 1))); err != nil {
 		return nil, err
 	}
 	cpu1, err := cpuTime(sim.pid())
@@ -324,8 +325,8 @@ func report(logf func(string, ...any), cfg config, r *result) {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "black-box figures, %d devices (simulator environment: %s), min / median / max:\n", cfg.n, env)
-	fmt.Fprintf(&b, "  RSS per device, simulator  %s KiB   ((RSS(N) − RSS(1)) / (N − 1), %d samples %v apart)\n",
-		minMedMax(r.perDevice, kib), len(r.rssN), cfg.gap)
+	fmt.Fprintf(&b, "  RSS per device, simulator  %s KiB   ((RSS(N) − RSS(1)) / (N − 1), %d samples over %v idle)\n",
+		minMedMax(r.perDevice, kib), len(r.rssN), cfg.idle)
 	fmt.Fprintf(&b, "  RSS per device, bare       %s KiB\n", minMedMax(r.barePerDevice, kib))
 	fmt.Fprintf(&b, "  RSS(1) simulator %d KiB, RSS(N) simulator %s KiB\n", median(r.rss1), minMedMax(r.rssN, func(v int) string { return fmt.Sprint(v) }))
 	fmt.Fprintf(&b, "  all connected              %v (bare %v)\n", r.connect.Round(time.Millisecond), r.bareConnect.Round(time.Millisecond))
