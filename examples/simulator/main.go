@@ -71,7 +71,8 @@ Flags:
                  Without -state the config lives in memory.
   -devices N     run N devices in one process (default 1), with ids derived
                  from -id by counting up its MAC; prints a status line every
-                 5 s instead of each device's events
+                 5 s instead of each device's events; with -shard, N
+                 devices per shard
   -http ADDR     also serve the inbound channels of a device's web server
                  on ADDR, HOST:PORT (off by default): GET /rpc/<Method>?...,
                  POST /rpc/<Method>, POST /rpc with a whole request frame,
@@ -102,7 +103,9 @@ Flags:
                  pprof on http://ADDR/debug/pprof/ (off by default; port 0
                  picks a free port, printed): devices by state, connects,
                  disconnects and failed dials (with reasons), notifications,
-                 requests by method with a latency histogram
+                 requests by method with a latency histogram. No
+                 authentication: pprof shows the process's memory, so keep
+                 ADDR on 127.0.0.1 or a network that is yours
   -v             debug logging to stderr
 
 Environment: with -devices above 1000 the simulator runs with GOGC=25 (the
@@ -120,6 +123,8 @@ Examples:
   go run ./examples/simulator -server 'wss://fm.example/shelly?token=T' -ssl-ca '*'
   go run ./examples/simulator -server ws://127.0.0.1:8765/shelly -http 127.0.0.1:8080
   go run ./examples/simulator -server ws://127.0.0.1:8765/shelly -devices 100 -state ./sim
+  simulator -server ws://127.0.0.1:8765/shelly -id shellyplus1pm-000000000000 \
+      -devices 50000 -shard 3/10 -local-addr 127.0.0.0/24 -metrics 127.0.0.1:9090
 `
 
 // maxDevices bounds -devices: the library is built for 10,000 devices in one
