@@ -54,12 +54,23 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 		userCA = func() ([]byte, error) { return os.ReadFile(path) }
 	}
 	single := s.devices == 1
+	gcNote := applyGCDefaults(s.devices, envOrEmpty)
+	var dialFrom func(i int) dialFunc
+	if s.localAddrs != nil {
+		dialFrom = s.localAddrs.dialers(s.devices)
+	}
+	var metrics *simMetrics
+	if s.metricsAddr != "" {
+		metrics = newSimMetrics()
+	}
 
 	devices := make([]*device.Device, 0, s.devices)
 	dialing := 0
+	first := s.shard.first(s.devices)
 	for i := range s.devices {
-		p := s.profiles[i%len(s.profiles)]
-		id := deviceID(s, base, p, i)
+		n := first + i // the device's number across shards
+		p := s.profiles[n%len(s.profiles)]
+		id := deviceID(s, base, p, n)
 		store, cfg, err := openStore(s, id)
 		if err != nil {
 			return fail("%v", err)
@@ -103,12 +114,28 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 				out.printf("%s %s", clock(), describeRequest(req, err))
 			}
 		}
+		if dialFrom != nil {
+			o.Extra = append(o.Extra, shellyws.WithDialContext(dialFrom(i)))
+		}
+		var built func(*device.Device)
+		if metrics != nil {
+			var newBackoff func() backoff.BackOff
+			if reporter != nil {
+				newBackoff = func() backoff.BackOff { return reporter }
+			}
+			var extra []shellyws.Option
+			extra, built = metrics.deviceOptions(newBackoff)
+			o.Extra = append(o.Extra, extra...)
+		}
 		d, err := device.New(o)
 		if err != nil {
 			return fail("device %s: %v", id, err)
 		}
 		if reporter != nil {
 			reporter.comp = d.Component()
+		}
+		if built != nil {
+			built(d)
 		}
 		devices = append(devices, d)
 	}
@@ -136,6 +163,30 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 		out.printf("simulator: %d devices %s … %s (%s) dialing %s; Ctrl-C to stop",
 			len(devices), devices[0].ID(), devices[len(devices)-1].ID(), strings.Join(names, ", "),
 			redactURL(deref(cfg.Server, "null")))
+	}
+	if s.shard.count > 1 {
+		out.printf("simulator: shard %d/%d: device numbers %d … %d of %d",
+			s.shard.index, s.shard.count, first, first+s.devices-1, s.shard.count*s.devices)
+	}
+	if s.localAddrs != nil {
+		out.printf("simulator: dialing from %s … %s (-local-addr %s, device i from address i mod %d)",
+			s.localAddrs.addr(0), s.localAddrs.last(s.devices), s.localAddr, s.localAddrs.hosts)
+	}
+	if gcNote != "" {
+		out.printf("simulator: %s", gcNote)
+	}
+	if metrics != nil {
+		metrics.devices = devices
+		ms, err := serveMetrics(s.metricsAddr, metrics)
+		if err != nil {
+			return fail("%v", err)
+		}
+		defer func() {
+			if err := ms.close(); err != nil {
+				fmt.Fprintf(stderr, "simulator: -metrics shutdown: %v\n", err)
+			}
+		}()
+		out.printf("simulator: metrics on %s, pprof on %s", ms.URL(), strings.TrimSuffix(ms.URL(), "metrics")+"debug/pprof/")
 	}
 
 	var servers []*inbound

@@ -28,6 +28,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -90,7 +91,8 @@ Flags:
                  Without -state the config lives in memory.
   -devices N     run N devices in one process (default 1), with ids derived
                  from -id by counting up its MAC; prints a status line every
-                 5 s instead of each device's events
+                 5 s instead of each device's events; with -shard, N
+                 devices per shard
   -http ADDR     also serve the inbound channels of a device's web server
                  on ADDR, HOST:PORT (off by default): GET /rpc/<Method>?...,
                  POST /rpc/<Method>, POST /rpc with a whole request frame,
@@ -115,7 +117,35 @@ Flags:
                  the auth state is kept in DIR/<id>.auth.json like the ws
                  config: -password overrides it (and is saved), '' turns
                  it off. In the demo, the password the server sets.
+  -local-addr CIDR
+                 dial from source addresses of CIDR, spread over the
+                 devices: device i of the process dials from host address
+                 i mod H of the prefix, e.g. 127.0.0.0/24 gives
+                 127.0.0.1 … 127.0.0.254 (H = 254; IPv4 skips the network
+                 and broadcast addresses up to /30). Each source address
+                 has its own ephemeral ports, so one process can hold more
+                 than the ~28,000 connections one address allows to one
+                 server. The addresses must be on this machine (all of
+                 127.0.0.0/8 is, on Linux).
+  -shard INDEX/COUNT
+                 run part INDEX (0 … COUNT-1) of a fleet split over COUNT
+                 processes; -devices N is per shard: shard k runs device
+                 numbers k*N … k*N+N-1, ids derived from -id (required) as
+                 with -devices. "/COUNT" takes INDEX from
+                 $JOB_COMPLETION_INDEX (a Kubernetes Indexed Job's pod)
+  -metrics ADDR  serve Prometheus metrics on http://ADDR/metrics and Go's
+                 pprof on http://ADDR/debug/pprof/ (off by default; port 0
+                 picks a free port, printed): devices by state, connects,
+                 disconnects and failed dials (with reasons), notifications,
+                 requests by method with a latency histogram. No
+                 authentication: pprof shows the process's memory, so keep
+                 ADDR on 127.0.0.1 or a network that is yours
   -v             debug logging to stderr
+
+Environment: with -devices above 1000 the simulator runs with GOGC=25 (the
+heap grows by a quarter before a collection, not double) unless GOGC or
+GOMEMLIMIT is set; in a container set GOMEMLIMIT to about 90% of its
+memory limit.
 
 Exit status: 0 when done or interrupted, 1 on failure (e.g. the -http port
 is taken), 2 for invalid flags (an -http address that is not HOST:PORT or not
@@ -131,6 +161,8 @@ Examples:
   go run ./examples/simulator -server ws://127.0.0.1:8765/shelly -devices 30 \
       -profile plus1pm-gen2,pro3em-gen2,plus2pm-gen2-cover -telemetry 10s
   go run ./examples/simulator -profile help
+  simulator -server ws://127.0.0.1:8765/shelly -id shellyplus1pm-000000000000 \
+      -devices 50000 -shard 3/10 -local-addr 127.0.0.0/24 -metrics 127.0.0.1:9090
 `
 
 // maxDevices bounds -devices: the library is built for 10,000 devices in one
@@ -158,6 +190,10 @@ type settings struct {
 	profileHelp bool // -profile help
 	telemetry   time.Duration
 	bootTime    time.Duration
+	localAddr   string      // -local-addr as given, "" without
+	localAddrs  *localAddrs // parsed -local-addr, nil without
+	shard       shard       // 0/1 without -shard
+	metricsAddr string      // "" without -metrics
 }
 
 // Bounds of the duration flags.
@@ -200,7 +236,11 @@ func parseFlags(args []string) (*settings, error) {
 	fs.StringVar(&profiles, "profile", profile.Default, "")
 	fs.DurationVar(&s.telemetry, "telemetry", 0, "")
 	fs.DurationVar(&s.bootTime, "boot-time", device.DefaultBootTime, "")
-	if err := fs.Parse(args); err != nil {
+	fs.StringVar(&s.localAddr, "local-addr", "", "")
+	shardFlag := fs.String("shard", "", "")
+	fs.StringVar(&s.metricsAddr, "metrics", "", "")
+	err := fs.Parse(args)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
 		}
@@ -272,8 +312,30 @@ func parseFlags(args []string) (*settings, error) {
 	if s.sslCASet && sslCA == shellyws.SSLCAUser && s.userCA == "" {
 		return nil, usageErr("-ssl-ca user_ca.pem needs -user-ca FILE")
 	}
+	s.shard = shard{index: 0, count: 1}
+	if set["shard"] {
+		if !s.idSet {
+			return nil, usageErr("-shard needs -id: every shard derives its ids from the same base id")
+		}
+		if s.shard, err = parseShard(*shardFlag, s.devices, envOrEmpty); err != nil {
+			return nil, err
+		}
+	}
+	if set["local-addr"] {
+		if s.localAddrs, err = parseLocalAddr(s.localAddr); err != nil {
+			return nil, err
+		}
+		if err := s.localAddrs.checkBindable(s.localAddr, s.devices); err != nil {
+			return nil, err
+		}
+	}
+	if set["metrics"] {
+		if _, _, err := net.SplitHostPort(s.metricsAddr); err != nil {
+			return nil, usageErr("-metrics %q: want HOST:PORT, e.g. 127.0.0.1:9090", s.metricsAddr)
+		}
+	}
 	if s.demo() {
-		for _, name := range []string{"ssl-ca", "user-ca", "devices", "http", "profile", "telemetry", "boot-time"} {
+		for _, name := range []string{"ssl-ca", "user-ca", "devices", "http", "profile", "telemetry", "boot-time", "local-addr", "shard", "metrics"} {
 			if set[name] {
 				return nil, usageErr("-%s needs -server or -state; the demo takes only -id, -password and -v", name)
 			}

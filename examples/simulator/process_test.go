@@ -36,7 +36,15 @@ type proc struct {
 
 func startSimulator(t *testing.T, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(simulatorBinary(t), args...), out: newSyncBuffer(), done: make(chan struct{})}
+	return startCmd(t, exec.Command(simulatorBinary(t), args...))
+}
+
+// startCmd starts cmd, the simulator binary, with its output collected; the
+// process is killed when the test ends.
+func startCmd(t *testing.T, cmd *exec.Cmd) *proc {
+	t.Helper()
+	args := cmd.Args[1:]
+	p := &proc{cmd: cmd, out: newSyncBuffer(), done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	require.NoError(t, p.cmd.Start())
 	go func() {

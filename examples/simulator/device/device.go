@@ -287,6 +287,10 @@ func (d *Device) Dispatch(ctx context.Context, req *shellyws.Request) (any, erro
 	return d.dispatch(ctx, req)
 }
 
+// Methods returns the names Shelly.ListMethods lists, shared by every
+// device of the profile: the caller must not change the slice.
+func (d *Device) Methods() []string { return d.m.methods }
+
 // Run runs the device until ctx ends: the component's connection and the
 // device's timers (Shelly.Reboot's delay, toggle_after, cover movement,
 // telemetry). It returns after everything it started has exited. It may be
