@@ -138,6 +138,9 @@ func TestRebootDropsInboundWebsocketClients(t *testing.T) {
 	ctx := testCtx(t)
 
 	conn := acceptConnected(t, ctx, srv)
+	// The server may read the full status an instant before the device's
+	// write returns and it counts itself connected.
+	require.NoError(t, d.c.AwaitConnected(ctx))
 	ws1, ws2 := d.dial(t, nil), d.dial(t, nil)
 	for _, ws := range []*websocket.Conn{ws1, ws2} {
 		resp, _ := call(t, ctx, ws, `{"id":1,"src":"cli","method":"Ws.GetStatus"}`)
