@@ -496,6 +496,7 @@ func (c *Component) wakeConnect(r *wakeRun, cfg Config, cb *callbackRunner) (*wa
 	// r.ctx as parent: past the cap a stalled connection is cut off after
 	// closeGrace.
 	s := &session{peer: newPeer(r.ctx, c, conn, raw, log, c.queue), server: server}
+	s.peer.channel = ChannelOutbound
 	s.peer.dst.Store(new(outboundDst))
 	if err := s.sendFullStatus(); err != nil {
 		s.finish(0, "")
