@@ -56,8 +56,8 @@ const (
 	// WakeCapped: the wake reached its cap (WithAwakeMax); the device fell
 	// asleep.
 	WakeCapped
-	// WakeInterrupted: InterruptWake ended it, as a reboot does; no sleep
-	// event was sent.
+	// WakeInterrupted: InterruptWake or Reboot ended it; no sleep event
+	// was sent.
 	WakeInterrupted
 	// WakeCanceled: Wake's context ended; no sleep event was sent.
 	WakeCanceled
@@ -131,9 +131,11 @@ type WakeResult struct {
 // NotifyFullStatus is the state) and returns with the state StateAsleep.
 // While asleep the component dials nothing and its Handlers answer 503
 // "Asleep"; the embedder should also stop listening. InterruptWake and ctx
-// end a wake at once without the sleep event. Restart during a wake changes
-// nothing before the next wake, which boots with the stored config anyway;
-// a Shelly.Reboot handler uses HoldAwake and InterruptWake instead.
+// end a wake at once without the sleep event, and so does Reboot, which
+// drops the connections without a close frame (see Reboot). Restart during
+// a wake changes nothing before the next wake, which boots with the stored
+// config anyway. A Shelly.Reboot handler with a delay takes HoldAwake for
+// it and then calls Reboot or InterruptWake.
 //
 // Wake returns after every goroutine it started has ended, callbacks
 // included; nothing of the component runs while it sleeps. Its error is
@@ -217,7 +219,11 @@ wait:
 		case WakeIdle, WakeCapped:
 			res.SleepSent = c.sleepOutbound(oc, cb)
 		case WakeInterrupted:
-			c.endOutbound(oc, endRestart, c.connError("restart", oc.server, 0, ErrRestarted), cb)
+			if run.rebooted.Load() {
+				c.endOutbound(oc, endReboot, c.connError("reboot", oc.server, 0, ErrRebooted), cb)
+			} else {
+				c.endOutbound(oc, endRestart, c.connError("restart", oc.server, 0, ErrRestarted), cb)
+			}
 		default:
 			c.endOutbound(oc, endShutdown, c.connError("shutdown", oc.server, 0, context.Cause(ctx)), cb)
 		}
@@ -267,19 +273,26 @@ func (c *Component) HoldAwake() (release func()) {
 	}
 }
 
-// InterruptWake ends the wake under way at once, as a reboot or a power
-// cut does: no sleep event, the outbound connection closed with status
-// 1012 (service restart, as Restart does), inbound websocket clients
-// closed, and Wake returns with WakeInterrupted. The embedder then waits
+// InterruptWake ends the wake under way at once: no sleep event, the
+// outbound connection closed with status 1012 (service restart, as Restart
+// does), inbound websocket clients closed with 1000, and Wake returns with
+// WakeInterrupted (Reboot does the same but drops the connections). The embedder then waits
 // its boot time and calls Wake again, which dials at once. It reports
 // whether a wake was under way.
-func (c *Component) InterruptWake() bool {
+func (c *Component) InterruptWake() bool { return c.interruptWake(false) }
+
+// interruptWake ends the wake under way; reboot says Reboot ends it, which
+// drops the outbound connection instead of closing it.
+func (c *Component) interruptWake(reboot bool) bool {
 	w := &c.wake
 	w.mu.Lock()
 	r := w.cur
 	w.mu.Unlock()
 	if r == nil {
 		return false
+	}
+	if reboot {
+		r.rebooted.Store(true)
 	}
 	r.interrupted.Store(true)
 	r.cancel()
@@ -327,6 +340,7 @@ type wakeRun struct {
 	ctx         context.Context
 	cancel      context.CancelFunc
 	interrupted atomic.Bool
+	rebooted    atomic.Bool // interrupted by Reboot
 	// done ends when the wake does: inbound websocket clients close then.
 	done    context.Context
 	end     context.CancelFunc
@@ -386,9 +400,10 @@ func (c *Component) awakeTimes() (idle, maxAwake time.Duration) {
 	return idle, maxAwake
 }
 
-// beginWake boots the device: the clock restarts, and the component is
-// awake (no longer StateAsleep) from here on.
+// beginWake boots the device: a Reboot is over, the clock restarts, and
+// the component is awake (no longer StateAsleep) from here on.
 func (c *Component) beginWake(parent context.Context, capAt time.Time) *wakeRun {
+	c.powerOn()
 	r := &wakeRun{recheck: make(chan struct{}, 1)}
 	r.ctx, r.cancel = context.WithDeadline(parent, capAt)
 	r.done, r.end = context.WithCancel(context.Background())
