@@ -634,10 +634,16 @@ func isIntToken(v []byte) bool {
 	return true
 }
 
-// authorizeRequest runs the peer's authorize hook, if any.
-func (p *peer) authorizeRequest(req *Request) error {
+// authorizeRequest runs the peer's authorize hook, if any. trusted reports
+// whether the request may subscribe its client to notifications: it was
+// authenticated, or authentication is off. An exempt request is admitted
+// but not trusted, since notifications carry the state auth protects.
+func (p *peer) authorizeRequest(req *Request) (trusted bool, err error) {
 	if p.authorize == nil {
-		return nil
+		return true, nil
 	}
-	return p.authorize(req)
+	if err := p.authorize(req); err != nil {
+		return false, err
+	}
+	return !p.c.auth.get().Enable || !isExempt(req.Method), nil
 }

@@ -95,9 +95,10 @@ func WithOriginPatterns(patterns ...string) HandlerOption {
 //   - GET /rpc with a websocket handshake opens the inbound websocket
 //     channel (subprotocol json-rpc if the client offers it, not required):
 //     request and response frames as on the outbound channel. Once a client
-//     sent a request with a src, every notification the component publishes
-//     from then on (NotifyStatus, NotifyEvent) is sent to it too, with that
-//     src as dst; the first src a client sends is kept, as the firmware does.
+//     sent a request with a src (an authenticated one, once authentication
+//     is on), every notification the component publishes from then on
+//     (NotifyStatus, NotifyEvent) is sent to it too, with that src as dst;
+//     the first such src is kept, as the firmware does.
 //   - GET /shelly answers the result of Shelly.GetDeviceInfo, the device
 //     information that needs no authentication, or its error like GET
 //     /rpc/<method> does.
