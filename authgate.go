@@ -94,7 +94,7 @@ type verdict struct {
 // check decides a request carrying creds (none: a bare request, which is
 // challenged, not failed). The first credential that verifies admits it.
 func (g *authGate) check(a AuthConfig, creds ...*credential) verdict {
-	now := g.c.opts.now()
+	now := g.c.wallClock()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if now.Before(g.lockedUntil) {
@@ -632,6 +632,16 @@ func isIntToken(v []byte) bool {
 		}
 	}
 	return true
+}
+
+// wallClock is WithClock's clock, unlike opts.now never the boot clock of
+// WithBootClock, which restarts at every wake: nonces live an hour and
+// lockouts last 2 s of it.
+func (c *Component) wallClock() time.Time {
+	if c.opts.clock != nil {
+		return c.opts.clock()
+	}
+	return c.opts.now()
 }
 
 // authorizeRequest runs the peer's authorize hook, if any. trusted reports

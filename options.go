@@ -47,7 +47,8 @@ type options struct {
 	onConnect     func()
 	onDisconnect  func(error)
 	onConfigSaved func(Config)
-	now           func() time.Time
+	now           func() time.Time // "ts"; WithBootClock wraps it (wake.go)
+	clock         func() time.Time // WithClock's own, for nonces and lockouts
 	serverBackoff func(retryAfter time.Duration) time.Duration
 	bootTime      time.Duration
 	onReboot      func()
@@ -269,7 +270,8 @@ func WithOnConfigSaved(f func(Config)) Option { return func(o *options) { o.onCo
 
 // WithClock sets the clock used for notification timestamps, connection
 // health and, on the inbound channels, nonce lifetimes and the
-// authentication lockout; nil makes New fail. Default: time.Now.
+// authentication lockout; nil makes New fail. WithBootClock replaces it for
+// timestamps only, until SetClockSynced. Default: time.Now.
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
 
 // WithServerBackoff sets the wait after the server asked for a longer

@@ -376,6 +376,7 @@ func mono() int64 { return int64(time.Since(monoBase)) }
 // boot clock in front of the real one.
 func (c *Component) initWake() {
 	c.wake.boot.Store(mono())
+	c.opts.clock = c.opts.now // nonce lifetimes and lockouts age on it, not on the boot clock
 	if c.opts.bootClock {
 		real := c.opts.now
 		c.opts.now = func() time.Time {
