@@ -150,10 +150,11 @@ func AsError(err error) *Error {
 // never holds up the requests behind it; each HTTP request of a Handler is
 // dispatched on its own goroutine. Calls therefore run concurrently, up to
 // the component's in-flight limit per connection (see WithMaxInFlight;
-// HTTP requests share one such pool), and must be safe for concurrent use. ctx is cancelled when the request's
-// connection drops, its HTTP client goes away, Run returns or the Handler is
-// closed; Dispatch must then return promptly, because Run and Handler.Close
-// wait for it.
+// HTTP requests share one such pool), and must be safe for concurrent use.
+// ctx is cancelled when the request's connection drops, its HTTP client
+// goes away, Run returns, the wake ends (see Component.Wake), the device
+// reboots or the Handler is closed; Dispatch must then return promptly,
+// because Run, Wake and Handler.Close wait for it.
 //
 // Dispatch returns the result, which is encoded with encoding/json (a
 // json.RawMessage is sent verbatim, nil as null), or an error; see AsError for
