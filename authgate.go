@@ -18,7 +18,7 @@ import (
 	"github.com/shellyws/shellyws/internal/frame"
 )
 
-// The firmware's nonce rules (protocol.md section 10).
+// The firmware's nonce rules (protocol section 10).
 const (
 	// NonceLifetime is how long a nonce may be used.
 	NonceLifetime = time.Hour

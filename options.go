@@ -160,9 +160,10 @@ func DefaultBackoff() *backoff.ExponentialBackOff {
 }
 
 // WithDispatcher sets what answers the server's requests. Register the
-// component's own methods on it with Component.Register. Default: a Mux
-// serving Ws.GetConfig, Ws.SetConfig, Ws.GetStatus and Shelly.ListMethods
-// (nil means that default; a typed nil makes New fail).
+// component's own methods on it with Component.Register. Default: the
+// component's own methods, Ws.GetConfig, Ws.SetConfig, Ws.GetStatus and
+// Shelly.SetAuth, and Shelly.ListMethods listing them, answered as a Mux
+// with Register would (nil means that default; a typed nil makes New fail).
 func WithDispatcher(d Dispatcher) Option { return func(o *options) { o.dispatcher = d } }
 
 // WithConfigStore sets where the config is kept across restarts. Default

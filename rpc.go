@@ -340,8 +340,8 @@ func decodeCall(parent context.Context, ch Channel, data []byte) (*call, error) 
 //
 // Call it from the handler, before it returns, with the ctx it received (or
 // a context derived from it). f runs on a goroutine of its own, so it may
-// block without holding up the connection; Run or Handler.Close waits for
-// it, so it must return once its work is done (Reboot and Restart return at
+// block without holding up the connection; Run, Wake or Handler.Close
+// waits for it, so it must return once its work is done (Reboot and Restart return at
 // once and are safe to call from it). Several functions registered for one
 // request run in the order given, one after the other.
 //

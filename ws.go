@@ -35,8 +35,9 @@ type Component struct {
 	opts options
 	disp Dispatcher
 
-	// Lock order: mu, then the store (Save runs under mu); subsMu, the
-	// state's and the queue's locks are never held while taking another.
+	// Lock order: mu, then the store (Save runs under mu); auth.mu, then
+	// the auth store; wake.mu, then the state's lock; subsMu, the state's
+	// and the queue's locks are never held while taking another.
 	mu        sync.Mutex
 	stored    Config          // what the store holds; GetConfig returns it
 	active    Config          // what Run dials with; set by Restart and boots
