@@ -203,9 +203,9 @@ func WithUserCA(load func() ([]byte, error)) Option { return func(o *options) { 
 
 // WithDialContext sets how TCP connections are made, for custom transports
 // and tests. dial is called on Run's (or Wake's) goroutine, never after it
-// returned, and must honour ctx: it ends at the dial timeout, on Restart and
-// Reboot, at the cap of a wake and when Run's or Wake's context ends, and
-// the caller waits for dial to return. Default (and nil): a net.Dialer.
+// returned, and must honour ctx: it ends at the dial timeout, when Run's or
+// Wake's context ends, on Reboot, on Restart during Run and at the cap of a
+// wake, and the caller waits for dial to return. Default (and nil): a net.Dialer.
 func WithDialContext(dial func(ctx context.Context, network, addr string) (net.Conn, error)) Option {
 	return func(o *options) { o.dialContext = dial }
 }
