@@ -331,6 +331,11 @@ type wakeState struct {
 
 	mu  sync.Mutex
 	cur *wakeRun // the wake under way, nil between wakes
+	// before ends inbound clients accepted before the first wake with
+	// the end of that wake; made on demand, nil once a wake ended.
+	before    context.Context
+	endBefore context.CancelFunc
+	woken     bool // a wake has ended
 }
 
 // wakeRun is one wake under way.
@@ -426,7 +431,13 @@ func (c *Component) endWake(r *wakeRun, end WakeEnd) {
 	w.mu.Lock()
 	w.cur = nil
 	c.state.set(StateAsleep, nil)
+	w.woken = true
+	endBefore := w.endBefore
+	w.before, w.endBefore = nil, nil
 	w.mu.Unlock()
+	if endBefore != nil {
+		endBefore()
+	}
 	r.end()
 	r.cancel()
 	c.queue.clear()
@@ -448,19 +459,25 @@ func (c *Component) bootConfig() Config {
 func (c *Component) asleep() bool { return c.State() == StateAsleep }
 
 // wakeDone returns what ends an inbound websocket client accepted now: the
-// end of the wake under way, an ended context while asleep, or nil (nothing)
-// for a component that is not sleeping.
+// end of the wake under way, an ended context while asleep, the end of the
+// first wake before there was one (a context that never ends on a device
+// that only runs Run), or nil once Wake is over and Run rules.
 func (c *Component) wakeDone() context.Context {
 	w := &c.wake
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.cur != nil {
+	switch {
+	case w.cur != nil:
 		return w.cur.done
-	}
-	if c.asleep() {
+	case c.asleep():
 		return endedCtx
+	case w.woken:
+		return nil
 	}
-	return nil
+	if w.before == nil {
+		w.before, w.endBefore = context.WithCancel(context.Background())
+	}
+	return w.before
 }
 
 var endedCtx = func() context.Context {

@@ -65,3 +65,15 @@ func TestWakeAfterRebootWhileAsleep(t *testing.T) {
 	release()
 	awaitWake(t, out)
 }
+
+// A websocket client that connected before the first wake is closed when
+// that wake ends, like the wake's own clients: nothing runs while asleep.
+func TestWakeEndsInboundClientsFromBeforeTheFirstWake(t *testing.T) {
+	c := newSleeper(t, shellyws.DefaultConfig(), shellyws.WithAwakeIdle(20*time.Millisecond))
+	base := serveInbound(t, c)
+	early := dialInbound(t, base)
+	_, err := early.call(testCtx(t), "Ws.GetStatus", nil)
+	require.NoError(t, err)
+	assert.Equal(t, shellyws.WakeIdle, awaitWake(t, startWake(t, c)).End)
+	assert.Equal(t, websocket.StatusNormalClosure, early.closeCode(testCtx(t)))
+}
