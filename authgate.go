@@ -18,7 +18,7 @@ import (
 	"github.com/shellyws/shellyws/internal/frame"
 )
 
-// The firmware's nonce rules (protocol.md section 10).
+// The firmware's nonce rules (protocol section 10).
 const (
 	// NonceLifetime is how long a nonce may be used.
 	NonceLifetime = time.Hour
@@ -94,7 +94,7 @@ type verdict struct {
 // check decides a request carrying creds (none: a bare request, which is
 // challenged, not failed). The first credential that verifies admits it.
 func (g *authGate) check(a AuthConfig, creds ...*credential) verdict {
-	now := g.c.opts.now()
+	now := g.c.wallClock()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if now.Before(g.lockedUntil) {
@@ -634,10 +634,26 @@ func isIntToken(v []byte) bool {
 	return true
 }
 
-// authorizeRequest runs the peer's authorize hook, if any.
-func (p *peer) authorizeRequest(req *Request) error {
-	if p.authorize == nil {
-		return nil
+// wallClock is WithClock's clock, unlike opts.now never the boot clock of
+// WithBootClock, which restarts at every wake: nonces live an hour and
+// lockouts last 2 s of it.
+func (c *Component) wallClock() time.Time {
+	if c.opts.clock != nil {
+		return c.opts.clock()
 	}
-	return p.authorize(req)
+	return c.opts.now()
+}
+
+// authorizeRequest runs the peer's authorize hook, if any. trusted reports
+// whether the request may subscribe its client to notifications: it was
+// authenticated, or authentication is off. An exempt request is admitted
+// but not trusted, since notifications carry the state auth protects.
+func (p *peer) authorizeRequest(req *Request) (trusted bool, err error) {
+	if p.authorize == nil {
+		return true, nil
+	}
+	if err := p.authorize(req); err != nil {
+		return false, err
+	}
+	return !p.c.auth.get().Enable || !isExempt(req.Method), nil
 }

@@ -25,8 +25,9 @@ const Subprotocol = "json-rpc"
 type ConnError struct {
 	// Op is what ended the connection: "dial", "status" (the full status
 	// could not be built), "read", "write", "ping" (no pong in time),
-	// "restart" (Restart), "reboot" (Reboot) or "shutdown" (Run's context
-	// ended).
+	// "restart" (Restart, InterruptWake), "reboot" (Reboot), "shutdown"
+	// (Run's or Wake's context ended) or "sleep" (a wake ended; see
+	// ErrAsleep).
 	Op string
 	// Server is the server URL without query and user info.
 	Server string

@@ -13,27 +13,37 @@
 //     component's wire-visible settings, as Ws.GetConfig and Ws.SetConfig
 //     see them.
 //   - Dispatcher answers the device's other RPC methods; Mux routes them by
-//     name, case-insensitively, and Component.Register adds the Ws.* methods.
+//     name, case-insensitively, and Component.Register adds the Ws.* methods
+//     and Shelly.SetAuth. One request path serves every channel: a Request
+//     says which one it came on (Request.Channel: the outbound connection,
+//     an inbound websocket client, HTTP), and AfterReply lets its handler
+//     act once the answer is on the wire.
 //   - Component.NotifyStatus and Component.NotifyEvent push notifications
 //     through a bounded queue.
 //   - Component.State, AwaitConnected and the WithOnConnect/WithOnDisconnect
 //     callbacks report the connection.
-//   - AfterReply lets a handler act once its answer is on the wire;
-//     Component.Restart applies a new config and Component.Reboot restarts
-//     the device as a power cycle would (Shelly.Reboot).
+//   - Component.Restart applies a stored config (close 1012, redial at
+//     once); Component.Reboot restarts the device as a power cycle would
+//     (Shelly.Reboot, called from AfterReply): connections dropped, queue
+//     emptied, a fresh NotifyFullStatus after the boot time.
 //   - Handler serves the same Dispatcher on a device's inbound channels
 //     (HTTP GET and POST /rpc, websocket /rpc, GET /shelly).
 //   - AuthConfig and an AuthStore (MemoryAuthStore, FileAuthStore) hold the
 //     device password's hash; Component.SetAuth and Shelly.SetAuth set it,
 //     and the Handler then asks every inbound request but
-//     Shelly.GetDeviceInfo for digest credentials. The outbound channel is
+//     Shelly.GetDeviceInfo and GET /shelly for digest credentials (SHA-256,
+//     the firmware's nonce rules and lockout). The outbound channel is
 //     never challenged.
-//   - Component.Wake runs one wake of a sleeping (battery) device: dial,
-//     full status, answer while talked to, sleep event, close; HoldAwake,
-//     InterruptWake and WithBootClock serve its reboots and its clock.
+//   - Component.Wake runs one wake of a sleeping (battery) device instead
+//     of Run: dial, full status, answer while talked to on any channel,
+//     sleep event, close with 1000. HoldAwake keeps it awake for a pending
+//     reboot, InterruptWake and Reboot end a wake early, and WithBootClock
+//     gives "ts" the clock of a device whose time is not set yet.
 //
 // The subpackage shellywstest stands up a loopback server for unit tests of
-// devices built on this package. The wire contract is the one real Gen2
-// devices speak; see the README for what the library decided where the
-// vendor's documentation is silent.
+// devices built on this package, with helpers for the device's side
+// (RunComponent, FastBackoff) and digest clients for a device that has a
+// password. The wire contract is the one real Gen2 devices speak; where the
+// vendor's documentation is silent, docs/protocol-decisions.md in the
+// repository says what the library decided.
 package shellyws

@@ -95,9 +95,10 @@ func WithOriginPatterns(patterns ...string) HandlerOption {
 //   - GET /rpc with a websocket handshake opens the inbound websocket
 //     channel (subprotocol json-rpc if the client offers it, not required):
 //     request and response frames as on the outbound channel. Once a client
-//     sent a request with a src, every notification the component publishes
-//     from then on (NotifyStatus, NotifyEvent) is sent to it too, with that
-//     src as dst; the first src a client sends is kept, as the firmware does.
+//     sent a request with a src (an authenticated one, once authentication
+//     is on), every notification the component publishes from then on
+//     (NotifyStatus, NotifyEvent) is sent to it too, with that src as dst;
+//     the first such src is kept, as the firmware does.
 //   - GET /shelly answers the result of Shelly.GetDeviceInfo, the device
 //     information that needs no authentication, or its error like GET
 //     /rpc/<method> does.
@@ -114,7 +115,8 @@ func WithOriginPatterns(patterns ...string) HandlerOption {
 // The REST forms (/rpc/<method>, /shelly) dispatch requests without ID and
 // Src; POST /rpc passes the frame's. Request.Channel is ChannelHTTP for all
 // of them and ChannelInboundWebsocket on the websocket. Every request is dispatched with a
-// context that ends when the client goes away or Close is called. HTTP
+// context that ends when the client goes away, Close is called, the
+// component reboots or its wake ends. HTTP
 // requests share the component's in-flight limit (WithMaxInFlight): beyond
 // it they wait for a slot. Each websocket client is served like the
 // outbound connection: one goroutine while idle (see Dispatcher), a read limit
@@ -142,9 +144,9 @@ func WithOriginPatterns(patterns ...string) HandlerOption {
 // close frame and cancels the context of requests in flight.
 //
 // For a sleeping device (see Component.Wake) the handler follows the
-// wake cycle: websocket clients are closed with status 1000 when a wake
-// ends, and while the device is asleep every request is answered 503 (code
-// -114) "Asleep".
+// wake cycle: when a wake ends, websocket clients are closed with status
+// 1000 and HTTP requests still running see their context end; while the
+// device is asleep every request is answered 503 (code -114) "Asleep".
 //
 // Websocket connections are hijacked, so http.Server.Shutdown neither
 // closes nor waits for them: call Close, which closes every inbound
@@ -494,9 +496,9 @@ func (h *Handler) queryParams(raw string) (json.RawMessage, int, *Error) {
 }
 
 // dispatchHTTP runs cl within the HTTP in-flight limit, with a context that
-// ends when the client goes, the handler closes or the device reboots. ok
-// is false when the request was abandoned (an answer, if any could be
-// given, was written).
+// ends when the client goes, the handler closes, the device reboots or its
+// wake ends. ok is false when the request was abandoned (an answer, if any
+// could be given, was written).
 func (h *Handler) dispatchHTTP(w http.ResponseWriter, r *http.Request, cl *call) (result any, ok bool, err error) {
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
@@ -505,12 +507,21 @@ func (h *Handler) dispatchHTTP(w http.ResponseWriter, r *http.Request, cl *call)
 	power, _ := h.c.powerState()
 	stopPower := context.AfterFunc(power, cancel)
 	defer stopPower()
+	if wake := h.c.wakeDone(); wake != nil {
+		stopWake := context.AfterFunc(wake, cancel)
+		defer stopWake()
+	}
 	cl.Context = ctx
 	select {
 	case h.httpSlots <- struct{}{}:
 	case <-ctx.Done():
-		if h.ctx.Err() != nil {
+		switch {
+		case h.ctx.Err() != nil:
 			writeJSONError(w, http.StatusServiceUnavailable, CodeUnavailable, "Shutting down")
+		case power.Err() != nil:
+			writeJSONError(w, http.StatusServiceUnavailable, CodeUnavailable, "Rebooting")
+		case h.c.asleep():
+			writeJSONError(w, http.StatusServiceUnavailable, CodeUnavailable, "Asleep")
 		}
 		return nil, false, nil
 	}

@@ -47,7 +47,8 @@ type options struct {
 	onConnect     func()
 	onDisconnect  func(error)
 	onConfigSaved func(Config)
-	now           func() time.Time
+	now           func() time.Time // "ts"; WithBootClock wraps it (wake.go)
+	clock         func() time.Time // WithClock's own, for nonces and lockouts
 	serverBackoff func(retryAfter time.Duration) time.Duration
 	bootTime      time.Duration
 	onReboot      func()
@@ -159,9 +160,10 @@ func DefaultBackoff() *backoff.ExponentialBackOff {
 }
 
 // WithDispatcher sets what answers the server's requests. Register the
-// component's own methods on it with Component.Register. Default: a Mux
-// serving Ws.GetConfig, Ws.SetConfig, Ws.GetStatus and Shelly.ListMethods
-// (nil means that default; a typed nil makes New fail).
+// component's own methods on it with Component.Register. Default: the
+// component's own methods, Ws.GetConfig, Ws.SetConfig, Ws.GetStatus and
+// Shelly.SetAuth, and Shelly.ListMethods listing them, answered as a Mux
+// with Register would (nil means that default; a typed nil makes New fail).
 func WithDispatcher(d Dispatcher) Option { return func(o *options) { o.dispatcher = d } }
 
 // WithConfigStore sets where the config is kept across restarts. Default
@@ -200,10 +202,10 @@ func WithRootCAs(pool *x509.CertPool) Option { return func(o *options) { o.rootC
 func WithUserCA(load func() ([]byte, error)) Option { return func(o *options) { o.userCA = load } }
 
 // WithDialContext sets how TCP connections are made, for custom transports
-// and tests. dial is called on Run's goroutine, never after Run returned,
-// and must honour ctx: it ends at the dial timeout, on Restart and Reboot and
-// when Run's context ends, and Run waits for dial to return. Default (and
-// nil): a net.Dialer.
+// and tests. dial is called on Run's (or Wake's) goroutine, never after it
+// returned, and must honour ctx: it ends at the dial timeout, when Run's or
+// Wake's context ends, on Reboot, on Restart during Run and at the cap of a
+// wake, and the caller waits for dial to return. Default (and nil): a net.Dialer.
 func WithDialContext(dial func(ctx context.Context, network, addr string) (net.Conn, error)) Option {
 	return func(o *options) { o.dialContext = dial }
 }
@@ -269,7 +271,8 @@ func WithOnConfigSaved(f func(Config)) Option { return func(o *options) { o.onCo
 
 // WithClock sets the clock used for notification timestamps, connection
 // health and, on the inbound channels, nonce lifetimes and the
-// authentication lockout; nil makes New fail. Default: time.Now.
+// authentication lockout; nil makes New fail. WithBootClock replaces it for
+// timestamps only, until SetClockSynced. Default: time.Now.
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
 
 // WithServerBackoff sets the wait after the server asked for a longer

@@ -39,7 +39,7 @@ type peer struct {
 
 	channel Channel // what requests of this peer report
 	// authorize, set on inbound clients only, admits a request or returns
-	// the error to answer instead (auth.go); the outbound channel is exempt.
+	// the error to answer instead (authgate.go); the outbound channel is exempt.
 	authorize func(*Request) error
 
 	ctx    context.Context // ends with the peer; handlers get it

@@ -51,10 +51,6 @@ func (p *peer) readLoop(buf *bytes.Buffer) {
 			p.log.Debug("shellyws: dropped a malformed frame", "err", err)
 			continue
 		}
-		if p.dstFromSrc && cl.req.Src != "" && p.dst.Load() == nil {
-			src := cl.req.Src
-			p.dst.CompareAndSwap(nil, &src)
-		}
 		select {
 		case p.slots <- struct{}{}:
 		default:
@@ -84,7 +80,11 @@ func (p *peer) serve(cl *call) {
 	defer func() { <-p.slots }()
 	defer cl.done(p.spawn)
 	var result any
-	err := p.authorizeRequest(&cl.req)
+	trusted, err := p.authorizeRequest(&cl.req)
+	if trusted && p.dstFromSrc && cl.req.Src != "" && p.dst.Load() == nil {
+		src := cl.req.Src
+		p.dst.CompareAndSwap(nil, &src)
+	}
 	if err == nil {
 		result, err = p.c.dispatch(cl)
 	}

@@ -150,10 +150,11 @@ func AsError(err error) *Error {
 // never holds up the requests behind it; each HTTP request of a Handler is
 // dispatched on its own goroutine. Calls therefore run concurrently, up to
 // the component's in-flight limit per connection (see WithMaxInFlight;
-// HTTP requests share one such pool), and must be safe for concurrent use. ctx is cancelled when the request's
-// connection drops, its HTTP client goes away, Run returns or the Handler is
-// closed; Dispatch must then return promptly, because Run and Handler.Close
-// wait for it.
+// HTTP requests share one such pool), and must be safe for concurrent use.
+// ctx is cancelled when the request's connection drops, its HTTP client
+// goes away, Run returns, the wake ends (see Component.Wake), the device
+// reboots or the Handler is closed; Dispatch must then return promptly,
+// because Run, Wake and Handler.Close wait for it.
 //
 // Dispatch returns the result, which is encoded with encoding/json (a
 // json.RawMessage is sent verbatim, nil as null), or an error; see AsError for
@@ -339,8 +340,8 @@ func decodeCall(parent context.Context, ch Channel, data []byte) (*call, error) 
 //
 // Call it from the handler, before it returns, with the ctx it received (or
 // a context derived from it). f runs on a goroutine of its own, so it may
-// block without holding up the connection; Run or Handler.Close waits for
-// it, so it must return once its work is done (Reboot and Restart return at
+// block without holding up the connection; Run, Wake or Handler.Close
+// waits for it, so it must return once its work is done (Reboot and Restart return at
 // once and are safe to call from it). Several functions registered for one
 // request run in the order given, one after the other.
 //

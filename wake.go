@@ -56,8 +56,8 @@ const (
 	// WakeCapped: the wake reached its cap (WithAwakeMax); the device fell
 	// asleep.
 	WakeCapped
-	// WakeInterrupted: InterruptWake ended it, as a reboot does; no sleep
-	// event was sent.
+	// WakeInterrupted: InterruptWake or Reboot ended it; no sleep event
+	// was sent.
 	WakeInterrupted
 	// WakeCanceled: Wake's context ended; no sleep event was sent.
 	WakeCanceled
@@ -131,9 +131,11 @@ type WakeResult struct {
 // NotifyFullStatus is the state) and returns with the state StateAsleep.
 // While asleep the component dials nothing and its Handlers answer 503
 // "Asleep"; the embedder should also stop listening. InterruptWake and ctx
-// end a wake at once without the sleep event. Restart during a wake changes
-// nothing before the next wake, which boots with the stored config anyway;
-// a Shelly.Reboot handler uses HoldAwake and InterruptWake instead.
+// end a wake at once without the sleep event, and so does Reboot, which
+// drops the connections without a close frame (see Reboot). Restart during
+// a wake changes nothing before the next wake, which boots with the stored
+// config anyway. A Shelly.Reboot handler with a delay takes HoldAwake for
+// it and then calls Reboot or InterruptWake.
 //
 // Wake returns after every goroutine it started has ended, callbacks
 // included; nothing of the component runs while it sleeps. Its error is
@@ -217,7 +219,11 @@ wait:
 		case WakeIdle, WakeCapped:
 			res.SleepSent = c.sleepOutbound(oc, cb)
 		case WakeInterrupted:
-			c.endOutbound(oc, endRestart, c.connError("restart", oc.server, 0, ErrRestarted), cb)
+			if run.rebooted.Load() {
+				c.endOutbound(oc, endReboot, c.connError("reboot", oc.server, 0, ErrRebooted), cb)
+			} else {
+				c.endOutbound(oc, endRestart, c.connError("restart", oc.server, 0, ErrRestarted), cb)
+			}
 		default:
 			c.endOutbound(oc, endShutdown, c.connError("shutdown", oc.server, 0, context.Cause(ctx)), cb)
 		}
@@ -267,19 +273,26 @@ func (c *Component) HoldAwake() (release func()) {
 	}
 }
 
-// InterruptWake ends the wake under way at once, as a reboot or a power
-// cut does: no sleep event, the outbound connection closed with status
-// 1012 (service restart, as Restart does), inbound websocket clients
-// closed, and Wake returns with WakeInterrupted. The embedder then waits
+// InterruptWake ends the wake under way at once: no sleep event, the
+// outbound connection closed with status 1012 (service restart, as Restart
+// does), inbound websocket clients closed with 1000, and Wake returns with
+// WakeInterrupted (Reboot does the same but drops the connections). The embedder then waits
 // its boot time and calls Wake again, which dials at once. It reports
 // whether a wake was under way.
-func (c *Component) InterruptWake() bool {
+func (c *Component) InterruptWake() bool { return c.interruptWake(false) }
+
+// interruptWake ends the wake under way; reboot says Reboot ends it, which
+// drops the outbound connection instead of closing it.
+func (c *Component) interruptWake(reboot bool) bool {
 	w := &c.wake
 	w.mu.Lock()
 	r := w.cur
 	w.mu.Unlock()
 	if r == nil {
 		return false
+	}
+	if reboot {
+		r.rebooted.Store(true)
 	}
 	r.interrupted.Store(true)
 	r.cancel()
@@ -318,6 +331,11 @@ type wakeState struct {
 
 	mu  sync.Mutex
 	cur *wakeRun // the wake under way, nil between wakes
+	// before ends inbound clients accepted before the first wake with
+	// the end of that wake; made on demand, nil once a wake ended.
+	before    context.Context
+	endBefore context.CancelFunc
+	woken     bool // a wake has ended
 }
 
 // wakeRun is one wake under way.
@@ -327,6 +345,7 @@ type wakeRun struct {
 	ctx         context.Context
 	cancel      context.CancelFunc
 	interrupted atomic.Bool
+	rebooted    atomic.Bool // interrupted by Reboot
 	// done ends when the wake does: inbound websocket clients close then.
 	done    context.Context
 	end     context.CancelFunc
@@ -362,6 +381,7 @@ func mono() int64 { return int64(time.Since(monoBase)) }
 // boot clock in front of the real one.
 func (c *Component) initWake() {
 	c.wake.boot.Store(mono())
+	c.opts.clock = c.opts.now // nonce lifetimes and lockouts age on it, not on the boot clock
 	if c.opts.bootClock {
 		real := c.opts.now
 		c.opts.now = func() time.Time {
@@ -386,9 +406,10 @@ func (c *Component) awakeTimes() (idle, maxAwake time.Duration) {
 	return idle, maxAwake
 }
 
-// beginWake boots the device: the clock restarts, and the component is
-// awake (no longer StateAsleep) from here on.
+// beginWake boots the device: a Reboot is over, the clock restarts, and
+// the component is awake (no longer StateAsleep) from here on.
 func (c *Component) beginWake(parent context.Context, capAt time.Time) *wakeRun {
+	c.powerOn()
 	r := &wakeRun{recheck: make(chan struct{}, 1)}
 	r.ctx, r.cancel = context.WithDeadline(parent, capAt)
 	r.done, r.end = context.WithCancel(context.Background())
@@ -410,7 +431,13 @@ func (c *Component) endWake(r *wakeRun, end WakeEnd) {
 	w.mu.Lock()
 	w.cur = nil
 	c.state.set(StateAsleep, nil)
+	w.woken = true
+	endBefore := w.endBefore
+	w.before, w.endBefore = nil, nil
 	w.mu.Unlock()
+	if endBefore != nil {
+		endBefore()
+	}
 	r.end()
 	r.cancel()
 	c.queue.clear()
@@ -432,19 +459,25 @@ func (c *Component) bootConfig() Config {
 func (c *Component) asleep() bool { return c.State() == StateAsleep }
 
 // wakeDone returns what ends an inbound websocket client accepted now: the
-// end of the wake under way, an ended context while asleep, or nil (nothing)
-// for a component that is not sleeping.
+// end of the wake under way, an ended context while asleep, the end of the
+// first wake before there was one (a context that never ends on a device
+// that only runs Run), or nil once Wake is over and Run rules.
 func (c *Component) wakeDone() context.Context {
 	w := &c.wake
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.cur != nil {
+	switch {
+	case w.cur != nil:
 		return w.cur.done
-	}
-	if c.asleep() {
+	case c.asleep():
 		return endedCtx
+	case w.woken:
+		return nil
 	}
-	return nil
+	if w.before == nil {
+		w.before, w.endBefore = context.WithCancel(context.Background())
+	}
+	return w.before
 }
 
 var endedCtx = func() context.Context {
@@ -496,6 +529,7 @@ func (c *Component) wakeConnect(r *wakeRun, cfg Config, cb *callbackRunner) (*wa
 	// r.ctx as parent: past the cap a stalled connection is cut off after
 	// closeGrace.
 	s := &session{peer: newPeer(r.ctx, c, conn, raw, log, c.queue), server: server}
+	s.peer.channel = ChannelOutbound
 	s.peer.dst.Store(new(outboundDst))
 	if err := s.sendFullStatus(); err != nil {
 		s.finish(0, "")

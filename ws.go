@@ -35,8 +35,9 @@ type Component struct {
 	opts options
 	disp Dispatcher
 
-	// Lock order: mu, then the store (Save runs under mu); subsMu, the
-	// state's and the queue's locks are never held while taking another.
+	// Lock order: mu, then the store (Save runs under mu); auth.mu, then
+	// the auth store; wake.mu, then the state's lock; subsMu, the state's
+	// and the queue's locks are never held while taking another.
 	mu        sync.Mutex
 	stored    Config          // what the store holds; GetConfig returns it
 	active    Config          // what Run dials with; set by Restart and boots
@@ -189,8 +190,13 @@ var errRebooting = errors.New("shellyws: rebooting")
 //     NotifyFullStatus.
 //
 // A Reboot while the device is down does nothing. Without Run, the device
-// stays down until Run is called: Run is the boot. Handlers call it from
-// AfterReply, so that their answer is on the wire first.
+// stays down until Run or Wake is called: either is the boot. On a sleeping
+// device, Reboot during a Wake ends it at once as a power cycle does: no
+// sleep event, the outbound connection and inbound clients dropped without
+// a close frame, and Wake returns WakeInterrupted; WithOnReboot, the boot
+// time and WithOnBoot are Run's, so the embedder waits its boot time before
+// the next Wake. Handlers call it from AfterReply, so that their answer is
+// on the wire first.
 func (c *Component) Reboot() {
 	c.mu.Lock()
 	if c.down {
@@ -204,6 +210,7 @@ func (c *Component) Reboot() {
 	c.restart, c.restarted = context.WithCancelCause(context.Background())
 	c.mu.Unlock()
 	c.queue.clear()
+	c.interruptWake(true)
 }
 
 // powerState returns the context that ends when the device next goes down,
