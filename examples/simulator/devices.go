@@ -65,6 +65,7 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 	}
 
 	devices := make([]*device.Device, 0, s.devices)
+	var hooks []*powerHooks // with -http: each device's, for its server
 	dialing := 0
 	first := s.shard.first(s.devices)
 	for i := range s.devices {
@@ -116,6 +117,11 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 		}
 		if dialFrom != nil {
 			o.Extra = append(o.Extra, shellyws.WithDialContext(dialFrom(i)))
+		}
+		if s.httpAddr != "" {
+			h := &powerHooks{}
+			hooks = append(hooks, h)
+			o.OnDown, o.OnUp = h.down, h.up
 		}
 		var built func(*device.Device)
 		if metrics != nil {
@@ -199,6 +205,9 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 				return 2
 			}
 			return 1
+		}
+		for i, in := range servers {
+			hooks[i].in.Store(in)
 		}
 		printInbound(out, s.httpAddr, devices, servers)
 	}

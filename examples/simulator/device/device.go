@@ -114,6 +114,15 @@ type Options struct {
 	// timestamps (it is passed on with shellyws.WithClock). Timers run on
 	// real time. Default: time.Now.
 	Now func() time.Time
+	// OnDown, if set, is called when the device goes down: a reboot took
+	// it down (its connections are dropped by then) or it fell asleep.
+	// The simulator closes the device's -http listener there, so that
+	// connections are refused as by a device that is off. Default: none.
+	OnDown func()
+	// OnUp, if set, is called when the device is up again: a reboot's
+	// boot time is over, or a wake starts; before it dials. The
+	// simulator listens again there. Default: none.
+	OnUp func()
 }
 
 // Device is a simulated Shelly device of one profile: it answers the RPC
@@ -137,6 +146,8 @@ type Device struct {
 	loadSet     bool // Options.Load was given: it wins over the dump's apower
 	seed        uint32
 	onRequest   func(*shellyws.Request, error)
+	onDown      func()
+	onUp        func()
 
 	// notifyMu orders state changes with their notifications: it is taken
 	// before mu and held while the notification is queued, so a server
@@ -152,8 +163,10 @@ type Device struct {
 	parts           []part // the stateful components, in key order
 	running         bool   // Run is running
 	ran             bool   // Run was called
-	rebootTimer     *time.Timer
+	rebootPending   bool        // Shelly.Reboot answered, not fired yet
+	rebootTimer     *time.Timer // armed once the answer is on the wire
 	rebootAt        time.Time
+	rebootRelease   func() // a sleeping device's HoldAwake until the reboot
 	telemetryTimer  *time.Timer
 	timers          sync.WaitGroup // timer callbacks Run must wait for
 }
@@ -212,6 +225,8 @@ func New(o Options) (*Device, error) {
 		loadSet:     loadSet,
 		seed:        h.Sum32(),
 		onRequest:   o.OnRequest,
+		onDown:      o.OnDown,
+		onUp:        o.OnUp,
 		bootedAt:    now(),
 		resetReason: resetPowerOn,
 		cfgRev:      m.cfgRev,
@@ -222,6 +237,9 @@ func New(o Options) (*Device, error) {
 		shellyws.WithDispatcher(shellyws.DispatcherFunc(d.dispatch)),
 		shellyws.WithFullStatus(func(ctx context.Context) (map[string]any, error) { return d.fullStatus(ctx) }),
 		shellyws.WithOnConfigSaved(d.configSaved),
+		shellyws.WithBootTime(o.BootTime),
+		shellyws.WithOnReboot(d.rebooted),
+		shellyws.WithOnBoot(d.up),
 	}
 	if o.Store != nil {
 		opts = append(opts, shellyws.WithConfigStore(o.Store))
@@ -311,8 +329,7 @@ func (d *Device) Run(ctx context.Context) error {
 
 	d.mu.Lock()
 	d.running = false
-	d.stopTimerLocked(d.rebootTimer)
-	d.rebootTimer = nil
+	d.stopRebootLocked()
 	d.stopTimerLocked(d.telemetryTimer)
 	d.telemetryTimer = nil
 	for _, pt := range d.parts {
@@ -390,8 +407,10 @@ func (d *Device) configSaved(shellyws.Config) {
 	d.notify(map[string]any{"sys": map[string]any{"cfg_rev": rev, "restart_required": true}})
 }
 
-// scheduleReboot arms the Shelly.Reboot timer.
-func (d *Device) scheduleReboot(delay time.Duration) error {
+// scheduleReboot arms the Shelly.Reboot timer once the answer is on the
+// wire (shellyws.AfterReply), so the answer always leaves before anything
+// drops. A sleeping device stays awake until the reboot fires.
+func (d *Device) scheduleReboot(ctx context.Context, delay time.Duration) error {
 	floor := min(d.rebootDelay, maxMinRebootDelay)
 	if delay < floor {
 		delay = floor
@@ -401,29 +420,81 @@ func (d *Device) scheduleReboot(delay time.Duration) error {
 	if !d.running {
 		return errNotRunning
 	}
-	if d.rebootTimer != nil {
+	if d.rebootPending {
 		left := max(time.Until(d.rebootAt), 0)
 		return shellyws.Errorf(shellyws.CodeFailedPrecondition, "shutting down in %d ms", left.Milliseconds())
 	}
+	d.rebootPending = true
 	d.rebootAt = time.Now().Add(delay)
-	d.rebootTimer = d.startTimerLocked(delay, d.reboot)
+	if d.sleeping() {
+		d.rebootRelease = d.comp.HoldAwake()
+	}
+	arm := func() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if d.running && d.rebootPending && d.rebootTimer == nil {
+			d.rebootTimer = d.startTimerLocked(max(time.Until(d.rebootAt), 0), d.reboot)
+		}
+	}
+	if !shellyws.AfterReply(ctx, arm) {
+		// Not served by a channel (Dispatch called directly): nothing to
+		// wait for.
+		d.rebootTimer = d.startTimerLocked(delay, d.reboot)
+	}
 	return nil
 }
 
-// reboot is the Shelly.Reboot timer firing: the device's RAM is reset
-// (Boot) and the component restarted with the stored config, which closes
-// the connection with 1012 and dials the server it names now.
+// stopRebootLocked forgets a pending reboot when Run ends.
+func (d *Device) stopRebootLocked() {
+	d.stopTimerLocked(d.rebootTimer)
+	d.rebootTimer, d.rebootPending = nil, false
+	if d.rebootRelease != nil {
+		d.rebootRelease()
+		d.rebootRelease = nil
+	}
+}
+
+// reboot is the Shelly.Reboot timer firing. A device that is always on
+// reboots its component (shellyws.Component.Reboot): every connection
+// drops, the queue is emptied, and after the boot time it dials with the
+// stored config; rebooted and up run on the way. A sleeping device ends its
+// wake instead and wakes again after the boot time (see sleep.go).
 func (d *Device) reboot(self *time.Timer) {
 	d.mu.Lock()
 	if d.rebootTimer != self || !d.running {
 		d.mu.Unlock()
 		return
 	}
-	d.rebootTimer = nil
+	d.rebootTimer, d.rebootPending = nil, false
+	release := d.rebootRelease
+	d.rebootRelease = nil
+	sleeping := d.sleeping()
 	d.mu.Unlock()
-	d.Boot()
 	d.log.Info("simulator: rebooting")
-	d.comp.Restart()
+	if !sleeping {
+		d.comp.Reboot()
+		return
+	}
+	d.rebootSleeping()
+	if release != nil {
+		release()
+	}
+}
+
+// rebooted is the component's WithOnReboot: the connections are gone; RAM
+// is lost and the device is unreachable until up.
+func (d *Device) rebooted() {
+	d.Boot()
+	if d.onDown != nil {
+		d.onDown()
+	}
+}
+
+// up is the component's WithOnBoot, and the start of every wake.
+func (d *Device) up() {
+	if d.onUp != nil {
+		d.onUp()
+	}
 }
 
 // Boot resets what a device keeps in RAM, as a restart does: a new boot
