@@ -159,10 +159,10 @@ type Device struct {
 	resetReason     int
 	cfgRev          int
 	restartRequired bool
-	tick            uint64 // telemetry periods so far
-	parts           []part // the stateful components, in key order
-	running         bool   // Run is running
-	ran             bool   // Run was called
+	tick            uint64      // telemetry periods so far
+	parts           []part      // the stateful components, in key order
+	running         bool        // Run is running
+	ran             bool        // Run was called
 	rebootPending   bool        // Shelly.Reboot answered, not fired yet
 	rebootTimer     *time.Timer // armed once the answer is on the wire
 	rebootAt        time.Time
