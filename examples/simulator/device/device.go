@@ -123,6 +123,28 @@ type Options struct {
 	// boot time is over, or a wake starts; before it dials. The
 	// simulator listens again there. Default: none.
 	OnUp func()
+
+	// WakeupPeriod makes the device a sleeping (battery) device with this
+	// time from falling asleep to the next wake (protocol section 9),
+	// reported in whole seconds as sys.wakeup_period. 0 takes the model's
+	// sys.wakeup_period: a model whose dump has one above 0 (Plus H&T,
+	// Plus Smoke…) sleeps. Negative keeps any model always on.
+	WakeupPeriod time.Duration
+	// AwakeIdle and AwakeMax are a sleeping device's idle time and cap per
+	// wake (shellyws.WithAwakeIdle, WithAwakeMax). Default: the library's,
+	// 3 s and 60 s.
+	AwakeIdle, AwakeMax time.Duration
+	// FirstWake is when a sleeping device first wakes after Start: 0 at
+	// once. A fleet spreads it over the period.
+	FirstWake time.Duration
+	// ClockSync is how long into a wake a sleeping device's clock gets
+	// set, as by SNTP: before it "ts" counts seconds since the wake
+	// (shellyws.WithBootClock) and sys.time and sys.unixtime are null.
+	// Default: DefaultClockSync (1 s); negative: never set in a wake.
+	ClockSync time.Duration
+	// OnWake and OnSleep, if set, are called at the start and the end of
+	// each wake of a sleeping device. Default: none.
+	OnWake, OnSleep func(WakeInfo)
 }
 
 // Device is a simulated Shelly device of one profile: it answers the RPC
@@ -148,6 +170,11 @@ type Device struct {
 	onRequest   func(*shellyws.Request, error)
 	onDown      func()
 	onUp        func()
+	period      time.Duration // between wakes; 0 for a device always on
+	firstWake   time.Duration
+	clockSync   time.Duration
+	onWake      func(WakeInfo)
+	onSleep     func(WakeInfo)
 
 	// notifyMu orders state changes with their notifications: it is taken
 	// before mu and held while the notification is queued, so a server
@@ -169,6 +196,13 @@ type Device struct {
 	rebootRelease   func() // a sleeping device's HoldAwake until the reboot
 	telemetryTimer  *time.Timer
 	timers          sync.WaitGroup // timer callbacks Run must wait for
+
+	// A sleeping device's cycle; see sleep.go.
+	ctx                  context.Context // Start's
+	stopped              chan struct{}   // closed when Start's context ended
+	nextWake, clockTimer *time.Timer
+	awake                bool
+	wakeBoot, wakeCause  string // sys.wakeup_reason of the wake
 }
 
 // New returns a device built from o. It fails if the id is invalid or the
@@ -227,6 +261,13 @@ func New(o Options) (*Device, error) {
 		onRequest:   o.OnRequest,
 		onDown:      o.OnDown,
 		onUp:        o.OnUp,
+		period:      wakeupPeriod(p, o.WakeupPeriod),
+		firstWake:   max(o.FirstWake, 0),
+		clockSync:   o.ClockSync,
+		onWake:      o.OnWake,
+		onSleep:     o.OnSleep,
+		wakeBoot:    BootPowerOn,
+		wakeCause:   CauseUndefined,
 		bootedAt:    now(),
 		resetReason: resetPowerOn,
 		cfgRev:      m.cfgRev,
@@ -253,6 +294,12 @@ func New(o Options) (*Device, error) {
 	if o.Now != nil {
 		opts = append(opts, shellyws.WithClock(o.Now))
 	}
+	if d.period > 0 {
+		if d.clockSync == 0 {
+			d.clockSync = DefaultClockSync
+		}
+		opts = append(opts, shellyws.WithBootClock(), shellyws.WithAwakeIdle(o.AwakeIdle), shellyws.WithAwakeMax(o.AwakeMax))
+	}
 	opts = append(opts, o.Extra...)
 	comp, err := shellyws.New(d.id, opts...)
 	if err != nil {
@@ -261,6 +308,18 @@ func New(o Options) (*Device, error) {
 	d.comp = comp
 	comp.Register(d.wsMux)
 	return d, nil
+}
+
+// wakeupPeriod is the period of a device of p given o's WakeupPeriod.
+func wakeupPeriod(p *profile.Profile, o time.Duration) time.Duration {
+	switch {
+	case o < 0:
+		return 0
+	case o > 0:
+		return o
+	}
+	secs, _ := p.Status.Object("sys").Number("wakeup_period")
+	return time.Duration(secs) * time.Second
 }
 
 // macOf checks id, "<prefix>-<12 hex digits>", and returns its MAC in
@@ -311,9 +370,16 @@ func (d *Device) Methods() []string { return d.m.methods }
 
 // Run runs the device until ctx ends: the component's connection and the
 // device's timers (Shelly.Reboot's delay, toggle_after, cover movement,
-// telemetry). It returns after everything it started has exited. It may be
+// telemetry). A sleeping device runs its wake cycle (see Start). It returns after everything it started has exited. It may be
 // called once; a second call returns shellyws.ErrAlreadyRunning.
 func (d *Device) Run(ctx context.Context) error {
+	if d.sleeping() {
+		if err := d.Start(ctx); err != nil {
+			return err
+		}
+		d.Wait()
+		return nil
+	}
 	d.mu.Lock()
 	if d.ran {
 		d.mu.Unlock()
