@@ -46,7 +46,7 @@ func TestRebootAnswersThenDrops(t *testing.T) {
 	assert.EqualValues(t, 0, sys["uptime"])
 	assert.EqualValues(t, 3, sys["reset_reason"])
 	assert.Equal(t, false, sys["restart_required"])
-	assert.Equal(t, shellyws.StateConnected, d.Component().State())
+	require.Eventually(t, func() bool { return d.Component().State() == shellyws.StateConnected }, waitTimeout, time.Millisecond)
 }
 
 // TestRebootDropsInboundClients: a real reboot drops every TCP connection,

@@ -133,7 +133,9 @@ func (d *Device) wake(self *time.Timer) {
 	}
 	d.nextWake = nil
 	d.awake = true
-	d.tick++ // readings moved while it slept
+	if d.wakeBoot != BootPowerOn {
+		d.tick++ // readings moved while it slept; the first wake has the dump's
+	}
 	d.restartRequired = false
 	d.bootedAt = d.now()
 	for _, pt := range d.parts {
