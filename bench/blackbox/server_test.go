@@ -257,3 +257,10 @@ func appendInt(b []byte, v int) []byte {
 	}
 	return append(b, tmp[i:]...)
 }
+
+// resetHandshakes forgets the handshakes counted so far.
+func (s *server) resetHandshakes() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.handshakes = nil
+}
