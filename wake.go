@@ -217,7 +217,7 @@ wait:
 		case WakeIdle, WakeCapped:
 			res.SleepSent = c.sleepOutbound(oc, cb)
 		case WakeInterrupted:
-			c.endOutbound(oc, endRestart, c.connError("restart", oc.server, 0, ErrRestarted), cb)
+			c.endOutbound(oc, endReboot, c.connError("reboot", oc.server, 0, ErrRebooted), cb)
 		default:
 			c.endOutbound(oc, endShutdown, c.connError("shutdown", oc.server, 0, context.Cause(ctx)), cb)
 		}
@@ -268,9 +268,9 @@ func (c *Component) HoldAwake() (release func()) {
 }
 
 // InterruptWake ends the wake under way at once, as a reboot or a power
-// cut does: no sleep event, the outbound connection closed with status
-// 1012 (service restart, as Restart does), inbound websocket clients
-// closed, and Wake returns with WakeInterrupted. The embedder then waits
+// cut does (protocol section 11): no sleep event, the outbound connection
+// and the inbound websocket clients dropped without a close frame, as
+// Reboot drops them, and Wake returns with WakeInterrupted. The embedder then waits
 // its boot time and calls Wake again, which dials at once. It reports
 // whether a wake was under way.
 func (c *Component) InterruptWake() bool {
@@ -282,6 +282,13 @@ func (c *Component) InterruptWake() bool {
 		return false
 	}
 	r.interrupted.Store(true)
+	// Inbound clients watch the power context: cut it, as Reboot does,
+	// and turn it on again at once (Run, the only other user, is not
+	// running during a wake).
+	c.mu.Lock()
+	c.powerOff()
+	c.power, c.powerOff = context.WithCancel(context.Background())
+	c.mu.Unlock()
 	r.cancel()
 	return true
 }
