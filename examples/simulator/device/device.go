@@ -370,8 +370,9 @@ func (d *Device) Methods() []string { return d.m.methods }
 
 // Run runs the device until ctx ends: the component's connection and the
 // device's timers (Shelly.Reboot's delay, toggle_after, cover movement,
-// telemetry). A sleeping device runs its wake cycle (see Start). It returns after everything it started has exited. It may be
-// called once; a second call returns shellyws.ErrAlreadyRunning.
+// telemetry); a sleeping device runs its wake cycle (see Start). It
+// returns after everything it started has exited. It may be called once; a
+// second call returns shellyws.ErrAlreadyRunning.
 func (d *Device) Run(ctx context.Context) error {
 	if d.sleeping() {
 		if err := d.Start(ctx); err != nil {
