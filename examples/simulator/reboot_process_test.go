@@ -97,7 +97,8 @@ func TestHTTPRebootRefusesDuringBoot(t *testing.T) {
 	c2 := srv.AcceptT(t)
 	fs := c2.ExpectFullStatusT(t)
 	assert.Contains(t, string(fs.Status["sys"]), `"uptime":0`)
-	r = httpDo(t, http.MethodGet, base+"/rpc/Ws.GetStatus", "")
-	assert.JSONEq(t, `{"connected":true}`, r.body)
+	r = httpDo(t, http.MethodGet, base+"/rpc/Ws.GetConfig", "")
+	assert.Equal(t, http.StatusOK, r.status)
+	assert.JSONEq(t, `{"enable":true,"server":"`+srv.URL()+`","ssl_ca":"ca.pem"}`, r.body, "the stored config persists")
 	p.stop(t)
 }

@@ -72,8 +72,9 @@ func TestSleepingDevice(t *testing.T) {
 	c2 := srv.AcceptT(t)
 	fs2 := c2.ExpectFullStatusT(t)
 	assert.Equal(t, map[string]any{"boot": "deepsleep_wake", "cause": "periodic"}, sysOf(t, fs2)["wakeup_reason"])
-	r = httpDo(t, http.MethodGet, base+"/rpc/Ws.GetStatus", "")
-	assert.JSONEq(t, `{"connected":true}`, r.body)
+	r = httpDo(t, http.MethodGet, base+"/rpc/Ws.GetConfig", "")
+	assert.Equal(t, http.StatusOK, r.status, "awake again: its web server answers")
+	assert.Contains(t, r.body, `"enable":true`)
 	expectSleepFrames(t, c2)
 	p.stop(t)
 }

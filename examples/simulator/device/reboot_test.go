@@ -117,8 +117,8 @@ func TestRebootReplaysNothing(t *testing.T) {
 	c2.ExpectFullStatusT(t)
 	// The first thing after the full status is the answer to this call.
 	var st json.RawMessage
-	c2.CallT(t, "Ws.GetStatus", nil, &st)
-	assert.JSONEq(t, `{"connected":true}`, string(st))
+	c2.CallT(t, "Ws.GetConfig", nil, &st)
+	assert.Contains(t, string(st), `"enable":true`)
 	select {
 	case <-c2.Done():
 		t.Fatal("the new connection ended")
