@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -153,5 +154,23 @@ func TestSleepingFleetSpreadsFirstWakes(t *testing.T) {
 	for i := 1; i < len(at); i++ {
 		assert.Greater(t, at[i].Sub(at[i-1]), 150*time.Millisecond, "wake %d too close to the one before (evenly 400 ms apart)", i)
 	}
+	p.stop(t)
+}
+
+// TestSleepingMetrics: the devices gauge counts sleeping devices as
+// "asleep", before their first wake too.
+func TestSleepingMetrics(t *testing.T) {
+	srv := shellywstest.NewServer(t)
+	p := startSimulator(t, "-server", srv.URL(), "-id", "shellyplusht-aabbccdd0200", "-profile", "plusht-gen2",
+		"-devices", "3", "-wakeup-period", "1h", "-awake-idle", "200ms", "-metrics", "127.0.0.1:0")
+	p.out.waitFor(t, "/debug/pprof/\n")
+	match := regexp.MustCompile(`metrics on (http://127\.0\.0\.1:\d+/metrics)`).FindStringSubmatch(p.out.String())
+	require.NotNil(t, match, p.out.String())
+	// Device 0 wakes at once; 1 and 2 at 20 and 40 minutes.
+	srv.AcceptT(t).ExpectFullStatusT(t)
+	m := waitMetric(t, match[1], `shellyws_sim_devices{state="asleep"}`, 3)
+	assert.Equal(t, 0.0, m[`shellyws_sim_devices{state="connected"}`])
+	assert.Equal(t, 0.0, m[`shellyws_sim_devices{state="disconnected"}`])
+	assert.Equal(t, 1.0, m["shellyws_sim_connects_total"])
 	p.stop(t)
 }
