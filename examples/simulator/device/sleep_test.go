@@ -3,6 +3,7 @@ package device_test
 import (
 	"context"
 	"encoding/json"
+	"runtime"
 	"testing"
 	"time"
 
@@ -152,4 +153,38 @@ func TestSleepClockSet(t *testing.T) {
 	sys := call(t, c, "Sys.GetStatus", nil)
 	assert.NotNil(t, sys["unixtime"])
 	assert.InDelta(t, float64(time.Now().Unix()), sys["unixtime"], 5)
+}
+
+// TestSleepingDevicesHoldNoGoroutine: a sleeping device holds a timer, not
+// a goroutine, and hundreds of wakes leave none behind.
+func TestSleepingDevicesHoldNoGoroutine(t *testing.T) {
+	p, err := profile.Builtin("plusht-gen2")
+	require.NoError(t, err)
+	before := runtime.NumGoroutine()
+	ctx, cancel := context.WithCancel(context.Background())
+	var devs []*device.Device
+	for i := range 200 {
+		d, err := device.New(device.Options{Profile: p, ID: p.ID(device.DeriveMAC("0a1b2c000000", i)), FirstWake: time.Hour})
+		require.NoError(t, err)
+		require.NoError(t, d.Start(ctx))
+		devs = append(devs, d)
+	}
+	assert.LessOrEqual(t, runtime.NumGoroutine()-before, 2, "200 sleeping devices")
+	cancel()
+	for _, d := range devs {
+		d.Wait()
+		assert.Equal(t, shellyws.StateAsleep, d.State())
+	}
+
+	// A hundred short wakes against a server, each ending with its sleep
+	// event and close; TestMain's goleak checks that none left anything.
+	srv := shellywstest.NewServer(t)
+	d := startSleeper(t, device.Options{Store: enabledStore(srv.URL()), WakeupPeriod: time.Millisecond, AwakeIdle: time.Millisecond})
+	for range 100 {
+		c := srv.AcceptT(t)
+		c.ExpectFullStatusT(t)
+		expectSleep(t, c)
+	}
+	require.Eventually(t, func() bool { return d.Component().Stats().Sleeps >= 100 }, waitTimeout, time.Millisecond)
+	assert.Nil(t, d.Component().LastError())
 }
