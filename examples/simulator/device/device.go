@@ -86,8 +86,8 @@ type Options struct {
 	// few milliseconds. Default: DefaultRebootDelay (1 s).
 	RebootDelay time.Duration
 	// BootTime is how long the device takes to come back after a reboot
-	// (section 11). It is kept for the reboot path (BootTime returns it).
-	// Default: DefaultBootTime.
+	// (section 11): shellyws.WithBootTime, and for a sleeping device the
+	// time to the wake after a reboot. Default: DefaultBootTime.
 	BootTime time.Duration
 	// Load is the power in watts drawn while a metering switch or light is
 	// on; apower, current and aenergy follow from it. Default: a switch
