@@ -83,11 +83,13 @@ func (d *Device) Start(ctx context.Context) error {
 	d.ctx = ctx
 	d.stopped = make(chan struct{})
 	d.wakeBoot, d.wakeCause, d.resetReason = BootPowerOn, CauseUndefined, resetPowerOn
-	d.nextWake = d.startTimerLocked(d.firstWake, d.wake)
 	d.mu.Unlock()
 	if d.onDown != nil {
 		d.onDown() // asleep until the first wake: nothing listens
 	}
+	d.mu.Lock()
+	d.nextWake = d.startTimerLocked(d.firstWake, d.wake) // after onDown: the wake opens the listener
+	d.mu.Unlock()
 	context.AfterFunc(ctx, d.stopSleeping)
 	return nil
 }
@@ -148,10 +150,10 @@ func (d *Device) wake(self *time.Timer) {
 	ctx := d.ctx
 	info := WakeInfo{Boot: d.wakeBoot, Cause: d.wakeCause}
 	d.mu.Unlock()
+	d.up() // listening before anyone hears of the wake
 	if d.onWake != nil {
 		d.onWake(info)
 	}
-	d.up()
 	res, err := d.comp.Wake(ctx)
 	if d.onDown != nil {
 		d.onDown()
