@@ -167,8 +167,8 @@ func ExampleComponent_HoldAwake() {
 	<-conn.Done()
 	<-fired
 	fmt.Println("Wake returned:", res.End, "sleep event sent:", res.SleepSent)
-	fmt.Println("closed with", websocket.CloseStatus(conn.Err()))
+	fmt.Println("dropped without a close frame:", websocket.CloseStatus(conn.Err()) == -1)
 	// Output:
 	// Wake returned: interrupted sleep event sent: false
-	// closed with StatusServiceRestart
+	// dropped without a close frame: true
 }

@@ -219,11 +219,7 @@ wait:
 		case WakeIdle, WakeCapped:
 			res.SleepSent = c.sleepOutbound(oc, cb)
 		case WakeInterrupted:
-			if run.rebooted.Load() {
-				c.endOutbound(oc, endReboot, c.connError("reboot", oc.server, 0, ErrRebooted), cb)
-			} else {
-				c.endOutbound(oc, endRestart, c.connError("restart", oc.server, 0, ErrRestarted), cb)
-			}
+			c.endOutbound(oc, endReboot, c.connError("reboot", oc.server, 0, ErrRebooted), cb)
 		default:
 			c.endOutbound(oc, endShutdown, c.connError("shutdown", oc.server, 0, context.Cause(ctx)), cb)
 		}
@@ -273,16 +269,16 @@ func (c *Component) HoldAwake() (release func()) {
 	}
 }
 
-// InterruptWake ends the wake under way at once: no sleep event, the
-// outbound connection closed with status 1012 (service restart, as Restart
-// does), inbound websocket clients closed with 1000, and Wake returns with
-// WakeInterrupted (Reboot does the same but drops the connections). The embedder then waits
+// InterruptWake ends the wake under way at once, as a reboot or a power
+// cut does (protocol section 11): no sleep event, the outbound connection
+// and the inbound websocket clients dropped without a close frame, as
+// Reboot drops them, and Wake returns with WakeInterrupted. The embedder then waits
 // its boot time and calls Wake again, which dials at once. It reports
 // whether a wake was under way.
 func (c *Component) InterruptWake() bool { return c.interruptWake(false) }
 
-// interruptWake ends the wake under way; reboot says Reboot ends it, which
-// drops the outbound connection instead of closing it.
+// interruptWake ends the wake under way; reboot says Reboot ends it and
+// has already taken the power down.
 func (c *Component) interruptWake(reboot bool) bool {
 	w := &c.wake
 	w.mu.Lock()
@@ -291,10 +287,17 @@ func (c *Component) interruptWake(reboot bool) bool {
 	if r == nil {
 		return false
 	}
-	if reboot {
-		r.rebooted.Store(true)
-	}
 	r.interrupted.Store(true)
+	if !reboot {
+		// Inbound clients watch the power context: cut it, as Reboot
+		// does, and turn it on again at once (Run, the only other user,
+		// is not running during a wake). Reboot cut it already and keeps
+		// it off until the next wake boots.
+		c.mu.Lock()
+		c.powerOff()
+		c.power, c.powerOff = context.WithCancel(context.Background())
+		c.mu.Unlock()
+	}
 	r.cancel()
 	return true
 }
@@ -345,7 +348,6 @@ type wakeRun struct {
 	ctx         context.Context
 	cancel      context.CancelFunc
 	interrupted atomic.Bool
-	rebooted    atomic.Bool // interrupted by Reboot
 	// done ends when the wake does: inbound websocket clients close then.
 	done    context.Context
 	end     context.CancelFunc

@@ -493,13 +493,13 @@ func TestWakeHeldByAPendingReboot(t *testing.T) {
 	res := awaitWake(t, out)
 	assert.Equal(t, shellyws.WakeInterrupted, res.End)
 	assert.False(t, res.SleepSent)
-	assert.Equal(t, websocket.StatusServiceRestart, closedWith(t, conn))
+	assert.Equal(t, websocket.StatusCode(-1), closedWith(t, conn), "a reboot drops the connection: no close frame")
 	_, err := conn.Next(testCtx(t))
 	assert.ErrorIs(t, err, shellywstest.ErrConnClosed, "no sleep event before a reboot")
 	assert.Zero(t, c.Stats().Sleeps)
 	mu.Lock()
 	require.Len(t, disconnects, 1)
-	assert.ErrorIs(t, disconnects[0], shellyws.ErrRestarted)
+	assert.ErrorIs(t, disconnects[0], shellyws.ErrRebooted)
 	mu.Unlock()
 
 	// After the boot the device dials at once.
@@ -539,7 +539,7 @@ func TestWakeHomeAssistantSetUp(t *testing.T) {
 	assert.Equal(t, shellyws.WakeInterrupted, r.End, "awake until the reboot fired")
 	assert.Zero(t, r.Dials)
 	assert.Zero(t, srv.Handshakes())
-	assert.Equal(t, websocket.StatusNormalClosure, ha.closeCode(ctx))
+	assert.Equal(t, websocket.StatusCode(-1), ha.closeCode(ctx), "the reboot drops the inbound client too")
 
 	out = startWake(t, c)
 	conn := srv.AcceptT(t)

@@ -129,9 +129,13 @@ func (s *server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	s.seen[f.Src] = struct{}{}
-	if len(s.seen) == s.want {
-		close(s.reached)
+	if _, again := s.seen[f.Src]; !again {
+		// A device seen before (a sleeping device's next wake) must not
+		// close reached twice.
+		s.seen[f.Src] = struct{}{}
+		if len(s.seen) == s.want {
+			close(s.reached)
+		}
 	}
 	watch := s.watch[f.Src]
 	delete(s.watch, f.Src)
@@ -256,4 +260,11 @@ func appendInt(b []byte, v int) []byte {
 		}
 	}
 	return append(b, tmp[i:]...)
+}
+
+// resetHandshakes forgets the handshakes counted so far.
+func (s *server) resetHandshakes() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.handshakes = nil
 }

@@ -65,6 +65,7 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 	}
 
 	devices := make([]*device.Device, 0, s.devices)
+	var hooks []*powerHooks // with -http: each device's, for its server
 	dialing := 0
 	first := s.shard.first(s.devices)
 	for i := range s.devices {
@@ -92,7 +93,12 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 			Logger:      logger,
 			PowerDeltas: true, // real servers chart power; send it as a device does
 			Extra:       []shellyws.Option{shellyws.WithAuthStore(auth)},
+
+			WakeupPeriod: s.wakeupPeriod,
+			AwakeIdle:    s.awakeIdle,
+			AwakeMax:     s.awakeMax,
 		}
+		o.FirstWake = firstWake(s, p, i)
 		var reporter *retryReporter
 		if single {
 			reporter = &retryReporter{
@@ -113,9 +119,20 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 			o.OnRequest = func(req *shellyws.Request, err error) {
 				out.printf("%s %s", clock(), describeRequest(req, err))
 			}
+			o.OnWake = func(w device.WakeInfo) {
+				out.printf("%s awake (wakeup_reason %s/%s); dialing at once", clock(), w.Boot, w.Cause)
+			}
+			o.OnSleep = func(w device.WakeInfo) {
+				out.printf("%s %s", clock(), describeSleep(w))
+			}
 		}
 		if dialFrom != nil {
 			o.Extra = append(o.Extra, shellyws.WithDialContext(dialFrom(i)))
+		}
+		if s.httpAddr != "" {
+			h := &powerHooks{}
+			hooks = append(hooks, h)
+			o.OnDown, o.OnUp = h.down, h.up
 		}
 		var built func(*device.Device)
 		if metrics != nil {
@@ -200,11 +217,23 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 			}
 			return 1
 		}
+		for i, in := range servers {
+			hooks[i].in.Store(in)
+		}
 		printInbound(out, s.httpAddr, devices, servers)
 	}
 
 	var wg sync.WaitGroup
+	var sleepers []*device.Device
 	for _, d := range devices {
+		if d.Sleeping() {
+			// No goroutine of its own: a timer runs each wake.
+			if err := d.Start(ctx); err != nil {
+				return fail("device %s: %v", d.ID(), err)
+			}
+			sleepers = append(sleepers, d)
+			continue
+		}
 		wg.Go(func() { _ = d.Run(ctx) })
 	}
 	if !single {
@@ -216,6 +245,9 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "simulator: -http shutdown: %v\n", err)
 	}
 	wg.Wait()
+	for _, d := range sleepers {
+		d.Wait()
+	}
 	if !single {
 		out.printf("%s", statusLine(devices))
 	}
@@ -377,11 +409,11 @@ func printStatus(ctx context.Context, out *printer, devices []*device.Device) {
 
 // statusLine counts the devices' states and connection counters.
 func statusLine(devices []*device.Device) string {
-	var states [4]int
+	var states [5]int
 	var connects, lost, failed uint64
 	for _, d := range devices {
 		c := d.Component()
-		if st := c.State(); int(st) < len(states) {
+		if st := d.State(); int(st) < len(states) {
 			states[st]++
 		}
 		st := c.Stats()
@@ -392,10 +424,48 @@ func statusLine(devices []*device.Device) string {
 	line := fmt.Sprintf("%s devices %d: connected %d, connecting %d, disconnected %d",
 		clock(), len(devices), states[shellyws.StateConnected], states[shellyws.StateConnecting],
 		states[shellyws.StateDisconnected])
+	if n := states[shellyws.StateAsleep]; n > 0 {
+		line += fmt.Sprintf(", asleep %d", n)
+	}
 	if n := states[shellyws.StateClosed]; n > 0 {
 		line += fmt.Sprintf(", stopped %d", n)
 	}
 	return line + fmt.Sprintf(" | connects %d, disconnects %d, failed dials %d", connects, lost, failed)
+}
+
+// firstWake is when sleeping device i of the process first wakes: device i
+// of N at i/N of its period, so that a fleet never wakes in lock-step; a
+// single device at once.
+func firstWake(s *settings, p *profile.Profile, i int) time.Duration {
+	period := s.wakeupPeriod
+	if period == 0 {
+		secs, _ := p.Status.Object("sys").Number("wakeup_period")
+		period = time.Duration(secs) * time.Second
+	}
+	if period <= 0 || s.devices == 1 {
+		return 0
+	}
+	return time.Duration(int64(period) * int64(i) / int64(s.devices))
+}
+
+// describeSleep renders the end of a wake as one line.
+func describeSleep(w device.WakeInfo) string {
+	r := w.Result
+	var what string
+	switch r.End {
+	case shellyws.WakeInterrupted:
+		what = "rebooting: the wake ends without a sleep event"
+	default:
+		what = fmt.Sprintf("asleep after %v (%s", r.Awake.Round(10*time.Millisecond), r.End)
+		if r.SleepSent {
+			what += "; sleep event sent, closed with 1000"
+		}
+		what += ")"
+	}
+	if r.Dials > 0 && !r.Connected {
+		what += fmt.Sprintf("; no connection in %d dial(s): %s", r.Dials, describe(r.Err))
+	}
+	return fmt.Sprintf("%s; next wake in %v", what, w.Next)
 }
 
 // describeRequest renders a served request as one line.

@@ -80,6 +80,20 @@ func TestParseFlags(t *testing.T) {
 	assert.Equal(t, 5*time.Second, s.telemetry)
 	assert.Equal(t, 250*time.Millisecond, s.bootTime)
 
+	s, err = parseFlags([]string{"-server", "ws://h", "-profile", "plusht-gen2"})
+	require.NoError(t, err)
+	assert.Zero(t, s.wakeupPeriod, "the model's period")
+	assert.Equal(t, 3*time.Second, s.awakeIdle)
+	assert.Equal(t, 60*time.Second, s.awakeMax)
+	s, err = parseFlags([]string{"-server", "ws://h", "-wakeup-period", "0", "-awake-idle", "500ms", "-awake-max", "10s"})
+	require.NoError(t, err)
+	assert.Negative(t, s.wakeupPeriod, "-wakeup-period 0: always on")
+	assert.Equal(t, 500*time.Millisecond, s.awakeIdle)
+	assert.Equal(t, 10*time.Second, s.awakeMax)
+	s, err = parseFlags([]string{"-server", "ws://h", "-wakeup-period", "2h"})
+	require.NoError(t, err)
+	assert.Equal(t, 2*time.Hour, s.wakeupPeriod)
+
 	for _, addr := range []string{"127.0.0.1:8080", ":8080", "[::1]:0", "localhost:65535"} {
 		s, err = parseFlags([]string{"-server", "ws://h", "-http", addr})
 		require.NoError(t, err, addr)
@@ -121,6 +135,10 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-server", "ws://h", "-telemetry", "soon"}, "invalid value"},
 		{[]string{"-server", "ws://h", "-boot-time", "0s"}, "-boot-time 0s"},
 		{[]string{"-server", "ws://h", "-boot-time", "1h"}, "at most 10m0s"},
+		{[]string{"-server", "ws://h", "-wakeup-period", "-1s"}, "-wakeup-period -1s: want 0 (always on) to 168h0m0s"},
+		{[]string{"-server", "ws://h", "-awake-idle", "0s"}, "-awake-idle 0s"},
+		{[]string{"-server", "ws://h", "-awake-max", "2h"}, "-awake-max 2h0m0s: want more than 0 and at most 1h0m0s"},
+		{[]string{"-wakeup-period", "10s"}, "-wakeup-period needs -server or -state"},
 		{[]string{"-profile", "pro3em-gen2"}, "-profile needs -server or -state"},
 		{[]string{"-telemetry", "10s"}, "-telemetry needs -server or -state"},
 	} {
@@ -140,7 +158,7 @@ func TestUsage(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	assert.Equal(t, 0, run([]string{"-h"}, &stdout, &stderr))
 	for _, flag := range []string{"-server URL", "-id ID", "-ssl-ca VALUE", "-user-ca FILE", "-state DIR", "-devices N",
-		"-http ADDR", "-v ", "-profile LIST", "-telemetry DUR", "-boot-time DUR", "Sim.Input"} {
+		"-http ADDR", "-v ", "-profile LIST", "-telemetry DUR", "-boot-time DUR", "-wakeup-period DUR", "-awake-idle DUR", "-awake-max DUR", "Sim.Input"} {
 		assert.Contains(t, stdout.String(), flag)
 	}
 	assert.True(t, strings.HasPrefix(stdout.String(), "Usage: simulator"))

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -57,12 +58,20 @@ func httpPort(addr string) int {
 }
 
 // inbound is one device's web server: shellyws.Handler, the device's
-// inbound channels, on an http.Server.
+// inbound channels, on an http.Server. It stops listening while the device
+// is down (rebooting or asleep) and listens again on the same address when
+// it is up.
 type inbound struct {
-	ln      net.Listener
+	addr    string // the bound address, port resolved; kept while down
 	srv     *http.Server
 	handler *shellyws.Handler
-	served  chan error // Serve's result
+	log     *slog.Logger
+
+	mu     sync.Mutex
+	ln     net.Listener          // nil while the device is down
+	served chan error            // the current Serve's result
+	conns  map[net.Conn]struct{} // open HTTP connections, dropped by down
+	closed bool
 }
 
 // listenError is an -http address that could not be listened on; bad is
@@ -91,17 +100,78 @@ func serveInbound(addr string, d *device.Device, logger *slog.Logger) (*inbound,
 	}
 	h := shellyws.NewHandler(d.Component())
 	in := &inbound{
-		ln:      ln,
+		addr:    ln.Addr().String(),
 		handler: h,
-		srv: &http.Server{
-			Handler:           simControl(h),
-			ReadHeaderTimeout: 10 * time.Second,
-			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-		},
-		served: make(chan error, 1),
+		log:     logger,
+		conns:   map[net.Conn]struct{}{},
 	}
-	go func() { in.served <- in.srv.Serve(ln) }()
+	in.srv = &http.Server{
+		Handler:           simControl(h),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		ConnState:         in.track,
+	}
+	in.mu.Lock()
+	in.serveLocked(ln)
+	in.mu.Unlock()
 	return in, nil
+}
+
+func (in *inbound) serveLocked(ln net.Listener) {
+	in.ln = ln
+	served := make(chan error, 1)
+	in.served = served
+	go func() { served <- in.srv.Serve(ln) }()
+}
+
+// track keeps the open HTTP connections, so that down can drop them;
+// websocket clients are hijacked and dropped by the library.
+func (in *inbound) track(c net.Conn, st http.ConnState) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	switch st {
+	case http.StateNew:
+		in.conns[c] = struct{}{}
+	case http.StateHijacked, http.StateClosed:
+		delete(in.conns, c)
+	}
+}
+
+// down stops listening and drops every HTTP connection, as a device that
+// reboots or falls asleep does: connections are refused until up.
+func (in *inbound) down() {
+	in.mu.Lock()
+	ln, served := in.ln, in.served
+	if ln == nil || in.closed {
+		in.mu.Unlock()
+		return
+	}
+	in.ln = nil
+	in.mu.Unlock()
+	// Serve takes the lock in track for a new connection: wait unlocked.
+	_ = ln.Close()
+	<-served // Serve ends with the listener's error
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for c := range in.conns {
+		_ = c.Close()
+		delete(in.conns, c)
+	}
+}
+
+// up listens again on the same address.
+func (in *inbound) up() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.ln != nil || in.closed {
+		return
+	}
+	ln, err := net.Listen("tcp", in.addr)
+	if err != nil {
+		in.log.Error("simulator: -http: cannot listen again after the boot", "addr", in.addr, "err", err)
+		return
+	}
+	in.serveLocked(ln)
 }
 
 // simControl lets the HTTP requests of next use the simulator's control
@@ -114,7 +184,7 @@ func simControl(next http.Handler) http.Handler {
 }
 
 // Addr is the address the server listens on, its port resolved.
-func (in *inbound) Addr() string { return in.ln.Addr().String() }
+func (in *inbound) Addr() string { return in.addr }
 
 // URL is the base URL a client on this machine uses: an unspecified host
 // (every interface, "::" included: Go listens on both IPv4 and IPv6 there)
@@ -141,6 +211,11 @@ func (in *inbound) where() string {
 // clients (status 1001), which Shutdown neither closes nor waits for, and
 // waits for every handler it started.
 func (in *inbound) close() error {
+	in.mu.Lock()
+	in.closed = true
+	listening := in.ln != nil
+	served := in.served
+	in.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), httpShutdownTimeout)
 	defer cancel()
 	err := in.srv.Shutdown(ctx)
@@ -148,10 +223,28 @@ func (in *inbound) close() error {
 		err = errors.Join(err, in.srv.Close())
 	}
 	in.handler.Close()
-	if serr := <-in.served; !errors.Is(serr, http.ErrServerClosed) {
-		err = errors.Join(err, serr)
+	if listening {
+		if serr := <-served; !errors.Is(serr, http.ErrServerClosed) {
+			err = errors.Join(err, serr)
+		}
 	}
 	return err
+}
+
+// powerHooks connect a device's OnDown and OnUp to its -http server, which
+// starts after the device is built.
+type powerHooks struct{ in atomic.Pointer[inbound] }
+
+func (h *powerHooks) down() {
+	if in := h.in.Load(); in != nil {
+		in.down()
+	}
+}
+
+func (h *powerHooks) up() {
+	if in := h.in.Load(); in != nil {
+		in.up()
+	}
 }
 
 // closeAll closes servers concurrently, so a fleet shuts down in one

@@ -76,6 +76,23 @@ Flags:
                  every DUR, e.g. 10s, as metering devices do (default: off,
                  readings stay at the dump's values)
   -boot-time DUR how long a rebooted device takes to come back (default 1s)
+  -wakeup-period DUR
+                 run as a sleeping (battery) device waking every DUR,
+                 counted from falling asleep; reported in whole seconds as
+                 sys.wakeup_period. Models whose dump has a wakeup_period
+                 (plusht-gen2, ht-gen3, plussmoke-gen2, flood-gen4) sleep
+                 with the dump's period by default; -wakeup-period 0 keeps
+                 them always on. A sleeping device dials at once on each
+                 wake, sends its full status, stays awake while it is
+                 asked things, then sends a sleep event, closes with 1000,
+                 and sleeps: it dials nothing and its -http server refuses
+                 connections. With -devices N the first wakes are spread
+                 evenly over the period. -telemetry does not apply to it:
+                 its readings move from one wake to the next
+  -awake-idle DUR
+                 a sleeping device falls asleep after DUR without a
+                 request on any channel (default 3s)
+  -awake-max DUR a sleeping device's wake lasts at most DUR (default 60s)
   -ssl-ca VALUE  how a wss:// server's certificate is verified:
                    ca.pem       system roots (the default)
                    user_ca.pem  the CA in the -user-ca file
@@ -194,6 +211,10 @@ type settings struct {
 	localAddrs  *localAddrs // parsed -local-addr, nil without
 	shard       shard       // 0/1 without -shard
 	metricsAddr string      // "" without -metrics
+
+	wakeupPeriod time.Duration // device.Options.WakeupPeriod: 0 the model's, <0 never sleep
+	awakeIdle    time.Duration
+	awakeMax     time.Duration
 }
 
 // Bounds of the duration flags.
@@ -201,6 +222,8 @@ const (
 	minTelemetry = 100 * time.Millisecond
 	maxTelemetry = 24 * time.Hour
 	maxBootTime  = 10 * time.Minute
+	maxWakeup    = 7 * 24 * time.Hour
+	maxAwake     = time.Hour
 )
 
 // demo reports whether the flags ask for the embedded demo.
@@ -239,6 +262,9 @@ func parseFlags(args []string) (*settings, error) {
 	fs.StringVar(&s.localAddr, "local-addr", "", "")
 	shardFlag := fs.String("shard", "", "")
 	fs.StringVar(&s.metricsAddr, "metrics", "", "")
+	fs.DurationVar(&s.wakeupPeriod, "wakeup-period", 0, "")
+	fs.DurationVar(&s.awakeIdle, "awake-idle", shellyws.DefaultAwakeIdle, "")
+	fs.DurationVar(&s.awakeMax, "awake-max", shellyws.DefaultAwakeMax, "")
 	err := fs.Parse(args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -270,6 +296,20 @@ func parseFlags(args []string) (*settings, error) {
 	}
 	if s.bootTime <= 0 || s.bootTime > maxBootTime {
 		return nil, usageErr("-boot-time %v: want more than 0 and at most %v", s.bootTime, maxBootTime)
+	}
+	if set["wakeup-period"] {
+		if s.wakeupPeriod < 0 || s.wakeupPeriod > maxWakeup {
+			return nil, usageErr("-wakeup-period %v: want 0 (always on) to %v", s.wakeupPeriod, maxWakeup)
+		}
+		if s.wakeupPeriod == 0 {
+			s.wakeupPeriod = -1 // always on, whatever the model
+		}
+	}
+	if s.awakeIdle <= 0 || s.awakeIdle > maxAwake {
+		return nil, usageErr("-awake-idle %v: want more than 0 and at most %v", s.awakeIdle, maxAwake)
+	}
+	if s.awakeMax <= 0 || s.awakeMax > maxAwake {
+		return nil, usageErr("-awake-max %v: want more than 0 and at most %v", s.awakeMax, maxAwake)
 	}
 
 	if s.serverSet {
@@ -335,7 +375,7 @@ func parseFlags(args []string) (*settings, error) {
 		}
 	}
 	if s.demo() {
-		for _, name := range []string{"ssl-ca", "user-ca", "devices", "http", "profile", "telemetry", "boot-time", "local-addr", "shard", "metrics"} {
+		for _, name := range []string{"ssl-ca", "user-ca", "devices", "http", "profile", "telemetry", "boot-time", "local-addr", "shard", "metrics", "wakeup-period", "awake-idle", "awake-max"} {
 			if set[name] {
 				return nil, usageErr("-%s needs -server or -state; the demo takes only -id, -password and -v", name)
 			}

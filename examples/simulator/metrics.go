@@ -97,7 +97,7 @@ func newSimMetrics() *simMetrics {
 			Help: "Lost connections the devices redialled after, by reason (a Restart or the shutdown is not retried, so not counted here).",
 		}, []string{"reason"}),
 		descDevices: prometheus.NewDesc(metricsPrefix+"devices",
-			"Devices by the state of their outbound connection: connected, connecting, disconnected, closed, sleeping.", []string{"state"}, nil),
+			"Devices by the state of their outbound connection: connected, connecting, disconnected, closed, asleep.", []string{"state"}, nil),
 		descConnects: prometheus.NewDesc(metricsPrefix+"connects_total",
 			"Connections that came up (NotifyFullStatus sent).", nil, nil),
 		descDisconnects: prometheus.NewDesc(metricsPrefix+"disconnects_total",
@@ -138,11 +138,11 @@ func (m *simMetrics) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector: one pass over the fleet.
 func (m *simMetrics) Collect(ch chan<- prometheus.Metric) {
-	states := map[string]int{"connected": 0, "connecting": 0, "disconnected": 0, "closed": 0, "sleeping": 0}
+	states := map[string]int{"connected": 0, "connecting": 0, "disconnected": 0, "closed": 0, "asleep": 0}
 	var st shellyws.Stats
 	for _, d := range m.devices {
 		c := d.Component()
-		states[c.State().String()]++
+		states[d.State().String()]++
 		s := c.Stats()
 		st.Connects += s.Connects
 		st.Disconnects += s.Disconnects

@@ -86,8 +86,8 @@ type Options struct {
 	// few milliseconds. Default: DefaultRebootDelay (1 s).
 	RebootDelay time.Duration
 	// BootTime is how long the device takes to come back after a reboot
-	// (section 11). It is kept for the reboot path (BootTime returns it).
-	// Default: DefaultBootTime.
+	// (section 11): shellyws.WithBootTime, and for a sleeping device the
+	// time to the wake after a reboot. Default: DefaultBootTime.
 	BootTime time.Duration
 	// Load is the power in watts drawn while a metering switch or light is
 	// on; apower, current and aenergy follow from it. Default: a switch
@@ -114,6 +114,37 @@ type Options struct {
 	// timestamps (it is passed on with shellyws.WithClock). Timers run on
 	// real time. Default: time.Now.
 	Now func() time.Time
+	// OnDown, if set, is called when the device goes down: a reboot took
+	// it down (its connections are dropped by then) or it fell asleep.
+	// The simulator closes the device's -http listener there, so that
+	// connections are refused as by a device that is off. Default: none.
+	OnDown func()
+	// OnUp, if set, is called when the device is up again: a reboot's
+	// boot time is over, or a wake starts; before it dials. The
+	// simulator listens again there. Default: none.
+	OnUp func()
+
+	// WakeupPeriod makes the device a sleeping (battery) device with this
+	// time from falling asleep to the next wake (protocol section 9),
+	// reported in whole seconds as sys.wakeup_period. 0 takes the model's
+	// sys.wakeup_period: a model whose dump has one above 0 (Plus H&T,
+	// Plus Smoke…) sleeps. Negative keeps any model always on.
+	WakeupPeriod time.Duration
+	// AwakeIdle and AwakeMax are a sleeping device's idle time and cap per
+	// wake (shellyws.WithAwakeIdle, WithAwakeMax). Default: the library's,
+	// 3 s and 60 s.
+	AwakeIdle, AwakeMax time.Duration
+	// FirstWake is when a sleeping device first wakes after Start: 0 at
+	// once. A fleet spreads it over the period.
+	FirstWake time.Duration
+	// ClockSync is how long into a wake a sleeping device's clock gets
+	// set, as by SNTP: before it "ts" counts seconds since the wake
+	// (shellyws.WithBootClock) and sys.time and sys.unixtime are null.
+	// Default: DefaultClockSync (1 s); negative: never set in a wake.
+	ClockSync time.Duration
+	// OnWake and OnSleep, if set, are called at the start and the end of
+	// each wake of a sleeping device. Default: none.
+	OnWake, OnSleep func(WakeInfo)
 }
 
 // Device is a simulated Shelly device of one profile: it answers the RPC
@@ -137,6 +168,13 @@ type Device struct {
 	loadSet     bool // Options.Load was given: it wins over the dump's apower
 	seed        uint32
 	onRequest   func(*shellyws.Request, error)
+	onDown      func()
+	onUp        func()
+	period      time.Duration // between wakes; 0 for a device always on
+	firstWake   time.Duration
+	clockSync   time.Duration
+	onWake      func(WakeInfo)
+	onSleep     func(WakeInfo)
 
 	// notifyMu orders state changes with their notifications: it is taken
 	// before mu and held while the notification is queued, so a server
@@ -148,14 +186,23 @@ type Device struct {
 	resetReason     int
 	cfgRev          int
 	restartRequired bool
-	tick            uint64 // telemetry periods so far
-	parts           []part // the stateful components, in key order
-	running         bool   // Run is running
-	ran             bool   // Run was called
-	rebootTimer     *time.Timer
+	tick            uint64      // telemetry periods so far
+	parts           []part      // the stateful components, in key order
+	running         bool        // Run is running
+	ran             bool        // Run was called
+	rebootPending   bool        // Shelly.Reboot answered, not fired yet
+	rebootTimer     *time.Timer // armed once the answer is on the wire
 	rebootAt        time.Time
+	rebootRelease   func() // a sleeping device's HoldAwake until the reboot
 	telemetryTimer  *time.Timer
 	timers          sync.WaitGroup // timer callbacks Run must wait for
+
+	// A sleeping device's cycle; see sleep.go.
+	ctx                  context.Context // Start's
+	stopped              chan struct{}   // closed when Start's context ended
+	nextWake, clockTimer *time.Timer
+	awake                bool
+	wakeBoot, wakeCause  string // sys.wakeup_reason of the wake
 }
 
 // New returns a device built from o. It fails if the id is invalid or the
@@ -212,6 +259,15 @@ func New(o Options) (*Device, error) {
 		loadSet:     loadSet,
 		seed:        h.Sum32(),
 		onRequest:   o.OnRequest,
+		onDown:      o.OnDown,
+		onUp:        o.OnUp,
+		period:      wakeupPeriod(p, o.WakeupPeriod),
+		firstWake:   max(o.FirstWake, 0),
+		clockSync:   o.ClockSync,
+		onWake:      o.OnWake,
+		onSleep:     o.OnSleep,
+		wakeBoot:    BootPowerOn,
+		wakeCause:   CauseUndefined,
 		bootedAt:    now(),
 		resetReason: resetPowerOn,
 		cfgRev:      m.cfgRev,
@@ -222,6 +278,9 @@ func New(o Options) (*Device, error) {
 		shellyws.WithDispatcher(shellyws.DispatcherFunc(d.dispatch)),
 		shellyws.WithFullStatus(func(ctx context.Context) (map[string]any, error) { return d.fullStatus(ctx) }),
 		shellyws.WithOnConfigSaved(d.configSaved),
+		shellyws.WithBootTime(o.BootTime),
+		shellyws.WithOnReboot(d.rebooted),
+		shellyws.WithOnBoot(d.up),
 	}
 	if o.Store != nil {
 		opts = append(opts, shellyws.WithConfigStore(o.Store))
@@ -235,6 +294,12 @@ func New(o Options) (*Device, error) {
 	if o.Now != nil {
 		opts = append(opts, shellyws.WithClock(o.Now))
 	}
+	if d.period > 0 {
+		if d.clockSync == 0 {
+			d.clockSync = DefaultClockSync
+		}
+		opts = append(opts, shellyws.WithBootClock(), shellyws.WithAwakeIdle(o.AwakeIdle), shellyws.WithAwakeMax(o.AwakeMax))
+	}
 	opts = append(opts, o.Extra...)
 	comp, err := shellyws.New(d.id, opts...)
 	if err != nil {
@@ -243,6 +308,18 @@ func New(o Options) (*Device, error) {
 	d.comp = comp
 	comp.Register(d.wsMux)
 	return d, nil
+}
+
+// wakeupPeriod is the period of a device of p given o's WakeupPeriod.
+func wakeupPeriod(p *profile.Profile, o time.Duration) time.Duration {
+	switch {
+	case o < 0:
+		return 0
+	case o > 0:
+		return o
+	}
+	secs, _ := p.Status.Object("sys").Number("wakeup_period")
+	return time.Duration(secs) * time.Second
 }
 
 // macOf checks id, "<prefix>-<12 hex digits>", and returns its MAC in
@@ -293,9 +370,17 @@ func (d *Device) Methods() []string { return d.m.methods }
 
 // Run runs the device until ctx ends: the component's connection and the
 // device's timers (Shelly.Reboot's delay, toggle_after, cover movement,
-// telemetry). It returns after everything it started has exited. It may be
-// called once; a second call returns shellyws.ErrAlreadyRunning.
+// telemetry); a sleeping device runs its wake cycle (see Start). It
+// returns after everything it started has exited. It may be called once; a
+// second call returns shellyws.ErrAlreadyRunning.
 func (d *Device) Run(ctx context.Context) error {
+	if d.sleeping() {
+		if err := d.Start(ctx); err != nil {
+			return err
+		}
+		d.Wait()
+		return nil
+	}
 	d.mu.Lock()
 	if d.ran {
 		d.mu.Unlock()
@@ -311,8 +396,7 @@ func (d *Device) Run(ctx context.Context) error {
 
 	d.mu.Lock()
 	d.running = false
-	d.stopTimerLocked(d.rebootTimer)
-	d.rebootTimer = nil
+	d.stopRebootLocked()
 	d.stopTimerLocked(d.telemetryTimer)
 	d.telemetryTimer = nil
 	for _, pt := range d.parts {
@@ -390,8 +474,10 @@ func (d *Device) configSaved(shellyws.Config) {
 	d.notify(map[string]any{"sys": map[string]any{"cfg_rev": rev, "restart_required": true}})
 }
 
-// scheduleReboot arms the Shelly.Reboot timer.
-func (d *Device) scheduleReboot(delay time.Duration) error {
+// scheduleReboot arms the Shelly.Reboot timer once the answer is on the
+// wire (shellyws.AfterReply), so the answer always leaves before anything
+// drops. A sleeping device stays awake until the reboot fires.
+func (d *Device) scheduleReboot(ctx context.Context, delay time.Duration) error {
 	floor := min(d.rebootDelay, maxMinRebootDelay)
 	if delay < floor {
 		delay = floor
@@ -401,29 +487,81 @@ func (d *Device) scheduleReboot(delay time.Duration) error {
 	if !d.running {
 		return errNotRunning
 	}
-	if d.rebootTimer != nil {
+	if d.rebootPending {
 		left := max(time.Until(d.rebootAt), 0)
 		return shellyws.Errorf(shellyws.CodeFailedPrecondition, "shutting down in %d ms", left.Milliseconds())
 	}
+	d.rebootPending = true
 	d.rebootAt = time.Now().Add(delay)
-	d.rebootTimer = d.startTimerLocked(delay, d.reboot)
+	if d.sleeping() {
+		d.rebootRelease = d.comp.HoldAwake()
+	}
+	arm := func() {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if d.running && d.rebootPending && d.rebootTimer == nil {
+			d.rebootTimer = d.startTimerLocked(max(time.Until(d.rebootAt), 0), d.reboot)
+		}
+	}
+	if !shellyws.AfterReply(ctx, arm) {
+		// Not served by a channel (Dispatch called directly): nothing to
+		// wait for.
+		d.rebootTimer = d.startTimerLocked(delay, d.reboot)
+	}
 	return nil
 }
 
-// reboot is the Shelly.Reboot timer firing: the device's RAM is reset
-// (Boot) and the component restarted with the stored config, which closes
-// the connection with 1012 and dials the server it names now.
+// stopRebootLocked forgets a pending reboot when Run ends.
+func (d *Device) stopRebootLocked() {
+	d.stopTimerLocked(d.rebootTimer)
+	d.rebootTimer, d.rebootPending = nil, false
+	if d.rebootRelease != nil {
+		d.rebootRelease()
+		d.rebootRelease = nil
+	}
+}
+
+// reboot is the Shelly.Reboot timer firing. A device that is always on
+// reboots its component (shellyws.Component.Reboot): every connection
+// drops, the queue is emptied, and after the boot time it dials with the
+// stored config; rebooted and up run on the way. A sleeping device ends its
+// wake instead and wakes again after the boot time (see sleep.go).
 func (d *Device) reboot(self *time.Timer) {
 	d.mu.Lock()
 	if d.rebootTimer != self || !d.running {
 		d.mu.Unlock()
 		return
 	}
-	d.rebootTimer = nil
+	d.rebootTimer, d.rebootPending = nil, false
+	release := d.rebootRelease
+	d.rebootRelease = nil
+	sleeping := d.sleeping()
 	d.mu.Unlock()
-	d.Boot()
 	d.log.Info("simulator: rebooting")
-	d.comp.Restart()
+	if !sleeping {
+		d.comp.Reboot()
+		return
+	}
+	d.rebootSleeping()
+	if release != nil {
+		release()
+	}
+}
+
+// rebooted is the component's WithOnReboot: the connections are gone; RAM
+// is lost and the device is unreachable until up.
+func (d *Device) rebooted() {
+	d.Boot()
+	if d.onDown != nil {
+		d.onDown()
+	}
+}
+
+// up is the component's WithOnBoot, and the start of every wake.
+func (d *Device) up() {
+	if d.onUp != nil {
+		d.onUp()
+	}
 }
 
 // Boot resets what a device keeps in RAM, as a restart does: a new boot

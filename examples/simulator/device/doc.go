@@ -41,9 +41,18 @@
 // {"switch:0":{"id":0,"output":true,"source":"WS_in"}}; after a Ws.SetConfig
 // a NotifyEvent {"component":"sys","event":"config_changed",
 // "restart_required":true,"cfg_rev":N} follows, then the delta
-// {"sys":{"cfg_rev":N,"restart_required":true}}. Shelly.Reboot answers null,
-// then calls Boot and restarts the component, so a server that changed the
-// ws config with Ws.SetConfig sees the device move to the new server.
+// {"sys":{"cfg_rev":N,"restart_required":true}}. Shelly.Reboot answers null
+// and, once the answer is on the wire and delay_ms is over, reboots as a
+// power cycle looks (protocol section 11): shellyws.Component.Reboot drops
+// every connection and the notification queue, Boot resets the RAM state,
+// Options.OnDown and OnUp close and reopen the web server, and after the
+// boot time the device dials the server its stored config names, so a
+// server that changed it with Ws.SetConfig sees the device move there.
+//
+// A model whose dump has sys.wakeup_period above 0 (or any model with
+// Options.WakeupPeriod) is a sleeping device: Start runs its wake cycle on
+// timers, with no goroutine and no connection between wakes (see Start and
+// protocol section 9).
 //
 // Everything time-dependent (uptime, unixtime, energy, cover position) is
 // computed when asked: a process can hold thousands of devices without a

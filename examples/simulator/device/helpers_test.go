@@ -59,6 +59,9 @@ func startDevice(t testing.TB, o device.Options) *device.Device {
 	if o.RebootDelay == 0 {
 		o.RebootDelay = 20 * time.Millisecond
 	}
+	if o.BootTime == 0 {
+		o.BootTime = 20 * time.Millisecond
+	}
 	d, err := device.New(o)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -234,7 +234,7 @@ func (d *Device) keyOf(typ string, instanced bool, req *shellyws.Request) (strin
 
 // rebootRPC answers Shelly.Reboot with null at once and reboots after
 // delay_ms.
-func rebootRPC(d *Device, _ context.Context, req *shellyws.Request) (any, error) {
+func rebootRPC(d *Device, ctx context.Context, req *shellyws.Request) (any, error) {
 	var p struct {
 		DelayMS *float64 `json:"delay_ms"`
 	}
@@ -249,7 +249,7 @@ func rebootRPC(d *Device, _ context.Context, req *shellyws.Request) (any, error)
 		}
 		delay = time.Duration(*p.DelayMS * float64(time.Millisecond))
 	}
-	if err := d.scheduleReboot(delay); err != nil {
+	if err := d.scheduleReboot(ctx, delay); err != nil {
 		return nil, err
 	}
 	return nil, nil

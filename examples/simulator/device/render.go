@@ -75,13 +75,32 @@ func (d *Device) sysPatchLocked(obj *profile.Object, now time.Time) profile.Patc
 		}
 	}
 	set("restart_required", d.restartRequired)
-	if s, ok := obj.String("time"); ok && s != "" {
-		set("time", now.UTC().Format("15:04"))
+	if d.sleeping() {
+		// Every wake is a boot: uptime since the wake, no clock until
+		// SNTP set it.
+		set("wakeup_period", max(int64(d.period.Round(time.Second)/time.Second), 1))
+		set("wakeup_reason", profile.Patch{{Key: "boot", Val: d.wakeBoot}, {Key: "cause", Val: d.wakeCause}})
+		set("uptime", int64(d.comp.SinceBoot()/time.Second))
+		if !d.comp.ClockSet() {
+			set("time", nil)
+			set("unixtime", nil)
+			set("last_sync_ts", nil)
+		} else {
+			set("time", now.Format("15:04"))
+			set("unixtime", now.Unix())
+		}
+	} else {
+		if obj.Has("wakeup_period") {
+			set("wakeup_period", 0)
+		}
+		if s, ok := obj.String("time"); ok && s != "" {
+			set("time", now.UTC().Format("15:04"))
+		}
+		if _, ok := obj.Number("unixtime"); ok {
+			set("unixtime", now.Unix())
+		}
+		set("uptime", int64(now.Sub(d.bootedAt)/time.Second))
 	}
-	if _, ok := obj.Number("unixtime"); ok {
-		set("unixtime", now.Unix())
-	}
-	set("uptime", int64(now.Sub(d.bootedAt)/time.Second))
 	set("cfg_rev", d.cfgRev)
 	set("reset_reason", d.resetReason)
 	return p
