@@ -247,6 +247,14 @@ func (c *Component) Register(m *Mux) {
 	m.HandleFunc(SetAuthMethod, c.rpcSetAuth)
 }
 
+// OwnMethods returns a Dispatcher of the component's own methods, the ones
+// Register puts on a Mux (Ws.GetConfig, Ws.SetConfig, Ws.GetStatus,
+// Shelly.SetAuth) plus a Shelly.ListMethods listing them. It holds no map:
+// a fleet of thousands of devices in one process pays nothing per device
+// for it, where a Mux each would cost a few KiB. Methods are matched
+// case-insensitively; any other method is answered with CodeNoHandler.
+func (c *Component) OwnMethods() Dispatcher { return ownMethods{c} }
+
 func (c *Component) rpcGetConfig(context.Context, *Request) (any, error) {
 	return c.GetConfig(), nil
 }
