@@ -59,6 +59,7 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 	if s.localAddrs != nil {
 		dialFrom = s.localAddrs.dialers(s.devices)
 	}
+	gate := newDialGate(maxHandshakes)
 	var metrics *simMetrics
 	if s.metricsAddr != "" {
 		metrics = newSimMetrics()
@@ -114,9 +115,11 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 				out.printf("%s %s", clock(), describeRequest(req, err))
 			}
 		}
+		var dial dialFunc
 		if dialFrom != nil {
-			o.Extra = append(o.Extra, shellyws.WithDialContext(dialFrom(i)))
+			dial = dialFrom(i)
 		}
+		o.Extra = append(o.Extra, shellyws.WithDialContext(gate.wrap(dial)))
 		var built func(*device.Device)
 		if metrics != nil {
 			var newBackoff func() backoff.BackOff
