@@ -54,7 +54,7 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 		userCA = func() ([]byte, error) { return os.ReadFile(path) }
 	}
 	single := s.devices == 1
-	gcNote := applyGCDefaults(s.devices, envOrEmpty)
+	gcNote, adaptGC := applyGCDefaults(s.devices, envOrEmpty)
 	var dialFrom func(i int) dialFunc
 	if s.localAddrs != nil {
 		dialFrom = s.localAddrs.dialers(s.devices)
@@ -212,6 +212,9 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 	}
 	if !single {
 		wg.Go(func() { printStatus(ctx, out, devices) })
+	}
+	if adaptGC {
+		wg.Go(func() { watchGC(ctx, devices) })
 	}
 	<-ctx.Done()
 	out.printf("%s stopping %d device(s): closing with 1001 (going away)", clock(), len(devices))

@@ -1,29 +1,82 @@
 package main
 
 import (
+	"context"
 	"runtime/debug"
+	"time"
+
+	"github.com/shellyws/shellyws"
+	"github.com/shellyws/shellyws/examples/simulator/device"
 )
 
 // Fleet GC defaults. A fleet's live heap is mostly idle connections; at
 // Go's default GOGC=100 the heap may grow to twice that before a
 // collection, which for 100,000 devices is gigabytes of headroom. An idle
-// fleet allocates little, so a tighter target costs little CPU.
+// fleet allocates little (its keepalive), so a tight target costs little
+// CPU once it is connected. While many devices dial (the start, a server's
+// restart) the heap churns through handshakes; a tight target then makes
+// the collector run every few hundred connections and slows the dials, so
+// the fleet runs with Go's default until it has settled.
 const (
-	// fleetThreshold is the -devices count above which fleetGOGC applies.
+	// fleetThreshold is the -devices count above which the fleet GC applies.
 	fleetThreshold = 1000
-	// fleetGOGC is the GC target percentage of a fleet: the heap may grow
-	// by a quarter of the live heap before the next collection.
-	fleetGOGC = 25
+	// fleetGOGC is the GC target percentage of a settled fleet: the heap
+	// may grow by 15 % of the live heap before the next collection.
+	fleetGOGC = 15
+	// dialingGOGC is the target while at least dialingShare of the fleet is
+	// connecting or waiting to redial.
+	dialingGOGC = 100
+	// dialingShare is the share of the fleet (1/dialingShare) not connected
+	// that counts as dialing in numbers.
+	dialingShare = 100
+	// gcWatchEvery is how often the fleet's states are counted.
+	gcWatchEvery = time.Second
 )
 
-// applyGCDefaults sets GOGC to fleetGOGC for more than fleetThreshold
-// devices unless GOGC or GOMEMLIMIT is in the environment: whoever set
-// those chose for themselves (the runtime applies them as usual). It
-// returns what it did, for the start-up line, or "".
-func applyGCDefaults(devices int, getenv func(string) string) string {
+// applyGCDefaults reports whether the fleet GC applies: more than
+// fleetThreshold devices and neither GOGC nor GOMEMLIMIT in the
+// environment (whoever set those chose for themselves; the runtime applies
+// them as usual). If it applies, it sets GOGC to dialingGOGC for the start
+// and returns the note for the start-up line; watchGC does the rest.
+func applyGCDefaults(devices int, getenv func(string) string) (note string, adapt bool) {
 	if devices <= fleetThreshold || getenv("GOGC") != "" || getenv("GOMEMLIMIT") != "" {
-		return ""
+		return "", false
 	}
-	debug.SetGCPercent(fleetGOGC)
-	return "GOGC=25 for a fleet (set GOGC or GOMEMLIMIT to choose)"
+	debug.SetGCPercent(dialingGOGC)
+	return "GOGC=15 for a connected fleet, 100 while it dials (set GOGC or GOMEMLIMIT to choose)", true
+}
+
+// fleetGCPercent is the GC target for a fleet of n devices of which
+// unsettled are connecting or disconnected.
+func fleetGCPercent(n, unsettled int) int {
+	if unsettled > 0 && unsettled >= n/dialingShare {
+		return dialingGOGC
+	}
+	return fleetGOGC
+}
+
+// watchGC sets the GC target from the fleet's states every gcWatchEvery
+// until ctx ends: a few atomic loads per device and second.
+func watchGC(ctx context.Context, devices []*device.Device) {
+	t := time.NewTicker(gcWatchEvery)
+	defer t.Stop()
+	cur := dialingGOGC
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		unsettled := 0
+		for _, d := range devices {
+			switch d.Component().State() {
+			case shellyws.StateConnecting, shellyws.StateDisconnected:
+				unsettled++
+			}
+		}
+		if p := fleetGCPercent(len(devices), unsettled); p != cur {
+			debug.SetGCPercent(p)
+			cur = p
+		}
+	}
 }
