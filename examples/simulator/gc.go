@@ -76,6 +76,12 @@ func watchGC(ctx context.Context, devices []*device.Device) {
 		}
 		if p := fleetGCPercent(len(devices), unsettled); p != cur {
 			debug.SetGCPercent(p)
+			if p == fleetGOGC {
+				// The dials' garbage is gone with the next collection, but
+				// the runtime keeps the freed pages and hands them back to
+				// the system only slowly; settled, return them now.
+				debug.FreeOSMemory()
+			}
 			cur = p
 		}
 	}
