@@ -29,8 +29,10 @@ const (
 	// dialingShare is the share of the fleet (1/dialingShare) not connected
 	// that counts as dialing in numbers.
 	dialingShare = 100
-	// gcWatchEvery is how often the fleet's states are counted.
-	gcWatchEvery = time.Second
+	// gcWatchEvery is how often the fleet's states are counted; the fleet
+	// counts as settled after settledTicks counts in a row.
+	gcWatchEvery = 250 * time.Millisecond
+	settledTicks = 2
 )
 
 // applyGCDefaults reports whether the fleet GC applies: more than
@@ -56,11 +58,12 @@ func fleetGCPercent(n, unsettled int) int {
 }
 
 // watchGC sets the GC target from the fleet's states every gcWatchEvery
-// until ctx ends: a few atomic loads per device and second.
+// until ctx ends: a few atomic loads per device and second. It goes up at
+// once and down after settledTicks settled counts in a row.
 func watchGC(ctx context.Context, devices []*device.Device) {
 	t := time.NewTicker(gcWatchEvery)
 	defer t.Stop()
-	cur := dialingGOGC
+	cur, settled := dialingGOGC, 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -74,7 +77,15 @@ func watchGC(ctx context.Context, devices []*device.Device) {
 				unsettled++
 			}
 		}
-		if p := fleetGCPercent(len(devices), unsettled); p != cur {
+		p := fleetGCPercent(len(devices), unsettled)
+		if p == fleetGOGC {
+			if settled++; settled < settledTicks {
+				continue
+			}
+		} else {
+			settled = 0
+		}
+		if p != cur {
 			debug.SetGCPercent(p)
 			if p == fleetGOGC {
 				// The dials' garbage is gone with the next collection, but
