@@ -36,16 +36,17 @@ const (
 )
 
 // applyGCDefaults reports whether the fleet GC applies: more than
-// fleetThreshold devices and neither GOGC nor GOMEMLIMIT in the
-// environment (whoever set those chose for themselves; the runtime applies
-// them as usual). If it applies, it sets GOGC to dialingGOGC for the start
-// and returns the note for the start-up line; watchGC does the rest.
+// fleetThreshold devices and no GOGC in the environment (whoever set it
+// chose for themselves). A GOMEMLIMIT is a ceiling the runtime keeps
+// either way, so it does not turn the fleet GC off. If it applies, it sets
+// GOGC to dialingGOGC for the start and returns the note for the start-up
+// line; watchGC does the rest.
 func applyGCDefaults(devices int, getenv func(string) string) (note string, adapt bool) {
-	if devices <= fleetThreshold || getenv("GOGC") != "" || getenv("GOMEMLIMIT") != "" {
+	if devices <= fleetThreshold || getenv("GOGC") != "" {
 		return "", false
 	}
 	debug.SetGCPercent(dialingGOGC)
-	return "GOGC=15 for a connected fleet, 100 while it dials (set GOGC or GOMEMLIMIT to choose)", true
+	return "GOGC=15 for a connected fleet, 100 while it dials (set GOGC to choose)", true
 }
 
 // fleetGCPercent is the GC target for a fleet of n devices of which

@@ -29,7 +29,7 @@ func TestFleetGC(t *testing.T) {
 		{1000, nil, false},
 		{1001, nil, true},
 		{100000, map[string]string{"GOGC": "50"}, false},
-		{100000, map[string]string{"GOMEMLIMIT": "1GiB"}, false},
+		{100000, map[string]string{"GOMEMLIMIT": "1GiB"}, true},
 	} {
 		prev := debug.SetGCPercent(100)
 		_, adapt := applyGCDefaults(tc.devices, env(tc.env))

@@ -145,8 +145,8 @@ Flags:
 Environment: with -devices above 1000 the simulator runs with GOGC=15 once
 the fleet has connected (the heap grows by 15 % before a collection, not
 double) and Go's default GOGC=100 while 1 % or more of the fleet is dialing,
-unless GOGC or GOMEMLIMIT is set; in a container set GOMEMLIMIT to about 90%
-of its memory limit.
+unless GOGC is set; in a container also set GOMEMLIMIT to about 90% of its
+memory limit.
 
 Exit status: 0 when done or interrupted, 1 on failure (e.g. the -http port
 is taken), 2 for invalid flags (an -http address that is not HOST:PORT or not
