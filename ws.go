@@ -239,7 +239,9 @@ func (c *Component) activeConfig() (Config, context.Context) {
 }
 
 // Register adds the component's RPC methods, Ws.GetConfig, Ws.SetConfig,
-// Ws.GetStatus and Shelly.SetAuth, to m.
+// Ws.GetStatus and Shelly.SetAuth, to m. A Dispatcher that routes these
+// methods itself can hand them to OwnMethods instead, with no Mux per
+// component.
 func (c *Component) Register(m *Mux) {
 	m.HandleFunc("Ws.GetConfig", c.rpcGetConfig)
 	m.HandleFunc("Ws.SetConfig", c.rpcSetConfig)
