@@ -53,10 +53,9 @@ const maxPingGrain = 100 * time.Millisecond
 
 // pingDelay is iv, made up to 1/256 of it (at most maxPingGrain) longer so
 // that the ping falls on a multiple of that grain of the clock. Thousands
-// of connections in one process then ping in a few batches per second
-// rather than one by one, and the runtime wakes for each batch once: for
-// 10,000 idle devices that is most of the idle CPU that is not the
-// pings' own writes and reads.
+// of connections in one process then ping in about ten batches a second
+// rather than one by one, and the runtime wakes once per batch, not per
+// ping. now is real time, not WithClock's: the timer runs on real time.
 func pingDelay(iv time.Duration, now time.Time) time.Duration {
 	g := int64(min(iv/256, maxPingGrain))
 	if g <= 0 {
