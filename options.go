@@ -218,9 +218,11 @@ func WithDialTimeout(d time.Duration) Option { return func(o *options) { o.dialT
 // the connection; it must be positive. Default: DefaultWriteTimeout (10 s).
 func WithWriteTimeout(d time.Duration) Option { return func(o *options) { o.writeTimeout = d } }
 
-// WithPing sets the keepalive: a ping every interval, and the connection is
-// dropped and redialled when its pong does not arrive within timeout, so a
-// half-open connection is noticed within interval+timeout. An interval of 0
+// WithPing sets the keepalive: a ping every interval (made up to 1/256 of
+// it, at most 100 ms, longer so that the pings of many connections in one
+// process go out together), and the connection is dropped and redialled
+// when its pong does not arrive within timeout, so a half-open connection
+// is noticed within interval+timeout plus that grain. An interval of 0
 // disables the device's own pings (it still answers the server's) and
 // timeout is then ignored; a negative interval, or a timeout that is not
 // positive with pings on, makes New fail. Default:

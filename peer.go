@@ -203,7 +203,7 @@ func (p *peer) run(stops ...stopOn) peerEnd {
 	if iv := p.c.opts.pingInterval; iv > 0 {
 		p.mu.Lock()
 		p.wg.Add(1) // for the armed ping; see pingOnce
-		p.ping = time.AfterFunc(iv, p.pingOnce)
+		p.ping = time.AfterFunc(pingDelay(iv, time.Now()), p.pingOnce)
 		p.mu.Unlock()
 	}
 	p.kick() // notifications queued before the connection

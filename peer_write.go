@@ -44,8 +44,25 @@ func (p *peer) rearmPing() {
 	defer p.mu.Unlock()
 	if p.live {
 		p.wg.Add(1)
-		p.ping.Reset(p.c.opts.pingInterval)
+		p.ping.Reset(pingDelay(p.c.opts.pingInterval, time.Now()))
 	}
+}
+
+// maxPingGrain bounds how late pingDelay makes a ping.
+const maxPingGrain = 100 * time.Millisecond
+
+// pingDelay is iv, made up to 1/256 of it (at most maxPingGrain) longer so
+// that the ping falls on a multiple of that grain of the clock. Thousands
+// of connections in one process then ping in about ten batches a second
+// rather than one by one, and the runtime wakes once per batch, not per
+// ping. now is real time, not WithClock's: the timer runs on real time.
+func pingDelay(iv time.Duration, now time.Time) time.Duration {
+	g := int64(min(iv/256, maxPingGrain))
+	if g <= 0 {
+		return iv
+	}
+	at := now.Add(iv).UnixNano()
+	return iv + time.Duration((g-at%g)%g)
 }
 
 // notify queues a notification for the peer once it has a dst. It runs on

@@ -373,3 +373,43 @@ func TestAsErrorTypedNil(t *testing.T) {
 		assert.NotEmpty(t, got.Message)
 	}
 }
+
+func TestComponentOwnMethodsAnswerAsRegister(t *testing.T) {
+	// OwnMethods must answer every request exactly as a Mux filled by
+	// Register does, so a fleet can use it instead of a Mux per device.
+	viaMux, err := shellyws.New(testDeviceID)
+	require.NoError(t, err)
+	m := shellyws.NewMux()
+	viaMux.Register(m)
+	own, err := shellyws.New(testDeviceID)
+	require.NoError(t, err)
+	d := own.OwnMethods()
+
+	steps := []struct{ method, params string }{
+		{"Ws.GetConfig", ""},
+		{"ws.getstatus", ""},
+		{"WS.SETCONFIG", `{"config":{"enable":true,"server":"ws://127.0.0.1:1/rpc"}}`},
+		{"Ws.GetConfig", ""},
+		{"Ws.SetConfig", `{"config":{"enable":"yes"}}`},
+		{"Ws.SetConfig", `{"config":{"server":"ftp://127.0.0.1/"}}`},
+		{"Ws.GetConfig", ""},
+		{"Shelly.SetAuth", `{"user":"admin","realm":"` + testDeviceID + `","ha1":null}`},
+		{"Shelly.SetAuth", `{"user":"root"}`},
+		{"Ws.Nope", ""},
+	}
+	for _, s := range steps {
+		want, wantErr := dispatch(t, m, s.method, s.params)
+		got, gotErr := dispatch(t, d, s.method, s.params)
+		if wantErr != nil {
+			require.Error(t, gotErr, s.method)
+			assert.Equal(t, shellyws.AsError(wantErr).Code, shellyws.AsError(gotErr).Code, s.method)
+			assert.Equal(t, shellyws.AsError(wantErr).Message, shellyws.AsError(gotErr).Message, s.method)
+			continue
+		}
+		require.NoError(t, gotErr, s.method)
+		assert.JSONEq(t, want, got, s.method)
+	}
+	got, err := dispatch(t, d, "shelly.listmethods", "")
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"methods":["Shelly.ListMethods","Shelly.SetAuth","Ws.GetConfig","Ws.GetStatus","Ws.SetConfig"]}`, got)
+}

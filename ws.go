@@ -246,13 +246,23 @@ func (c *Component) activeConfig() (Config, context.Context) {
 }
 
 // Register adds the component's RPC methods, Ws.GetConfig, Ws.SetConfig,
-// Ws.GetStatus and Shelly.SetAuth, to m.
+// Ws.GetStatus and Shelly.SetAuth, to m. A Dispatcher that routes these
+// methods itself can hand them to OwnMethods instead, with no Mux per
+// component.
 func (c *Component) Register(m *Mux) {
 	m.HandleFunc("Ws.GetConfig", c.rpcGetConfig)
 	m.HandleFunc("Ws.SetConfig", c.rpcSetConfig)
 	m.HandleFunc("Ws.GetStatus", c.rpcGetStatus)
 	m.HandleFunc(SetAuthMethod, c.rpcSetAuth)
 }
+
+// OwnMethods returns a Dispatcher of the component's own methods, the ones
+// Register puts on a Mux (Ws.GetConfig, Ws.SetConfig, Ws.GetStatus,
+// Shelly.SetAuth) plus a Shelly.ListMethods listing them. It holds no map:
+// a fleet of thousands of devices in one process pays nothing per device
+// for it, where a Mux each would cost a few KiB. Methods are matched
+// case-insensitively; any other method is answered with CodeNoHandler.
+func (c *Component) OwnMethods() Dispatcher { return ownMethods{c} }
 
 func (c *Component) rpcGetConfig(context.Context, *Request) (any, error) {
 	return c.GetConfig(), nil

@@ -26,6 +26,7 @@ var (
 	flagEnv      = flag.String("bb.env", "", "extra environment of the simulator, space-separated, e.g. GOGC=50")
 	flagLocal    = flag.String("bb.local-addr", "", "the simulator's -local-addr, e.g. 127.0.0.0/24 past ~28,000 devices")
 	flagNoBareFl = flag.Bool("bb.nobarefleet", false, "skip the bare fleet's RSS")
+	flagMetrics  = flag.String("bb.metrics", "", "the fleet simulator's -metrics address, e.g. 127.0.0.1:9090, to profile it during the run through /debug/pprof")
 )
 
 // config is one run's parameters.
@@ -33,7 +34,7 @@ type config struct {
 	n, pairs, seq, pipe, samples int
 	down, gap, settle, idle      time.Duration
 	env                          []string
-	localAddr                    string
+	localAddr, metrics           string
 	bareFleet                    bool
 }
 
@@ -41,7 +42,7 @@ func configFromFlags() config {
 	return config{
 		n: *flagN, pairs: *flagPairs, seq: *flagSeq, pipe: *flagPipe, samples: *flagSamples,
 		down: *flagDown, gap: *flagGap, settle: *flagSettle, idle: *flagIdle, env: strings.Fields(*flagEnv),
-		localAddr: *flagLocal, bareFleet: !*flagNoBareFl,
+		localAddr: *flagLocal, metrics: *flagMetrics, bareFleet: !*flagNoBareFl,
 	}
 }
 
@@ -232,6 +233,9 @@ func run(ctx context.Context, cfg config, dir string, logf func(string, ...any))
 	var extra []string
 	if cfg.localAddr != "" {
 		extra = append(extra, "-local-addr", cfg.localAddr)
+	}
+	if cfg.metrics != "" {
+		extra = append(extra, "-metrics", cfg.metrics)
 	}
 	sim, err := startSimulator(bin, srv.URL(), "shellyplus1pm-00000a000000", cfg.n, cfg.env, extra...)
 	if err != nil {

@@ -54,11 +54,12 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 		userCA = func() ([]byte, error) { return os.ReadFile(path) }
 	}
 	single := s.devices == 1
-	gcNote := applyGCDefaults(s.devices, envOrEmpty)
+	gcNote, adaptGC := applyGCDefaults(s.devices, envOrEmpty)
 	var dialFrom func(i int) dialFunc
 	if s.localAddrs != nil {
 		dialFrom = s.localAddrs.dialers(s.devices)
 	}
+	gate := newDialGate(maxHandshakes)
 	var metrics *simMetrics
 	if s.metricsAddr != "" {
 		metrics = newSimMetrics()
@@ -126,9 +127,11 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 				out.printf("%s %s", clock(), describeSleep(w))
 			}
 		}
+		var dial dialFunc
 		if dialFrom != nil {
-			o.Extra = append(o.Extra, shellyws.WithDialContext(dialFrom(i)))
+			dial = dialFrom(i)
 		}
+		o.Extra = append(o.Extra, shellyws.WithDialContext(gate.wrap(dial)))
 		if s.httpAddr != "" {
 			h := &powerHooks{}
 			hooks = append(hooks, h)
@@ -238,6 +241,9 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 	}
 	if !single {
 		wg.Go(func() { printStatus(ctx, out, devices) })
+	}
+	if adaptGC {
+		wg.Go(func() { watchGC(ctx, devices) })
 	}
 	<-ctx.Done()
 	out.printf("%s stopping %d device(s): closing with 1001 (going away)", clock(), len(devices))

@@ -1,29 +1,102 @@
 package main
 
 import (
+	"context"
 	"runtime/debug"
+	"time"
+
+	"github.com/shellyws/shellyws"
+	"github.com/shellyws/shellyws/examples/simulator/device"
 )
 
 // Fleet GC defaults. A fleet's live heap is mostly idle connections; at
 // Go's default GOGC=100 the heap may grow to twice that before a
 // collection, which for 100,000 devices is gigabytes of headroom. An idle
-// fleet allocates little, so a tighter target costs little CPU.
+// fleet allocates little (its keepalive), so a tight target costs little
+// CPU once it is connected. While many devices dial (the start, a server's
+// restart) the heap churns through handshakes; a tight target then makes
+// the collector run every few hundred connections and slows the dials, so
+// the fleet runs with Go's default until it has settled.
 const (
-	// fleetThreshold is the -devices count above which fleetGOGC applies.
+	// fleetThreshold is the -devices count above which the fleet GC applies.
 	fleetThreshold = 1000
-	// fleetGOGC is the GC target percentage of a fleet: the heap may grow
-	// by a quarter of the live heap before the next collection.
-	fleetGOGC = 25
+	// fleetGOGC is the GC target percentage of a settled fleet: the heap
+	// may grow by 10 % of the live heap before the next collection. The
+	// keepalive of 10,000 devices makes about 0.25 MB/s of garbage, so
+	// that is a collection a minute or so.
+	fleetGOGC = 10
+	// dialingGOGC is the target while at least dialingShare of the fleet is
+	// connecting or waiting to redial.
+	dialingGOGC = 100
+	// dialingShare is the share of the fleet (1/dialingShare) not connected
+	// that counts as dialing in numbers.
+	dialingShare = 100
+	// gcWatchEvery is how often the fleet's states are counted; the fleet
+	// counts as settled after settledTicks counts in a row.
+	gcWatchEvery = 250 * time.Millisecond
+	settledTicks = 2
 )
 
-// applyGCDefaults sets GOGC to fleetGOGC for more than fleetThreshold
-// devices unless GOGC or GOMEMLIMIT is in the environment: whoever set
-// those chose for themselves (the runtime applies them as usual). It
-// returns what it did, for the start-up line, or "".
-func applyGCDefaults(devices int, getenv func(string) string) string {
-	if devices <= fleetThreshold || getenv("GOGC") != "" || getenv("GOMEMLIMIT") != "" {
-		return ""
+// applyGCDefaults reports whether the fleet GC applies: more than
+// fleetThreshold devices and no GOGC in the environment (whoever set it
+// chose for themselves). A GOMEMLIMIT is a ceiling the runtime keeps
+// either way, so it does not turn the fleet GC off. If it applies, it sets
+// GOGC to dialingGOGC for the start and returns the note for the start-up
+// line; watchGC does the rest.
+func applyGCDefaults(devices int, getenv func(string) string) (note string, adapt bool) {
+	if devices <= fleetThreshold || getenv("GOGC") != "" {
+		return "", false
 	}
-	debug.SetGCPercent(fleetGOGC)
-	return "GOGC=25 for a fleet (set GOGC or GOMEMLIMIT to choose)"
+	debug.SetGCPercent(dialingGOGC)
+	return "GOGC=10 for a connected fleet, 100 while it dials (set GOGC to choose)", true
+}
+
+// fleetGCPercent is the GC target for a fleet of n devices of which
+// unsettled are connecting or disconnected.
+func fleetGCPercent(n, unsettled int) int {
+	if unsettled > 0 && unsettled >= n/dialingShare {
+		return dialingGOGC
+	}
+	return fleetGOGC
+}
+
+// watchGC sets the GC target from the fleet's states every gcWatchEvery
+// until ctx ends: a few atomic loads per device and second. It goes up at
+// once and down after settledTicks settled counts in a row.
+func watchGC(ctx context.Context, devices []*device.Device) {
+	t := time.NewTicker(gcWatchEvery)
+	defer t.Stop()
+	cur, settled := dialingGOGC, 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		unsettled := 0
+		for _, d := range devices {
+			switch d.Component().State() {
+			case shellyws.StateConnecting, shellyws.StateDisconnected:
+				unsettled++
+			}
+		}
+		p := fleetGCPercent(len(devices), unsettled)
+		if p == fleetGOGC {
+			if settled++; settled < settledTicks {
+				continue
+			}
+		} else {
+			settled = 0
+		}
+		if p != cur {
+			debug.SetGCPercent(p)
+			if p == fleetGOGC {
+				// The dials' garbage is gone with the next collection, but
+				// the runtime keeps the freed pages and hands them back to
+				// the system only slowly; settled, return them now.
+				debug.FreeOSMemory()
+			}
+			cur = p
+		}
+	}
 }

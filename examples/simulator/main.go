@@ -159,9 +159,10 @@ Flags:
                  ADDR on 127.0.0.1 or a network that is yours
   -v             debug logging to stderr
 
-Environment: with -devices above 1000 the simulator runs with GOGC=25 (the
-heap grows by a quarter before a collection, not double) unless GOGC or
-GOMEMLIMIT is set; in a container set GOMEMLIMIT to about 90% of its
+Environment: with -devices above 1000 the simulator runs with GOGC=10 once
+the fleet has connected (the heap grows by 10 % before a collection, not
+double) and Go's default GOGC=100 while 1 % or more of the fleet is dialing,
+unless GOGC is set; in a container also set GOMEMLIMIT to about 90% of its
 memory limit.
 
 Exit status: 0 when done or interrupted, 1 on failure (e.g. the -http port

@@ -156,7 +156,7 @@ type Device struct {
 	m           *model
 	id, mac     string
 	comp        *shellyws.Component
-	wsMux       *shellyws.Mux // Ws.* from the component
+	wsMethods   shellyws.Dispatcher // Ws.* and Shelly.SetAuth from the component, without a Mux per device
 	log         *slog.Logger
 	now         func() time.Time
 	rebootDelay time.Duration
@@ -247,7 +247,6 @@ func New(o Options) (*Device, error) {
 		m:           m,
 		id:          o.ID,
 		mac:         mac,
-		wsMux:       shellyws.NewMux(),
 		log:         o.Logger.With("device", o.ID),
 		now:         now,
 		rebootDelay: o.RebootDelay,
@@ -306,7 +305,7 @@ func New(o Options) (*Device, error) {
 		return nil, err
 	}
 	d.comp = comp
-	comp.Register(d.wsMux)
+	d.wsMethods = comp.OwnMethods()
 	return d, nil
 }
 

@@ -194,7 +194,7 @@ func (d *Device) dispatch(ctx context.Context, req *shellyws.Request) (res any, 
 	if IsSim(req.Method) && (simAllowed(ctx) || req.Channel == shellyws.ChannelInboundWebsocket) {
 		res, err = d.HandleSim(ctx, req)
 	} else if (len(req.Method) > 3 && strings.EqualFold(req.Method[:3], "ws.")) || strings.EqualFold(req.Method, shellyws.SetAuthMethod) {
-		res, err = d.wsMux.Dispatch(ctx, req)
+		res, err = d.wsMethods.Dispatch(ctx, req)
 		if e := shellyws.AsError(err); e != nil && e.Code == shellyws.CodeNoHandler {
 			res, err = d.m.mux.Dispatch(context.WithValue(ctx, devKey{}, d), req)
 		}

@@ -1,0 +1,39 @@
+package main
+
+import (
+	"runtime/debug"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestFleetGC(t *testing.T) {
+	for _, tc := range []struct{ n, unsettled, want int }{
+		{10000, 0, fleetGOGC},
+		{10000, 99, fleetGOGC},
+		{10000, 100, dialingGOGC},
+		{10000, 10000, dialingGOGC},
+		{1001, 9, fleetGOGC},
+		{1001, 10, dialingGOGC},
+		{50, 0, fleetGOGC},
+		{50, 1, dialingGOGC},
+	} {
+		require.Equal(t, tc.want, fleetGCPercent(tc.n, tc.unsettled), "%d of %d unsettled", tc.unsettled, tc.n)
+	}
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	for _, tc := range []struct {
+		devices int
+		env     map[string]string
+		adapt   bool
+	}{
+		{1000, nil, false},
+		{1001, nil, true},
+		{100000, map[string]string{"GOGC": "50"}, false},
+		{100000, map[string]string{"GOMEMLIMIT": "1GiB"}, true},
+	} {
+		prev := debug.SetGCPercent(100)
+		_, adapt := applyGCDefaults(tc.devices, env(tc.env))
+		debug.SetGCPercent(prev)
+		require.Equal(t, tc.adapt, adapt, "%d devices, %v", tc.devices, tc.env)
+	}
+}
