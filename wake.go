@@ -348,9 +348,10 @@ type wakeRun struct {
 	ctx         context.Context
 	cancel      context.CancelFunc
 	interrupted atomic.Bool
-	// done ends when the wake does: inbound websocket clients close then.
+	// done ends when the wake does: inbound websocket clients close then,
+	// or drop when its cause is errRebooting (an interrupted wake).
 	done    context.Context
-	end     context.CancelFunc
+	end     context.CancelCauseFunc
 	recheck chan struct{} // a hold was released
 }
 
@@ -414,7 +415,7 @@ func (c *Component) beginWake(parent context.Context, capAt time.Time) *wakeRun 
 	c.powerOn()
 	r := &wakeRun{recheck: make(chan struct{}, 1)}
 	r.ctx, r.cancel = context.WithDeadline(parent, capAt)
-	r.done, r.end = context.WithCancel(context.Background())
+	r.done, r.end = context.WithCancelCause(context.Background())
 	w := &c.wake
 	w.boot.Store(mono())
 	w.clockSet.Store(false)
@@ -440,7 +441,11 @@ func (c *Component) endWake(r *wakeRun, end WakeEnd) {
 	if endBefore != nil {
 		endBefore()
 	}
-	r.end()
+	var cause error
+	if r.interrupted.Load() {
+		cause = errRebooting // clients drop, whichever stop reaches them first
+	}
+	r.end(cause)
 	r.cancel()
 	c.queue.clear()
 	if end.Slept() {
