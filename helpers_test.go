@@ -167,18 +167,9 @@ func rawWebsocketServer(t testing.TB, handle func(c *websocket.Conn, r *http.Req
 	return "ws" + strings.TrimPrefix(srv.URL, "http")
 }
 
+// runDevice runs c until the test ends and fails it if Run does not return
+// cleanly once its context ends.
 func runDevice(t testing.TB, c *shellyws.Component) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			require.NoError(t, err)
-		case <-time.After(waitTimeout):
-			t.Fatal("Run did not return after its context ended")
-		}
-	})
+	shellywstest.StartComponent(t, c)
 }
