@@ -43,8 +43,10 @@ const (
 	hostilePingInterval = 50 * time.Millisecond
 	hostilePingTimeout  = 100 * time.Millisecond
 	// hostileMargin is what a timeout may overshoot by on a loaded 2-core
-	// machine under -race.
-	hostileMargin = 1500 * time.Millisecond
+	// machine under -race (2.4 s was seen with other test binaries
+	// running); well under waitTimeout, so a device that never notices
+	// still fails.
+	hostileMargin = 3 * time.Second
 )
 
 // Bounds the device must stay within against a hostile server.
