@@ -112,7 +112,7 @@ func TestSoak(t *testing.T) {
 		maxLife:      4 * time.Second,
 		minRequest:   50 * time.Millisecond,
 		maxRequest:   500 * time.Millisecond,
-		stallHold:    pingInterval + pingTimeout + 3*time.Second,
+		stallHold:    pingInterval + pingTimeout + 5*time.Second, // the margin: a loaded 2-core machine under -race
 		oversized:    2 * readLimit,
 		restartEvery: 10 * time.Second,
 		answerWait:   5 * time.Second,
