@@ -1,7 +1,6 @@
 package shellyws
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -136,8 +135,8 @@ type stopOn struct {
 // and Handler.Close return promptly.
 const closeGrace = time.Second
 
-// maxKeptBuf is the largest buffer a connection keeps between frames, so an
-// idle device does not hold on to the memory of its largest frame.
+// maxKeptBuf is the largest buffer kept for reuse after a frame, so the
+// pools do not hold on to the memory of the largest frame seen.
 const maxKeptBuf = 64 << 10
 
 // newPeer prepares a peer whose life ends closeGrace after parent does.
@@ -209,7 +208,7 @@ func (p *peer) run(stops ...stopOn) peerEnd {
 	p.kick() // notifications queued before the connection
 
 	p.wg.Add(1)
-	p.readLoop(new(bytes.Buffer))
+	p.readLoop()
 	<-p.readersDone
 
 	p.mu.Lock()

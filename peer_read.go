@@ -3,6 +3,7 @@ package shellyws
 import (
 	"bytes"
 	"context"
+	"sync"
 	"time"
 
 	"github.com/coder/websocket"
@@ -18,7 +19,7 @@ const handoffAfter = time.Millisecond
 // outlasts handoffAfter, a new goroutine takes over reading and this one
 // returns once the request is served: requests run concurrently, up to the
 // in-flight limit, and reading never waits long for a handler.
-func (p *peer) readLoop(buf *bytes.Buffer) {
+func (p *peer) readLoop() {
 	defer p.wg.Done()
 	readCtx := p.ctx
 	if p.raw != nil {
@@ -26,27 +27,28 @@ func (p *peer) readLoop(buf *bytes.Buffer) {
 	}
 	// Each reader has its own timer: a shared one could be re-armed by the
 	// next reader before this one checks whether it fired.
-	handoff := time.AfterFunc(time.Hour, func() { p.readLoop(buf) })
+	handoff := time.AfterFunc(time.Hour, p.readLoop)
 	handoff.Stop()
 	for {
 		typ, r, err := p.conn.Reader(readCtx)
+		var buf *bytes.Buffer
 		if err == nil {
-			buf.Reset()
+			buf = getReadBuf()
 			_, err = buf.ReadFrom(r)
 		}
 		if err != nil {
+			putReadBuf(buf)
 			p.fail("read", err)
 			close(p.readersDone) // only the last reader ever fails
 			return
 		}
 		if typ != websocket.MessageText {
 			p.log.Debug("shellyws: dropped a binary message", "len", buf.Len())
+			putReadBuf(buf)
 			continue
 		}
-		cl, err := decodeCall(p.ctx, p.channel, buf.Bytes())
-		if buf.Cap() > maxKeptBuf {
-			*buf = bytes.Buffer{}
-		}
+		cl, err := decodeCall(p.ctx, p.channel, buf.Bytes()) // copies what it keeps
+		putReadBuf(buf)
 		if err != nil {
 			p.log.Debug("shellyws: dropped a malformed frame", "err", err)
 			continue
@@ -72,6 +74,27 @@ func (p *peer) readLoop(buf *bytes.Buffer) {
 		}
 		p.wg.Done()
 	}
+}
+
+// readBufPool holds the buffers frames are read into. A reader takes one
+// only once a frame has arrived and returns it as soon as the frame is
+// decoded, so an idle connection holds none: a buffer kept per connection
+// would stay resident in every device of a fleet after its first frame.
+var readBufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func getReadBuf() *bytes.Buffer {
+	b := readBufPool.Get().(*bytes.Buffer)
+	b.Reset()
+	return b
+}
+
+// putReadBuf returns b to the pool unless it is nil or grew past
+// maxKeptBuf, so the pool does not hold on to the memory of a huge frame.
+func putReadBuf(b *bytes.Buffer) {
+	if b == nil || b.Cap() > maxKeptBuf {
+		return
+	}
+	readBufPool.Put(b)
 }
 
 // serve runs one call and writes its reply, then starts what the handler
