@@ -48,8 +48,10 @@ type peer struct {
 	// flusher.
 	wg sync.WaitGroup
 
-	stopAbort func() bool
-	abortDone chan struct{}
+	// parent is newPeer's parent; its one AfterFunc registration, counted
+	// in wg, both stops a running peer (parentStop) and arms the abort.
+	parent     context.Context
+	stopParent func() bool
 
 	writeMu     sync.Mutex    // one writer at a time
 	slots       chan struct{} // in-flight requests
@@ -63,12 +65,16 @@ type peer struct {
 	// Lock order: writeMu and mu are never held together; either may be
 	// held while taking the queue's lock, and neither while calling user
 	// code (handlers run with no peer lock held).
-	mu       sync.Mutex
-	live     bool // run has started and not yet begun to end
-	ping     *time.Timer
-	flushing bool // the flusher is running
-	ended    bool
-	end      peerEnd // the first reason the peer ended
+	mu   sync.Mutex
+	live bool // run has started and not yet begun to end
+	// parentStop is set while run serves with parent among its stops, and
+	// stopsParent then is that stop's reason.
+	parentStop   bool
+	parentReason stopReason
+	ping         *time.Timer
+	flushing     bool // the flusher is running
+	ended        bool
+	end          peerEnd // the first reason the peer ended
 }
 
 // stopReason is why a peer ended.
@@ -149,55 +155,89 @@ func newPeer(parent context.Context, c *Component, conn *websocket.Conn, raw net
 		raw:         raw,
 		log:         log,
 		queue:       queue,
-		abortDone:   make(chan struct{}),
+		parent:      parent,
 		slots:       make(chan struct{}, c.opts.maxInFlight),
 		readersDone: make(chan struct{}),
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
-	p.stopAbort = context.AfterFunc(parent, func() {
-		defer close(p.abortDone)
-		t := time.NewTimer(closeGrace)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			p.abort()
-		case <-p.ctx.Done():
-		}
-	})
+	p.wg.Add(1) // for parentDone; finish takes it back if it never runs
+	p.stopParent = context.AfterFunc(parent, p.parentDone)
 	return p
 }
 
-// afterFunc is context.AfterFunc whose f is counted in wg from now on, so
-// that ending the peer can wait for an f that already started.
-func (p *peer) afterFunc(ctx context.Context, f func()) (stop func()) {
-	if ctx == nil {
-		return func() {}
+// parentDone runs when parent is done: it stops the peer if run serves
+// with parent among its stops, and aborts it if it has not ended
+// closeGrace later. One registration on parent does both, as each costs
+// memory for the connection's whole life.
+func (p *peer) parentDone() {
+	defer p.wg.Done()
+	t := time.NewTimer(closeGrace) // from now, however long the stop takes
+	defer t.Stop()
+	p.mu.Lock()
+	stop, reason := p.parentStop, p.parentReason
+	p.mu.Unlock()
+	if stop {
+		p.stopFor(p.parent, reason)
 	}
-	p.wg.Add(1)
-	stopf := context.AfterFunc(ctx, func() { defer p.wg.Done(); f() })
-	return func() {
-		if stopf() {
-			p.wg.Done()
-		}
+	select {
+	case <-t.C:
+		p.abort()
+	case <-p.ctx.Done():
 	}
+}
+
+// stopFor stops the peer for reason, which ctx, one of run's stops, ended.
+func (p *peer) stopFor(ctx context.Context, reason stopReason) {
+	if errors.Is(context.Cause(ctx), errRebooting) {
+		reason = endReboot
+	}
+	p.stopWith(peerEnd{reason: reason})
+}
+
+// peerStop is a stop of run other than parent, registered with
+// context.AfterFunc and counted in wg while registered.
+type peerStop struct {
+	p      *peer
+	on     stopOn
+	unwait func() bool
+}
+
+func (s *peerStop) fire() {
+	defer s.p.wg.Done()
+	s.p.stopFor(s.on.ctx, s.on.reason)
 }
 
 // run serves the peer on the caller's goroutine until the connection ends
 // or one of stops is done, and returns why, with the close frame of that
 // stop sent.
 func (p *peer) run(stops ...stopOn) peerEnd {
+	var others []peerStop
+	parentStop, parentReason := false, endShutdown
 	p.mu.Lock()
 	p.live = true
-	p.mu.Unlock()
-	unstop := make([]func(), 0, len(stops))
 	for _, s := range stops {
-		unstop = append(unstop, p.afterFunc(s.ctx, func() {
-			reason := s.reason
-			if errors.Is(context.Cause(s.ctx), errRebooting) {
-				reason = endReboot
+		switch {
+		case s.ctx == nil:
+		case s.ctx == p.parent && !p.parentStop:
+			// parentDone stops the peer; should parent be done already,
+			// parentDone may have run before this, so check below.
+			p.parentStop, p.parentReason = true, s.reason
+			parentStop, parentReason = true, s.reason
+		default:
+			if others == nil {
+				others = make([]peerStop, 0, len(stops))
 			}
-			p.stopWith(peerEnd{reason: reason})
-		}))
+			others = append(others, peerStop{p: p, on: s})
+		}
+	}
+	p.mu.Unlock()
+	if parentStop && p.parent.Err() != nil {
+		p.stopFor(p.parent, parentReason)
+	}
+	for i := range others {
+		s := &others[i]
+		p.wg.Add(1)
+		s.unwait = context.AfterFunc(s.on.ctx, s.fire)
 	}
 	if iv := p.c.opts.pingInterval; iv > 0 {
 		p.mu.Lock()
@@ -217,9 +257,12 @@ func (p *peer) run(stops ...stopOn) peerEnd {
 	if p.ping != nil && p.ping.Stop() {
 		p.wg.Done()
 	}
+	p.parentStop = false
 	p.mu.Unlock()
-	for _, un := range unstop {
-		un()
+	for i := range others {
+		if others[i].unwait() {
+			p.wg.Done()
+		}
 	}
 	p.finish(0, "") // the close frame, if any, went out in stopWith
 	return end

@@ -24,8 +24,8 @@ func (p *peer) finish(code websocket.StatusCode, reason string) {
 		p.conn.CloseNow()
 	}
 	p.cancel()
-	if !p.stopAbort() {
-		<-p.abortDone
+	if p.stopParent() {
+		p.wg.Done() // parentDone will not run
 	}
 	p.wg.Wait()
 }
