@@ -294,8 +294,21 @@ func (s *session) run(parent, restart context.Context, cb *callbackRunner) (conn
 }
 
 func (s *session) sendFullStatus() error {
-	ctx, cancel := context.WithTimeout(s.ctx, s.c.opts.writeTimeout)
+	// Only an abort ends s.ctx before run; it cancels this context too
+	// (see abort), without a child registered on s.ctx.
+	ctx, cancel := context.WithTimeout(context.Background(), s.c.opts.writeTimeout)
 	defer cancel()
+	s.mu.Lock()
+	s.statusCancel = cancel
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.statusCancel = nil
+		s.mu.Unlock()
+	}()
+	if s.ctx.Err() != nil { // aborted before statusCancel was set
+		cancel()
+	}
 	params, err := s.c.fullStatusParams(ctx)
 	if err != nil {
 		s.closeWith(websocket.StatusInternalError, "no status")

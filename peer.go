@@ -71,6 +71,10 @@ type peer struct {
 	// stopsParent then is that stop's reason.
 	parentStop   bool
 	parentReason stopReason
+	// statusCancel ends sendFullStatus's context when the peer is aborted
+	// while it runs: that context is not derived from ctx, whose children
+	// map and done channel would then stay with the connection.
+	statusCancel context.CancelFunc
 	ping         *time.Timer
 	flushing     bool // the flusher is running
 	ended        bool

@@ -9,6 +9,11 @@ import (
 // abort ends the peer at once: every wait on the socket fails.
 func (p *peer) abort() {
 	p.cancel() // also closes an inbound socket, whose reads take p.ctx
+	p.mu.Lock()
+	if p.statusCancel != nil {
+		p.statusCancel()
+	}
+	p.mu.Unlock()
 	if p.raw != nil {
 		p.raw.Close()
 	}

@@ -19,7 +19,9 @@ func (p *peer) pingOnce() {
 		p.rearmPing()
 		return
 	}
-	ctx, cancel := context.WithTimeout(p.ctx, p.c.opts.pingTimeout)
+	// Not derived from p.ctx, which would keep a children map for good:
+	// the end of the peer closes the connection, which ends Ping too.
+	ctx, cancel := context.WithTimeout(context.Background(), p.c.opts.pingTimeout)
 	err := p.conn.Ping(ctx)
 	timedOut := ctx.Err() == context.DeadlineExceeded
 	cancel()
