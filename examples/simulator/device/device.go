@@ -367,6 +367,16 @@ func (d *Device) Dispatch(ctx context.Context, req *shellyws.Request) (any, erro
 // device of the profile: the caller must not change the slice.
 func (d *Device) Methods() []string { return d.m.methods }
 
+// beginLocked marks the device running, once: a device runs one life, as
+// Component.Run does. The caller holds d.mu.
+func (d *Device) beginLocked() error {
+	if d.ran {
+		return shellyws.ErrAlreadyRunning
+	}
+	d.ran, d.running = true, true
+	return nil
+}
+
 // Run runs the device until ctx ends: the component's connection and the
 // device's timers (Shelly.Reboot's delay, toggle_after, cover movement,
 // telemetry); a sleeping device runs its wake cycle (see Start). It
@@ -381,11 +391,10 @@ func (d *Device) Run(ctx context.Context) error {
 		return nil
 	}
 	d.mu.Lock()
-	if d.ran {
+	if err := d.beginLocked(); err != nil {
 		d.mu.Unlock()
-		return shellyws.ErrAlreadyRunning
+		return err
 	}
-	d.ran, d.running = true, true
 	if d.telemetry > 0 {
 		d.telemetryTimer = d.startTimerLocked(d.telemetry, d.telemetryTick)
 	}

@@ -75,11 +75,10 @@ func (d *Device) Start(ctx context.Context) error {
 		return errNotSleeping
 	}
 	d.mu.Lock()
-	if d.ran {
+	if err := d.beginLocked(); err != nil {
 		d.mu.Unlock()
-		return shellyws.ErrAlreadyRunning
+		return err
 	}
-	d.ran, d.running = true, true
 	d.ctx = ctx
 	d.stopped = make(chan struct{})
 	d.wakeBoot, d.wakeCause, d.resetReason = BootPowerOn, CauseUndefined, resetPowerOn
