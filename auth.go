@@ -8,12 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
-
-	"github.com/shellyws/shellyws/internal/atomicfile"
 )
 
 // AuthUser is the only user a Gen2 device knows.
@@ -142,32 +139,26 @@ var ErrBadAuthFile = errors.New("stored auth state is unusable")
 
 // FileAuthStore is an AuthStore that keeps the state as JSON in one file,
 // written like FileStore's: atomically, durably and with mode 0600.
-type FileAuthStore struct {
-	path string
-	mu   sync.Mutex
-}
+type FileAuthStore struct{ file storeFile }
 
 // NewFileAuthStore returns a store backed by the file at path. The file
 // need not exist yet; its directory must.
-func NewFileAuthStore(path string) *FileAuthStore { return &FileAuthStore{path: path} }
+func NewFileAuthStore(path string) *FileAuthStore {
+	return &FileAuthStore{file: storeFile{path: path}}
+}
 
 // Path returns the file the store uses.
-func (s *FileAuthStore) Path() string { return s.path }
+func (s *FileAuthStore) Path() string { return s.file.path }
 
 // Load implements AuthStore. A missing file is "off". A file that cannot be
 // read, is not a JSON object with a boolean "enable", or fails Validate is
 // an error naming the file and wrapping ErrBadAuthFile; it is left as is.
 func (s *FileAuthStore) Load() (AuthConfig, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	data, err := os.ReadFile(s.path)
-	if errors.Is(err, os.ErrNotExist) {
-		return AuthConfig{}, nil
+	data, err := s.file.read("auth", ErrBadAuthFile)
+	if err != nil || data == nil {
+		return AuthConfig{}, err
 	}
-	if err != nil {
-		return AuthConfig{}, fmt.Errorf("shellyws: reading auth file %s: %w (%w)", s.path, ErrBadAuthFile, err)
-	}
-	return decodeStoredAuth(s.path, data)
+	return decodeStoredAuth(s.file.path, data)
 }
 
 func decodeStoredAuth(path string, data []byte) (AuthConfig, error) {
@@ -202,16 +193,7 @@ func (s *FileAuthStore) Save(a AuthConfig) error {
 	if err := a.Validate(); err != nil {
 		return fmt.Errorf("shellyws: refusing to store invalid auth state: %w", err)
 	}
-	data, err := json.Marshal(a.normalized())
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := atomicfile.Write(s.path, append(data, '\n'), 0o600); err != nil {
-		return fmt.Errorf("shellyws: saving auth file %s: %w", s.path, err)
-	}
-	return nil
+	return s.file.write("auth", a.normalized())
 }
 
 // WithAuthStore sets where the authentication state is kept across

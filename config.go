@@ -205,34 +205,29 @@ var ErrBadConfigFile = errors.New("stored ws config is unusable")
 // directory is synced, so a reader sees the old or the new config, never a
 // torn one. The file is written with mode 0600: the server URL may carry a
 // token.
-type FileStore struct {
-	path string
-	mu   sync.Mutex
-}
+type FileStore struct{ file storeFile }
 
 // NewFileStore returns a store backed by the file at path. The file need not
 // exist yet; its directory must.
 func NewFileStore(path string) *FileStore {
-	return &FileStore{path: path}
+	return &FileStore{file: storeFile{path: path}}
 }
 
 // Path returns the file the store uses.
-func (s *FileStore) Path() string { return s.path }
+func (s *FileStore) Path() string { return s.file.path }
 
 // Load implements ConfigStore. A missing file yields DefaultConfig(). A file
 // that cannot be read or parsed, or that fails validation, is an error that
 // names the file and wraps ErrBadConfigFile; the file is left as it is.
 func (s *FileStore) Load() (Config, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	data, err := os.ReadFile(s.path)
-	if errors.Is(err, os.ErrNotExist) {
+	data, err := s.file.read("config", ErrBadConfigFile)
+	if err != nil {
+		return Config{}, err
+	}
+	if data == nil {
 		return DefaultConfig(), nil
 	}
-	if err != nil {
-		return Config{}, fmt.Errorf("shellyws: reading config file %s: %w (%w)", s.path, ErrBadConfigFile, err)
-	}
-	return decodeStoredConfig(s.path, data)
+	return decodeStoredConfig(s.file.path, data)
 }
 
 func decodeStoredConfig(path string, data []byte) (Config, error) {
@@ -259,14 +254,42 @@ func (s *FileStore) Save(cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("shellyws: refusing to store an invalid config: %w", err)
 	}
-	data, err := json.Marshal(cfg)
+	return s.file.write("config", cfg)
+}
+
+// storeFile is the one JSON file a file store keeps its state in: read
+// whole, written atomically and durably with mode 0600, one access at a
+// time.
+type storeFile struct {
+	path string
+	mu   sync.Mutex
+}
+
+// read returns the file's contents, nil when it does not exist; an
+// unreadable file is an error naming what it holds and wrapping bad.
+func (f *storeFile) read(what string, bad error) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	data, err := os.ReadFile(f.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("shellyws: reading %s file %s: %w (%w)", what, f.path, bad, err)
+	}
+	return data, nil
+}
+
+// write stores v as JSON, replacing the file whole.
+func (f *storeFile) write(what string, v any) error {
+	data, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := atomicfile.Write(s.path, append(data, '\n'), 0o600); err != nil {
-		return fmt.Errorf("shellyws: saving config file %s: %w", s.path, err)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := atomicfile.Write(f.path, append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("shellyws: saving %s file %s: %w", what, f.path, err)
 	}
 	return nil
 }
