@@ -2,7 +2,9 @@ package shellyws
 
 import (
 	"context"
+	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -224,17 +226,11 @@ func (c *Component) connect(ctx context.Context, cfg Config, restart context.Con
 		if restart.Err() != nil {
 			return attempt{restarted: true}
 		}
-		cerr := c.connError("dial", server, status, err)
-		c.dialFailures.Add(1)
-		c.state.set(StateDisconnected, cerr)
-		log.Warn("shellyws: dial failed", "err", cerr, "http_status", status)
+		c.dialFailed(log, server, status, err)
 		busy, retryAfter := serverAsksBackoff(status, hdr)
 		return attempt{serverBusy: busy, retryAfter: retryAfter}
 	}
-	conn.SetReadLimit(c.opts.readLimit)
-	s := &session{peer: newPeer(ctx, c, conn, raw, log, c.queue), server: server}
-	s.peer.channel = ChannelOutbound
-	s.peer.dst.Store(new(outboundDst))
+	s := c.newSession(ctx, conn, raw, server, log)
 	start := c.opts.now()
 	connected, cause, restarted := s.run(ctx, restart, cb)
 	if !connected {
@@ -257,6 +253,15 @@ func (c *Component) connect(ctx context.Context, cfg Config, restart context.Con
 	}
 }
 
+// dialFailed records a dial that failed and returns why.
+func (c *Component) dialFailed(log *slog.Logger, server string, status int, err error) *ConnError {
+	cerr := c.connError("dial", server, status, err)
+	c.dialFailures.Add(1)
+	c.state.set(StateDisconnected, cerr)
+	log.Warn("shellyws: dial failed", "err", cerr, "http_status", status)
+	return cerr
+}
+
 // session is the outbound connection: a peer whose notifications are
 // the component's own queue, opened by NotifyFullStatus.
 type session struct {
@@ -264,14 +269,27 @@ type session struct {
 	server string
 }
 
-func (s *session) run(parent, restart context.Context, cb *callbackRunner) (connected bool, cause error, restarted bool) {
+// newSession wraps a dialled connection as the outbound session; parent
+// bounds it (Run's context, or a wake's).
+func (c *Component) newSession(parent context.Context, conn *websocket.Conn, raw net.Conn, server string, log *slog.Logger) *session {
+	conn.SetReadLimit(c.opts.readLimit)
+	s := &session{peer: newPeer(parent, c, conn, raw, log, c.queue), server: server}
+	s.peer.channel = ChannelOutbound
+	s.peer.dst.Store(new(outboundDst))
+	return s
+}
+
+// open sends NotifyFullStatus and makes the session the device's live
+// connection. If the frame cannot go out, the connection is dropped and the
+// error returned.
+func (s *session) open(cb *callbackRunner) error {
 	// NotifyFullStatus goes first, before any response, and reading starts
 	// only once the state is connected, so a request the server sent the
 	// instant the handshake finished waits in the socket and then sees
 	// Ws.GetStatus report connected.
 	if err := s.sendFullStatus(); err != nil {
 		s.finish(0, "")
-		return false, err, false
+		return err
 	}
 	s.c.connects.Add(1)
 	s.c.state.set(StateConnected, nil)
@@ -280,6 +298,13 @@ func (s *session) run(parent, restart context.Context, cb *callbackRunner) (conn
 		cb.post(f)
 	}
 	s.c.live.Store(s.peer)
+	return nil
+}
+
+func (s *session) run(parent, restart context.Context, cb *callbackRunner) (connected bool, cause error, restarted bool) {
+	if err := s.open(cb); err != nil {
+		return false, err, false
+	}
 	end := s.peer.run(stopOn{parent, endShutdown}, stopOn{restart, endRestart})
 	s.c.live.CompareAndSwap(s.peer, nil)
 	switch {

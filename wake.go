@@ -526,32 +526,17 @@ func (c *Component) wakeConnect(r *wakeRun, cfg Config, cb *callbackRunner) (*wa
 	c.state.set(StateConnecting, nil)
 	conn, raw, status, _, err := c.dial(r.ctx, cfg)
 	if err != nil {
-		cerr := c.connError("dial", server, status, err)
-		c.dialFailures.Add(1)
-		c.state.set(StateDisconnected, cerr)
-		log.Warn("shellyws: dial failed", "err", cerr, "http_status", status)
-		return nil, cerr
+		return nil, c.dialFailed(log, server, status, err)
 	}
-	conn.SetReadLimit(c.opts.readLimit)
 	// r.ctx as parent: past the cap a stalled connection is cut off after
 	// closeGrace.
-	s := &session{peer: newPeer(r.ctx, c, conn, raw, log, c.queue), server: server}
-	s.peer.channel = ChannelOutbound
-	s.peer.dst.Store(new(outboundDst))
-	if err := s.sendFullStatus(); err != nil {
-		s.finish(0, "")
+	s := c.newSession(r.ctx, conn, raw, server, log)
+	if err := s.open(cb); err != nil {
 		c.dialFailures.Add(1)
 		c.state.set(StateDisconnected, err)
 		log.Warn("shellyws: connection failed", "err", err)
 		return nil, err
 	}
-	c.connects.Add(1)
-	c.state.set(StateConnected, nil)
-	log.Info("shellyws: connected")
-	if f := c.opts.onConnect; f != nil {
-		cb.post(f)
-	}
-	c.live.Store(s.peer)
 	oc := &wakeConn{p: s.peer, server: server, done: make(chan struct{})}
 	go func() {
 		defer close(oc.done)
