@@ -215,9 +215,9 @@ func (c *Component) connect(ctx context.Context, cfg Config, restart context.Con
 	// A Restart or Reboot abandons the dial, which would otherwise open a
 	// connection with the config being replaced.
 	dialCtx, cancelDial := context.WithCancel(ctx)
-	stopDial := context.AfterFunc(restart, cancelDial)
+	c.watchRestart(restart, restartWatch{cancelDial: cancelDial})
 	conn, raw, status, hdr, err := c.dial(dialCtx, cfg)
-	stopDial()
+	c.unwatchRestart()
 	cancelDial()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -305,7 +305,9 @@ func (s *session) run(parent, restart context.Context, cb *callbackRunner) (conn
 	if err := s.open(cb); err != nil {
 		return false, err, false
 	}
-	end := s.peer.run(stopOn{parent, endShutdown}, stopOn{restart, endRestart})
+	s.c.watchRestart(restart, restartWatch{p: s.peer})
+	end := s.peer.run(stopOn{parent, endShutdown})
+	s.c.unwatchRestart()
 	s.c.live.CompareAndSwap(s.peer, nil)
 	switch {
 	case end.reason == endReboot:

@@ -67,4 +67,21 @@ func (p *peer) stopWith(why peerEnd) {
 	p.cancel() // handlers, and a reader waiting for a slot, see the end
 }
 
+// stopSoon stops the peer for reason on a goroutine counted in wg, so the
+// caller does not wait for the close handshake. A peer that has ended is
+// left alone: its finish may be waiting on wg already.
+func (p *peer) stopSoon(reason stopReason) {
+	p.mu.Lock()
+	if p.ended {
+		p.mu.Unlock()
+		return
+	}
+	p.wg.Add(1)
+	p.mu.Unlock()
+	go func() {
+		defer p.wg.Done()
+		p.stopWith(peerEnd{reason: reason})
+	}()
+}
+
 func (p *peer) fail(op string, err error) { p.stopWith(peerEnd{reason: endFailed, op: op, err: err}) }

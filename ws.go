@@ -43,6 +43,11 @@ type Component struct {
 	active    Config          // what Run dials with; set by Restart and boots
 	restart   context.Context // cancelled and replaced by Restart and Reboot
 	restarted context.CancelCauseFunc
+	// watch is what Restart and Reboot stop: Run's dial under way or its
+	// outbound connection. One slot, instead of a context.AfterFunc on
+	// restart per connection, whose children map would stay with the
+	// device for its life.
+	watch restartWatch
 	// power ends when the device goes down (Reboot) and is replaced when it
 	// is back; inbound channels drop their clients with it.
 	power    context.Context
@@ -163,10 +168,62 @@ func (c *Component) updateConfig(change func(Config) (Config, error)) (bool, err
 // disabled. It returns at once. For Shelly.Reboot see Reboot.
 func (c *Component) Restart() {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.active = c.stored.Clone()
-	c.restarted(ErrRestarted)
+	w := c.restartLocked(ErrRestarted)
+	c.mu.Unlock()
+	w.stop(endRestart)
+}
+
+// restartLocked cancels the restart context with cause, replaces it, and
+// returns the watch to stop, emptying the slot. The caller holds c.mu.
+func (c *Component) restartLocked(cause error) restartWatch {
+	c.restarted(cause)
 	c.restart, c.restarted = context.WithCancelCause(context.Background())
+	w := c.watch
+	c.watch = restartWatch{}
+	return w
+}
+
+// restartWatch is a dial's cancel or an outbound peer, stopped by the next
+// Restart or Reboot.
+type restartWatch struct {
+	cancelDial context.CancelFunc
+	p          *peer
+}
+
+// stop abandons the dial or stops the peer for reason, without waiting
+// for its close handshake.
+func (w restartWatch) stop(reason stopReason) {
+	if w.cancelDial != nil {
+		w.cancelDial()
+	}
+	if w.p != nil {
+		w.p.stopSoon(reason)
+	}
+}
+
+// watchRestart puts w in the slot Restart and Reboot stop, or stops it at
+// once if restart, the context its attempt began with, has already ended.
+func (c *Component) watchRestart(restart context.Context, w restartWatch) {
+	c.mu.Lock()
+	if restart.Err() == nil {
+		c.watch = w
+		c.mu.Unlock()
+		return
+	}
+	c.mu.Unlock()
+	reason := endRestart
+	if errors.Is(context.Cause(restart), errRebooting) {
+		reason = endReboot
+	}
+	w.stop(reason)
+}
+
+// unwatchRestart empties the slot.
+func (c *Component) unwatchRestart() {
+	c.mu.Lock()
+	c.watch = restartWatch{}
+	c.mu.Unlock()
 }
 
 // errRebooting is the cause of the restart context Reboot cancels: stops
@@ -206,9 +263,9 @@ func (c *Component) Reboot() {
 	c.down = true
 	c.active = c.stored.Clone()
 	c.powerOff()
-	c.restarted(errRebooting)
-	c.restart, c.restarted = context.WithCancelCause(context.Background())
+	w := c.restartLocked(errRebooting)
 	c.mu.Unlock()
+	w.stop(endReboot)
 	c.queue.clear()
 	c.interruptWake(true)
 }
