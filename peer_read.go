@@ -9,32 +9,108 @@ import (
 	"github.com/coder/websocket"
 )
 
-// handoffAfter is how long a request may run on the reader's goroutine
-// before reading moves to a new one. Most handlers finish well within it,
-// so a request costs no thread wake-up; a slow one delays the next read by
-// at most this much, and then runs on alongside the new reader.
-const handoffAfter = time.Millisecond
+// A request is served on the goroutine that read it, so it costs no
+// thread wake-up. When one outlasts about a handoff tick there, a new
+// goroutine takes over reading and the first returns once the request is
+// served: requests run concurrently, up to the in-flight limit, and reading
+// never waits long for a handler. One goroutine per process watches the
+// readers that are serving, and only while some are: a timer armed per
+// request would wake a second thread for every request.
+const (
+	handoffTick = time.Millisecond
+	// handoffLinger is how many quiet ticks the watcher waits for the next
+	// request before it ends.
+	handoffLinger = 50
+)
 
-// readLoop reads and serves requests on its own goroutine. When a request
-// outlasts handoffAfter, a new goroutine takes over reading and this one
-// returns once the request is served: requests run concurrently, up to the
-// in-flight limit, and reading never waits long for a handler.
+// serving holds the readers serving a request, each with the handoff ticks
+// it was seen at.
+var serving struct {
+	mu       sync.Mutex
+	readers  map[*reader]int
+	started  uint64 // requests registered so far
+	watching bool   // watchServing runs
+}
+
+// reader is one goroutine reading a peer: a handoff starts another.
+type reader struct{ p *peer }
+
+// startServing registers r as serving a request, starting the watcher if
+// it is not running.
+func (r *reader) startServing() {
+	serving.mu.Lock()
+	if serving.readers == nil {
+		serving.readers = make(map[*reader]int)
+	}
+	serving.readers[r] = 0
+	serving.started++
+	if !serving.watching {
+		serving.watching = true
+		go watchServing()
+	}
+	serving.mu.Unlock()
+}
+
+// doneServing unregisters r and reports whether it still reads: false if
+// the watcher handed reading to another goroutine meanwhile.
+func (r *reader) doneServing() bool {
+	serving.mu.Lock()
+	_, still := serving.readers[r]
+	delete(serving.readers, r)
+	serving.mu.Unlock()
+	return still
+}
+
+// watchServing hands reading over for every reader seen serving the same
+// request at two ticks in a row, and ends after handoffLinger ticks with
+// no request.
+func watchServing() {
+	t := time.NewTicker(handoffTick)
+	defer t.Stop()
+	quiet, seen := 0, uint64(0)
+	for range t.C {
+		serving.mu.Lock()
+		for r, ticks := range serving.readers {
+			if ticks == 0 {
+				serving.readers[r] = 1
+				continue
+			}
+			delete(serving.readers, r)
+			// r's goroutine is counted in wg and still serving (it
+			// unregisters under serving.mu), so wg is not at zero.
+			r.p.wg.Add(1)
+			go r.p.readLoop()
+		}
+		if len(serving.readers) == 0 && serving.started == seen {
+			quiet++
+		} else {
+			quiet = 0
+		}
+		seen = serving.started
+		if quiet >= handoffLinger {
+			serving.watching = false
+			serving.mu.Unlock()
+			return
+		}
+		serving.mu.Unlock()
+	}
+}
+
+// readLoop reads and serves requests until the connection fails, or until
+// the watcher hands reading to a new goroutine while this one serves.
 func (p *peer) readLoop() {
 	defer p.wg.Done()
 	readCtx := p.ctx
 	if p.raw != nil {
 		readCtx = context.Background() // aborted by closing raw instead
 	}
-	// Each reader has its own timer: a shared one could be re-armed by the
-	// next reader before this one checks whether it fired.
-	handoff := time.AfterFunc(time.Hour, p.readLoop)
-	handoff.Stop()
+	r := &reader{p: p}
 	for {
-		typ, r, err := p.conn.Reader(readCtx)
+		typ, rd, err := p.conn.Reader(readCtx)
 		var buf *bytes.Buffer
 		if err == nil {
 			buf = getReadBuf()
-			_, err = buf.ReadFrom(r)
+			_, err = buf.ReadFrom(rd)
 		}
 		if err != nil {
 			putReadBuf(buf)
@@ -66,13 +142,11 @@ func (p *peer) readLoop() {
 				return
 			}
 		}
-		p.wg.Add(1) // for the reader that may take over
-		handoff.Reset(handoffAfter)
+		r.startServing()
 		p.serve(cl)
-		if !handoff.Stop() {
-			return // another goroutine reads now, with the count added above
+		if !r.doneServing() {
+			return // another goroutine reads now
 		}
-		p.wg.Done()
 	}
 }
 
