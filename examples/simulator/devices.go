@@ -243,7 +243,7 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 		wg.Go(func() { printStatus(ctx, out, devices) })
 	}
 	if adaptGC {
-		wg.Go(func() { watchGC(ctx, devices) })
+		wg.Go(func() { watchGC(ctx, devices, gate) })
 	}
 	<-ctx.Done()
 	out.printf("%s stopping %d device(s): closing with 1001 (going away)", clock(), len(devices))

@@ -20,7 +20,10 @@ const maxHandshakes = 256
 // the TCP dial and given back when the server's first bytes arrive (the
 // HTTP response to the upgrade, or the TLS server hello) or when the
 // connection is closed, whichever comes first.
-type dialGate struct{ slots chan struct{} }
+type dialGate struct {
+	slots chan struct{}
+	dials atomic.Uint64 // dials started so far; watchGC looks for new ones
+}
 
 func newDialGate(n int) *dialGate { return &dialGate{slots: make(chan struct{}, n)} }
 
@@ -33,6 +36,7 @@ func (g *dialGate) wrap(dial dialFunc) dialFunc {
 		dial = defaultDial
 	}
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		g.dials.Add(1)
 		select {
 		case g.slots <- struct{}{}:
 		case <-ctx.Done():

@@ -61,18 +61,11 @@ func fleetGCPercent(n, unsettled int) int {
 }
 
 // watchGC sets the GC target from the fleet's states every gcWatchEvery
-// until ctx ends: a few atomic loads per device and second. It goes up at
-// once and down after settledTicks settled counts in a row.
-func watchGC(ctx context.Context, devices []*device.Device) {
+// until ctx ends; see fleetGC.
+func watchGC(ctx context.Context, devices []*device.Device, gate *dialGate) {
 	t := time.NewTicker(gcWatchEvery)
 	defer t.Stop()
-	cur, settled := dialingGOGC, 0
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	g := newFleetGC(len(devices), func() int {
 		unsettled := 0
 		for _, d := range devices {
 			switch d.Component().State() {
@@ -80,23 +73,63 @@ func watchGC(ctx context.Context, devices []*device.Device) {
 				unsettled++
 			}
 		}
-		p := fleetGCPercent(len(devices), unsettled)
-		if p == fleetGOGC {
-			if settled++; settled < settledTicks {
-				continue
-			}
-		} else {
-			settled = 0
+		return unsettled
+	}, gate.dials.Load, setFleetGC)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			g.tick()
 		}
-		if p != cur {
-			debug.SetGCPercent(p)
-			if p == fleetGOGC {
-				// The dials' garbage is gone with the next collection, but
-				// the runtime keeps the freed pages and hands them back to
-				// the system only slowly; settled, return them now.
-				debug.FreeOSMemory()
-			}
-			cur = p
+	}
+}
+
+// setFleetGC sets the GC target percentage. Settling, it also returns the
+// dials' garbage to the system: the runtime keeps freed pages and hands
+// them back only slowly.
+func setFleetGC(percent int) {
+	debug.SetGCPercent(percent)
+	if percent == fleetGOGC {
+		debug.FreeOSMemory()
+	}
+}
+
+// fleetGC is watchGC's state: the target goes up at once and down after
+// settledTicks settled counts in a row. A settled fleet is counted again
+// only once there are new dials: counting reads every device, which for
+// 10,000 idle devices four times a second was a tenth of the process's
+// idle CPU.
+type fleetGC struct {
+	n         int
+	unsettled func() int    // devices connecting or disconnected
+	dials     func() uint64 // dials started so far
+	set       func(percent int)
+
+	cur, settled int
+	seenDials    uint64
+}
+
+func newFleetGC(n int, unsettled func() int, dials func() uint64, set func(int)) *fleetGC {
+	return &fleetGC{n: n, unsettled: unsettled, dials: dials, set: set, cur: dialingGOGC}
+}
+
+func (g *fleetGC) tick() {
+	seen := g.seenDials
+	g.seenDials = g.dials()
+	if g.cur == fleetGOGC && g.seenDials == seen {
+		return
+	}
+	p := fleetGCPercent(g.n, g.unsettled())
+	if p == fleetGOGC {
+		if g.settled++; g.settled < settledTicks {
+			return
 		}
+	} else {
+		g.settled = 0
+	}
+	if p != g.cur {
+		g.set(p)
+		g.cur = p
 	}
 }

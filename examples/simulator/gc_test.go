@@ -37,3 +37,37 @@ func TestFleetGC(t *testing.T) {
 		require.Equal(t, tc.adapt, adapt, "%d devices, %v", tc.devices, tc.env)
 	}
 }
+
+// TestFleetGCCountsOnlyAfterDials steps the watcher: it settles after
+// settledTicks settled counts, then counts no more until a dial, and a
+// fleet that dials again gets the dialing target at the next tick.
+func TestFleetGCCountsOnlyAfterDials(t *testing.T) {
+	var counts, unsettled int
+	var dials uint64
+	var set []int
+	g := newFleetGC(10000, func() int { counts++; return unsettled },
+		func() uint64 { return dials }, func(p int) { set = append(set, p) })
+
+	dials = 10000 // the start
+	for range settledTicks {
+		g.tick()
+	}
+	require.Equal(t, []int{fleetGOGC}, set, "settled")
+	before := counts
+	for range 10 {
+		g.tick()
+	}
+	require.Equal(t, before, counts, "a settled fleet without dials is not counted")
+
+	dials += 500 // a server restart: devices redial
+	unsettled = 500
+	g.tick()
+	require.Equal(t, before+1, counts)
+	require.Equal(t, []int{fleetGOGC, dialingGOGC}, set, "dialing again")
+
+	unsettled = 0 // all back
+	for range settledTicks {
+		g.tick()
+	}
+	require.Equal(t, []int{fleetGOGC, dialingGOGC, fleetGOGC}, set, "settled again")
+}
