@@ -294,8 +294,7 @@ func (c *Component) interruptWake(reboot bool) bool {
 		// is not running during a wake). Reboot cut it already and keeps
 		// it off until the next wake boots.
 		c.mu.Lock()
-		c.powerOff()
-		c.power, c.powerOff = context.WithCancel(context.Background())
+		c.cutPowerLocked()
 		c.mu.Unlock()
 	}
 	r.cancel()

@@ -49,7 +49,9 @@ type Component struct {
 	// device for its life.
 	watch restartWatch
 	// power ends when the device goes down (Reboot) and is replaced when it
-	// is back; inbound channels drop their clients with it.
+	// is back; inbound channels drop their clients with it. It is made by
+	// the first powerState: a device without inbound channels never needs
+	// one. While the device is down it is poweredOff.
 	power    context.Context
 	powerOff context.CancelFunc
 	down     bool                 // between Reboot and the end of the boot
@@ -107,7 +109,6 @@ func New(deviceID string, opts ...Option) (*Component, error) {
 		return nil, err
 	}
 	c.restart, c.restarted = context.WithCancelCause(context.Background())
-	c.power, c.powerOff = context.WithCancel(context.Background())
 	c.initWake()
 	c.disp = o.dispatcher
 	if c.disp == nil {
@@ -262,7 +263,8 @@ func (c *Component) Reboot() {
 	}
 	c.down = true
 	c.active = c.stored.Clone()
-	c.powerOff()
+	c.cutPowerLocked()
+	c.power = poweredOff
 	w := c.restartLocked(errRebooting)
 	c.mu.Unlock()
 	w.stop(endReboot)
@@ -275,7 +277,26 @@ func (c *Component) Reboot() {
 func (c *Component) powerState() (context.Context, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.power == nil {
+		c.power, c.powerOff = context.WithCancel(context.Background())
+	}
 	return c.power, c.down
+}
+
+// poweredOff is the power context of a device that is down.
+var poweredOff = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+// cutPowerLocked ends the power context, if one was made, and forgets it:
+// the next powerState makes a new one. The caller holds c.mu.
+func (c *Component) cutPowerLocked() {
+	if c.powerOff != nil {
+		c.powerOff()
+	}
+	c.power, c.powerOff = nil, nil
 }
 
 // isDown reports whether a reboot waits for its boot.
@@ -292,7 +313,7 @@ func (c *Component) powerOn() {
 	c.active = c.stored.Clone()
 	if c.down {
 		c.down = false
-		c.power, c.powerOff = context.WithCancel(context.Background())
+		c.power = nil // made again on demand
 	}
 }
 
