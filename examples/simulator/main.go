@@ -159,8 +159,8 @@ Flags:
                  ADDR on 127.0.0.1 or a network that is yours
   -v             debug logging to stderr
 
-Environment: with -devices above 1000 the simulator runs with GOGC=10 once
-the fleet has connected (the heap grows by 10 % before a collection, not
+Environment: with -devices above 1000 the simulator runs with GOGC=5 once
+the fleet has connected (the heap grows by 5 % before a collection, not
 double) and Go's default GOGC=100 while 1 % or more of the fleet is dialing,
 unless GOGC is set; in a container also set GOMEMLIMIT to about 90% of its
 memory limit.
