@@ -55,7 +55,11 @@ type peer struct {
 
 	writeMu     sync.Mutex    // one writer at a time
 	slots       chan struct{} // in-flight requests
-	readersDone chan struct{} // closed by the last reader
+	// readersDone is made by the first handoff (under serving.mu, before
+	// the new reader starts) and closed by the last reader: run's own
+	// reader, once it handed reading on, waits for it. A peer whose
+	// reader never handed off has none.
+	readersDone chan struct{}
 
 	// waitingSlot is set while the reader waits for an in-flight slot: no
 	// one reads pongs then, so the keepalive holds its ping rather than
@@ -161,7 +165,6 @@ func newPeer(parent context.Context, c *Component, conn *websocket.Conn, raw net
 		queue:       queue,
 		parent:      parent,
 		slots:       make(chan struct{}, c.opts.maxInFlight),
-		readersDone: make(chan struct{}),
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.wg.Add(1) // for parentDone; finish takes it back if it never runs
@@ -252,8 +255,9 @@ func (p *peer) run(stops ...stopOn) peerEnd {
 	p.kick() // notifications queued before the connection
 
 	p.wg.Add(1)
-	p.readLoop()
-	<-p.readersDone
+	if !p.readLoop() {
+		<-p.readersDone
+	}
 
 	p.mu.Lock()
 	p.live = false

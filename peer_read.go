@@ -79,6 +79,9 @@ func watchServing() {
 			// r's goroutine is counted in wg and still serving (it
 			// unregisters under serving.mu), so wg is not at zero.
 			r.p.wg.Add(1)
+			if r.p.readersDone == nil {
+				r.p.readersDone = make(chan struct{})
+			}
 			go r.p.readLoop()
 		}
 		if len(serving.readers) == 0 && serving.started == seen {
@@ -97,8 +100,9 @@ func watchServing() {
 }
 
 // readLoop reads and serves requests until the connection fails, or until
-// the watcher hands reading to a new goroutine while this one serves.
-func (p *peer) readLoop() {
+// the watcher hands reading to a new goroutine while this one serves. It
+// reports whether reading ended here: false after a handoff.
+func (p *peer) readLoop() (ended bool) {
 	defer p.wg.Done()
 	readCtx := p.ctx
 	if p.raw != nil {
@@ -115,8 +119,8 @@ func (p *peer) readLoop() {
 		if err != nil {
 			putReadBuf(buf)
 			p.fail("read", err)
-			close(p.readersDone) // only the last reader ever fails
-			return
+			p.readersEnded()
+			return true
 		}
 		if typ != websocket.MessageText {
 			p.log.Debug("shellyws: dropped a binary message", "len", buf.Len())
@@ -138,15 +142,24 @@ func (p *peer) readLoop() {
 				p.waitingSlot.Store(false)
 			case <-p.ctx.Done():
 				p.fail("read", p.ctx.Err())
-				close(p.readersDone)
-				return
+				p.readersEnded()
+				return true
 			}
 		}
 		r.startServing()
 		p.serve(cl)
 		if !r.doneServing() {
-			return // another goroutine reads now
+			return false // another goroutine reads now
 		}
+	}
+}
+
+// readersEnded tells run that the last reader has ended, if run's own
+// reader handed off. Only the last reader ever fails, and one started by a
+// handoff sees the channel that handoff made.
+func (p *peer) readersEnded() {
+	if p.readersDone != nil {
+		close(p.readersDone)
 	}
 }
 
