@@ -170,11 +170,6 @@ type Device struct {
 	onRequest   func(*shellyws.Request, error)
 	onDown      func()
 	onUp        func()
-	period      time.Duration // between wakes; 0 for a device always on
-	firstWake   time.Duration
-	clockSync   time.Duration
-	onWake      func(WakeInfo)
-	onSleep     func(WakeInfo)
 
 	// notifyMu orders state changes with their notifications: it is taken
 	// before mu and held while the notification is queued, so a server
@@ -197,7 +192,20 @@ type Device struct {
 	telemetryTimer  *time.Timer
 	timers          sync.WaitGroup // timer callbacks Run must wait for
 
-	// A sleeping device's cycle; see sleep.go.
+	// A sleeping device's cycle; nil for a device always on, which so
+	// carries none of it. See sleep.go.
+	*sleepCycle
+}
+
+// sleepCycle is the state of a sleeping device. Its timers and fields
+// after onSleep are guarded by the device's mu.
+type sleepCycle struct {
+	period    time.Duration // between wakes
+	firstWake time.Duration
+	clockSync time.Duration
+	onWake    func(WakeInfo)
+	onSleep   func(WakeInfo)
+
 	ctx                  context.Context // Start's
 	stopped              chan struct{}   // closed when Start's context ended
 	nextWake, clockTimer *time.Timer
@@ -260,13 +268,6 @@ func New(o Options) (*Device, error) {
 		onRequest:   o.OnRequest,
 		onDown:      o.OnDown,
 		onUp:        o.OnUp,
-		period:      wakeupPeriod(p, o.WakeupPeriod),
-		firstWake:   max(o.FirstWake, 0),
-		clockSync:   o.ClockSync,
-		onWake:      o.OnWake,
-		onSleep:     o.OnSleep,
-		wakeBoot:    BootPowerOn,
-		wakeCause:   CauseUndefined,
 		bootedAt:    now(),
 		resetReason: resetPowerOn,
 		cfgRev:      m.cfgRev,
@@ -293,7 +294,16 @@ func New(o Options) (*Device, error) {
 	if o.Now != nil {
 		opts = append(opts, shellyws.WithClock(o.Now))
 	}
-	if d.period > 0 {
+	if period := wakeupPeriod(p, o.WakeupPeriod); period > 0 {
+		d.sleepCycle = &sleepCycle{
+			period:    period,
+			firstWake: max(o.FirstWake, 0),
+			clockSync: o.ClockSync,
+			onWake:    o.OnWake,
+			onSleep:   o.OnSleep,
+			wakeBoot:  BootPowerOn,
+			wakeCause: CauseUndefined,
+		}
 		if d.clockSync == 0 {
 			d.clockSync = DefaultClockSync
 		}

@@ -42,13 +42,18 @@ var errNotSleeping = errors.New("device: Start runs sleeping devices; use Run")
 
 // Sleeping reports whether the device is a sleeping (battery) device: its
 // model has a sys.wakeup_period above 0, or Options.WakeupPeriod set one.
-func (d *Device) Sleeping() bool { return d.period > 0 }
+func (d *Device) Sleeping() bool { return d.sleepCycle != nil }
 
-func (d *Device) sleeping() bool { return d.period > 0 }
+func (d *Device) sleeping() bool { return d.sleepCycle != nil }
 
 // WakeupPeriod returns the time from falling asleep to the next wake; 0
 // for a device that is always on.
-func (d *Device) WakeupPeriod() time.Duration { return d.period }
+func (d *Device) WakeupPeriod() time.Duration {
+	if !d.sleeping() {
+		return 0
+	}
+	return d.period
+}
 
 // State returns the component's state, and shellyws.StateAsleep for a
 // sleeping device that has not woken yet.
@@ -96,6 +101,9 @@ func (d *Device) Start(ctx context.Context) error {
 // Wait returns once a device started with Start has stopped: its context
 // ended and every timer and wake it started has returned.
 func (d *Device) Wait() {
+	if !d.sleeping() {
+		return
+	}
 	d.mu.Lock()
 	stopped := d.stopped
 	d.mu.Unlock()
