@@ -146,8 +146,8 @@ func AsError(err error) *Error {
 // Dispatch is called once per request by the connection's reader: on a
 // websocket (the outbound connection, or an inbound client of a Handler) the
 // reader calls it on its own goroutine and, if the call is still running
-// after a millisecond, hands reading on to a new goroutine, so a slow call
-// never holds up the requests behind it; each HTTP request of a Handler is
+// 5 to 10 ms later, hands reading on to a new goroutine, so a slow call
+// holds up the requests behind it no longer than that; each HTTP request of a Handler is
 // dispatched on its own goroutine. Calls therefore run concurrently, up to
 // the component's in-flight limit per connection (see WithMaxInFlight;
 // HTTP requests share one such pool), and must be safe for concurrent use.
