@@ -53,8 +53,8 @@ type peer struct {
 	parent     context.Context
 	stopParent func() bool
 
-	writeMu     sync.Mutex    // one writer at a time
-	slots       chan struct{} // in-flight requests
+	writeMu sync.Mutex    // one writer at a time
+	slots   chan struct{} // in-flight requests
 	// readersDone is made by the first handoff (under serving.mu, before
 	// the new reader starts) and closed by the last reader: run's own
 	// reader, once it handed reading on, waits for it. A peer whose
@@ -158,13 +158,13 @@ const maxKeptBuf = 64 << 10
 // the socket down at once, and the other side deserves a close frame first.
 func newPeer(parent context.Context, c *Component, conn *websocket.Conn, raw net.Conn, log *slog.Logger, queue *notifyQueue) *peer {
 	p := &peer{
-		c:           c,
-		conn:        conn,
-		raw:         raw,
-		log:         log,
-		queue:       queue,
-		parent:      parent,
-		slots:       make(chan struct{}, c.opts.maxInFlight),
+		c:      c,
+		conn:   conn,
+		raw:    raw,
+		log:    log,
+		queue:  queue,
+		parent: parent,
+		slots:  make(chan struct{}, c.opts.maxInFlight),
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.wg.Add(1) // for parentDone; finish takes it back if it never runs
