@@ -15,8 +15,8 @@ import (
 
 var (
 	flagN        = flag.Int("bb.n", 1000, "devices in the fleet (10000, 100000 for the issue's goals)")
-	flagPairs    = flag.Int("bb.pairs", 9, "alternating simulator/bare pairs of round-trip runs")
-	flagSeq      = flag.Int("bb.reqs", 2000, "requests per one-at-a-time run")
+	flagPairs    = flag.Int("bb.pairs", 15, "alternating simulator/bare pairs of round-trip runs")
+	flagSeq      = flag.Int("bb.reqs", 5000, "requests per one-at-a-time run")
 	flagPipe     = flag.Int("bb.pipereqs", 20000, "requests per 64-in-flight run")
 	flagDown     = flag.Duration("bb.down", 0, "how long the restarted server stays down (refusing connections)")
 	flagSamples  = flag.Int("bb.samples", 5, "RSS samples of an idle process")
