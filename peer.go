@@ -221,7 +221,7 @@ func (p *peer) run(stops ...stopOn) peerEnd {
 	var others []peerStop
 	parentStop, parentReason := false, endShutdown
 	p.mu.Lock()
-	p.live = true
+	p.live = !p.ended // a stop may have come before run (see watchRestart)
 	for _, s := range stops {
 		switch {
 		case s.ctx == nil:

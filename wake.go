@@ -295,6 +295,9 @@ func (c *Component) interruptWake(reboot bool) bool {
 		// it off until the next wake boots.
 		c.mu.Lock()
 		c.cutPowerLocked()
+		if c.down {
+			c.power = poweredOff // a Reboot's boot is still to come
+		}
 		c.mu.Unlock()
 	}
 	r.cancel()

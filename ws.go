@@ -212,9 +212,11 @@ func (c *Component) watchRestart(restart context.Context, w restartWatch) {
 		c.mu.Unlock()
 		return
 	}
+	// A Reboot after the Restart that ended restart drops, as a power cycle.
+	down := c.down
 	c.mu.Unlock()
 	reason := endRestart
-	if errors.Is(context.Cause(restart), errRebooting) {
+	if down || errors.Is(context.Cause(restart), errRebooting) {
 		reason = endReboot
 	}
 	w.stop(reason)
@@ -313,7 +315,7 @@ func (c *Component) powerOn() {
 	c.active = c.stored.Clone()
 	if c.down {
 		c.down = false
-		c.power = nil // made again on demand
+		c.power, c.powerOff = nil, nil // made again on demand
 	}
 }
 
