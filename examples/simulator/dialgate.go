@@ -22,7 +22,9 @@ const maxHandshakes = 256
 // connection is closed, whichever comes first.
 type dialGate struct {
 	slots chan struct{}
-	dials atomic.Uint64 // dials started so far; watchGC looks for new ones
+	// events counts dials started and connections closed: watchGC counts
+	// the fleet's states again when it moved.
+	events atomic.Uint64
 }
 
 func newDialGate(n int) *dialGate { return &dialGate{slots: make(chan struct{}, n)} }
@@ -36,7 +38,7 @@ func (g *dialGate) wrap(dial dialFunc) dialFunc {
 		dial = defaultDial
 	}
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		g.dials.Add(1)
+		g.events.Add(1)
 		select {
 		case g.slots <- struct{}{}:
 		case <-ctx.Done():
@@ -47,20 +49,20 @@ func (g *dialGate) wrap(dial dialFunc) dialFunc {
 			<-g.slots
 			return nil, err
 		}
-		return &gatedConn{Conn: c, slots: g.slots}, nil
+		return &gatedConn{Conn: c, g: g}, nil
 	}
 }
 
 // gatedConn gives its slot back on its first read or on Close.
 type gatedConn struct {
 	net.Conn
-	done  atomic.Bool
-	slots chan struct{}
+	done atomic.Bool
+	g    *dialGate
 }
 
 func (c *gatedConn) release() {
 	if !c.done.Load() && c.done.CompareAndSwap(false, true) {
-		<-c.slots
+		<-c.g.slots
 	}
 }
 
@@ -72,5 +74,6 @@ func (c *gatedConn) Read(p []byte) (int, error) {
 
 func (c *gatedConn) Close() error {
 	c.release()
+	c.g.events.Add(1)
 	return c.Conn.Close()
 }

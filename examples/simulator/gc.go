@@ -76,7 +76,7 @@ func watchGC(ctx context.Context, devices []*device.Device, gate *dialGate) {
 			}
 		}
 		return unsettled
-	}, gate.dials.Load, setFleetGC)
+	}, gate.events.Load, setFleetGC)
 	for {
 		select {
 		case <-ctx.Done():
@@ -99,27 +99,28 @@ func setFleetGC(percent int) {
 
 // fleetGC is watchGC's state: the target goes up at once and down after
 // settledTicks settled counts in a row. A settled fleet is counted again
-// only once there are new dials: counting reads every device, which for
-// 10,000 idle devices four times a second was a tenth of the process's
-// idle CPU.
+// only once connections closed or dials started since the last count:
+// counting reads every device, which for 10,000 idle devices four times a
+// second was a tenth of the process's idle CPU. Closes count so that a
+// server's restart raises the target before the fleet redials.
 type fleetGC struct {
 	n         int
 	unsettled func() int    // devices connecting or disconnected
-	dials     func() uint64 // dials started so far
+	events    func() uint64 // dials started and connections closed so far
 	set       func(percent int)
 
 	cur, settled int
-	seenDials    uint64
+	seenEvents   uint64
 }
 
-func newFleetGC(n int, unsettled func() int, dials func() uint64, set func(int)) *fleetGC {
-	return &fleetGC{n: n, unsettled: unsettled, dials: dials, set: set, cur: dialingGOGC}
+func newFleetGC(n int, unsettled func() int, events func() uint64, set func(int)) *fleetGC {
+	return &fleetGC{n: n, unsettled: unsettled, events: events, set: set, cur: dialingGOGC}
 }
 
 func (g *fleetGC) tick() {
-	seen := g.seenDials
-	g.seenDials = g.dials()
-	if g.cur == fleetGOGC && g.seenDials == seen {
+	seen := g.seenEvents
+	g.seenEvents = g.events()
+	if g.cur == fleetGOGC && g.seenEvents == seen {
 		return
 	}
 	p := fleetGCPercent(g.n, g.unsettled())

@@ -38,17 +38,18 @@ func TestFleetGC(t *testing.T) {
 	}
 }
 
-// TestFleetGCCountsOnlyAfterDials steps the watcher: it settles after
-// settledTicks settled counts, then counts no more until a dial, and a
-// fleet that dials again gets the dialing target at the next tick.
-func TestFleetGCCountsOnlyAfterDials(t *testing.T) {
+// TestFleetGCCountsOnlyAfterDialsOrCloses steps the watcher: it settles
+// after settledTicks settled counts, then counts no more until a dial or a
+// close, and a fleet that lost its connections gets the dialing target at
+// the next tick.
+func TestFleetGCCountsOnlyAfterDialsOrCloses(t *testing.T) {
 	var counts, unsettled int
-	var dials uint64
+	var events uint64
 	var set []int
 	g := newFleetGC(10000, func() int { counts++; return unsettled },
-		func() uint64 { return dials }, func(p int) { set = append(set, p) })
+		func() uint64 { return events }, func(p int) { set = append(set, p) })
 
-	dials = 10000 // the start
+	events = 10000 // the start's dials
 	for range settledTicks {
 		g.tick()
 	}
@@ -57,9 +58,9 @@ func TestFleetGCCountsOnlyAfterDials(t *testing.T) {
 	for range 10 {
 		g.tick()
 	}
-	require.Equal(t, before, counts, "a settled fleet without dials is not counted")
+	require.Equal(t, before, counts, "a settled fleet without dials or closes is not counted")
 
-	dials += 500 // a server restart: devices redial
+	events += 500 // a server restart: connections close
 	unsettled = 500
 	g.tick()
 	require.Equal(t, before+1, counts)
