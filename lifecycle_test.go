@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -119,4 +120,64 @@ func TestRestartAbandonsADialUnderWay(t *testing.T) {
 	dev.Restart()
 	acceptConnected(t, ctx, srv)
 	assert.Zero(t, dev.Stats().DialFailures, "an abandoned dial is not a failure")
+}
+
+// restartingDevice runs a device whose first NotifyFullStatus is built
+// while stop runs: the restart context has ended before the connection is
+// served, the case the restart slot handles at once.
+func restartingDevice(t *testing.T, srv *shellywstest.Server, stop func(*shellyws.Component)) {
+	t.Helper()
+	var dev atomic.Pointer[shellyws.Component]
+	var builds atomic.Int32
+	opts := append(fastOptions(),
+		shellyws.WithConfigStore(shellyws.NewMemoryStore(enabledConfig(srv.URL()))),
+		shellyws.WithBootTime(time.Millisecond),
+		shellyws.WithFullStatus(func(context.Context) (map[string]any, error) {
+			if builds.Add(1) == 1 {
+				stop(dev.Load())
+			}
+			return map[string]any{}, nil
+		}))
+	c, err := shellyws.New(testDeviceID, opts...)
+	require.NoError(t, err)
+	dev.Store(c)
+	runDevice(t, c)
+}
+
+// A Restart while the connection opens closes it with 1012 once its
+// NotifyFullStatus is out, and the device dials again at once.
+func TestRestartWhileOpeningClosesWith1012(t *testing.T) {
+	srv := shellywstest.NewServer(t)
+	restartingDevice(t, srv, (*shellyws.Component).Restart)
+	ctx := testCtx(t)
+	first := acceptConnected(t, ctx, srv)
+	select {
+	case <-first.Done():
+	case <-ctx.Done():
+		t.Fatal("the connection opened during a Restart stayed up")
+	}
+	assert.Equal(t, websocket.StatusServiceRestart, websocket.CloseStatus(first.Err()))
+	second := acceptConnected(t, ctx, srv)
+	var st shellyws.Status
+	second.CallT(t, "Ws.GetStatus", nil, &st)
+	assert.True(t, st.Connected)
+}
+
+// A Reboot right after a Restart, both while the connection opens, drops
+// it without a close frame, as a power cycle does.
+func TestRebootAfterRestartWhileOpeningDrops(t *testing.T) {
+	srv := shellywstest.NewServer(t)
+	restartingDevice(t, srv, func(c *shellyws.Component) {
+		c.Restart()
+		c.Reboot()
+	})
+	ctx := testCtx(t)
+	first := acceptConnected(t, ctx, srv)
+	select {
+	case <-first.Done():
+	case <-ctx.Done():
+		t.Fatal("the connection opened during a Reboot stayed up")
+	}
+	assert.Equal(t, websocket.StatusCode(-1), websocket.CloseStatus(first.Err()), "dropped: %v", first.Err())
+	acceptConnected(t, ctx, srv) // after the boot
 }
