@@ -135,15 +135,11 @@ func fleetLimit(n int) time.Duration { return 60*time.Second + time.Duration(n)*
 
 func run(ctx context.Context, cfg config, dir string, logf func(string, ...any)) (*result, error) {
 	r := &result{}
-	srv, err := newServer()
+	srv, bin, err := serverAndSimulator(dir)
 	if err != nil {
 		return nil, err
 	}
 	defer srv.close()
-	bin, err := buildSimulator(dir)
-	if err != nil {
-		return nil, err
-	}
 
 	// RSS(1): one simulated device and one bare device, idle.
 	sim1, err := startSimulator(bin, srv.URL(), "shellyplus1pm-00000c000000", 1, cfg.env)

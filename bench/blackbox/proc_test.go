@@ -29,6 +29,22 @@ type child struct {
 	start time.Time
 }
 
+// serverAndSimulator starts the loopback server and builds the simulator
+// into dir: what every black-box run starts with. The caller closes the
+// server.
+func serverAndSimulator(dir string) (*server, string, error) {
+	srv, err := newServer()
+	if err != nil {
+		return nil, "", err
+	}
+	bin, err := buildSimulator(dir)
+	if err != nil {
+		srv.close()
+		return nil, "", err
+	}
+	return srv, bin, nil
+}
+
 // buildSimulator builds examples/simulator into dir.
 func buildSimulator(dir string) (string, error) {
 	bin := filepath.Join(dir, "simulator")

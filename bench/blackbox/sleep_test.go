@@ -84,15 +84,11 @@ func sleepArgs(cfg sleepConfig) []string {
 
 func runSleeping(ctx context.Context, cfg sleepConfig, dir string) (*sleepResult, error) {
 	r := &sleepResult{}
-	srv, err := newServer()
+	srv, bin, err := serverAndSimulator(dir)
 	if err != nil {
 		return nil, err
 	}
 	defer srv.close()
-	bin, err := buildSimulator(dir)
-	if err != nil {
-		return nil, err
-	}
 
 	// RSS(1): one sleeping device, sampled after its first wake.
 	sim1, err := startSimulator(bin, srv.URL(), "shellyplusht-00000d000000", 1, nil, sleepArgs(cfg)...)
