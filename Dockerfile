@@ -10,7 +10,7 @@ COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 # The same command works outside Docker: no cgo, so no libc to ship.
-RUN CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o /out/simulator ./examples/simulator
+RUN CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o /out/simulator ./cmd/shellyws-sim
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/simulator /simulator

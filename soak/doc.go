@@ -1,5 +1,5 @@
 // Package soak holds the fault-injection soak test of shellyws: hundreds of
-// simulated devices (examples/simulator/device) in one process against a
+// simulated devices (device) in one process against a
 // loopback server that, at random, refuses handshakes with 4xx and 5xx,
 // closes with every close code a server uses, drops connections, stalls its
 // reads or its writes, sends malformed and oversized frames and restarts.

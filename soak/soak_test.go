@@ -22,7 +22,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/shellyws/shellyws"
-	"github.com/shellyws/shellyws/examples/simulator/device"
+	"github.com/shellyws/shellyws/device"
+	"github.com/shellyws/shellyws/device/profile"
 )
 
 var (
@@ -139,7 +140,7 @@ func TestSoak(t *testing.T) {
 		cfg.Enable = true
 		url := srv.URL()
 		cfg.Server = &url
-		d, err := device.New(device.Options{
+		d, err := device.New(withModel(device.Options{
 			ID:          device.DeriveID("shellyplus1pm-50a000000000", i),
 			Store:       shellyws.NewMemoryStore(cfg),
 			Logger:      logger,
@@ -172,7 +173,7 @@ func TestSoak(t *testing.T) {
 					causesMu.Unlock()
 				}),
 			},
-		})
+		}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -494,4 +495,16 @@ func maxSample(s []memSample) memSample {
 		m.heap = max(m.heap, x.heap)
 	}
 	return m
+}
+
+// withModel gives o the default model, a Plus 1PM, unless it names one.
+func withModel(o device.Options) device.Options {
+	if o.Model == nil {
+		p, err := profile.Builtin(profile.Default)
+		if err != nil {
+			panic(err)
+		}
+		o.Model = p
+	}
+	return o
 }

@@ -1,5 +1,5 @@
 // Package blackbox measures the simulator as its users run it: the
-// examples/simulator binary as a child process, against a loopback server
+// cmd/shellyws-sim binary as a child process, against a loopback server
 // held by the benchmark process, next to a bare github.com/coder/websocket
 // echo device (the test binary re-executed) in the same run. It has no API
 // of its own.

@@ -45,12 +45,12 @@ func serverAndSimulator(dir string) (*server, string, error) {
 	return srv, bin, nil
 }
 
-// buildSimulator builds examples/simulator into dir.
+// buildSimulator builds cmd/shellyws-sim into dir.
 func buildSimulator(dir string) (string, error) {
 	bin := filepath.Join(dir, "simulator")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "../../examples/simulator")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "../../cmd/shellyws-sim")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build: %w\n%s", err, out)
 	}

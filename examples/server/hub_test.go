@@ -15,7 +15,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/shellyws/shellyws"
-	"github.com/shellyws/shellyws/examples/simulator/device"
+	"github.com/shellyws/shellyws/device"
+	"github.com/shellyws/shellyws/device/profile"
 )
 
 // waitTimeout bounds every wait in these tests.
@@ -97,7 +98,7 @@ func startHub(t *testing.T) *hubEnv {
 func runDevice(t *testing.T, url string) (d *device.Device, stop func()) {
 	cfg := shellyws.DefaultConfig()
 	cfg.Enable, cfg.Server = true, &url
-	d, err := device.New(device.Options{Store: shellyws.NewMemoryStore(cfg)})
+	d, err := device.New(withModel(device.Options{Store: shellyws.NewMemoryStore(cfg)}))
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -242,4 +243,16 @@ func TestFullStatusReplacesAfterReconnect(t *testing.T) {
 		return dev.fullCount == 2 && dev.sess != nil
 	}))
 	assert.True(t, h.Devices()[0].Connected)
+}
+
+// withModel gives o the default model, a Plus 1PM, unless it names one.
+func withModel(o device.Options) device.Options {
+	if o.Model == nil {
+		p, err := profile.Builtin(profile.Default)
+		if err != nil {
+			panic(err)
+		}
+		o.Model = p
+	}
+	return o
 }

@@ -4,7 +4,7 @@
 // read that status and call methods on the devices.
 //
 //	go run ./examples/server
-//	go run ./examples/simulator -server ws://127.0.0.1:8765/shelly
+//	go run ./cmd/shellyws-sim -server ws://127.0.0.1:8765/shelly
 //	curl -s http://127.0.0.1:8766/devices
 //	curl -s -d '{"method":"Switch.Toggle","params":{"id":0}}' http://127.0.0.1:8766/devices/ID/call
 package main
@@ -43,7 +43,7 @@ Flags:
 
 Example, with the simulator:
   go run ./examples/server
-  go run ./examples/simulator -server ws://127.0.0.1:8765/shelly
+  go run ./cmd/shellyws-sim -server ws://127.0.0.1:8765/shelly
   curl -s http://127.0.0.1:8766/devices
   curl -s -d '{"method":"Switch.Toggle","params":{"id":0}}' \
       http://127.0.0.1:8766/devices/<id>/call

@@ -1,0 +1,437 @@
+// Command simulator is a simulated Shelly device — a Plus 1PM by default,
+// or any of the built-in models from real dumps (-profile) — that speaks the
+// Gen2 Outbound Websocket.
+//
+// Run without flags, it plays a short demo on loopback: a test server, one
+// simulated device, and a transcript of what they say to each other.
+//
+//	go run ./cmd/shellyws-sim
+//
+// With -server it is a device for a real server (Home Assistant, Fleet
+// Manager, examples/server) and runs until interrupted:
+//
+//	go run ./cmd/shellyws-sim -server ws://192.168.1.10:8123/api/shelly/ws
+//
+// With -http it also answers on the inbound channels a real device's web
+// server offers, so curl works against it as against a device:
+//
+//	go run ./cmd/shellyws-sim -server ws://127.0.0.1:8765/shelly -http 127.0.0.1:8080
+//	curl 'http://127.0.0.1:8080/rpc/Ws.GetConfig'
+//
+// See the usage text (-h) for every flag.
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/shellyws/shellyws"
+	"github.com/shellyws/shellyws/device"
+	"github.com/shellyws/shellyws/device/profile"
+)
+
+const usageText = `Usage: simulator [flags]
+
+A simulated Shelly device that speaks the Gen2 Outbound Websocket: a Plus
+1PM by default, or any model of -profile, played from a real device's
+answers (see -profile help).
+
+Without -server and -state it runs a demo: it starts a test server on
+127.0.0.1, points one simulated device at it, prints their conversation,
+calls the device's own web server (on 127.0.0.1) the way curl would, and
+exits. Only -id, -password and -v apply to the demo (a Plus 1PM).
+
+With -server (or a -state directory that holds a server) it is a device for
+a real server and runs until interrupted; Ctrl-C or SIGTERM closes the
+connection cleanly (status 1001), stops the -http server, and exits 0.
+
+Flags:
+  -server URL    ws:// or wss:// URL to dial, verbatim (path and query
+                 included); sets enable to true
+  -id ID         device id, <model>-<12 lowercase hex digits>; sys.mac is
+                 the upper-cased hex part (default: shellyplus1pm- and 12
+                 random hex digits). With -profile only its MAC counts: ids
+                 are the profile's id prefix and the MAC, in the model's
+                 style (e.g. ShellyWallDisplay-<MAC upper-case>)
+  -profile LIST  comma-separated models to play: built-in names (e.g.
+                 plus1pm-gen2, pro3em-gen2, plus2pm-gen2-cover) or paths to
+                 dump files of the same format (a path holds a / or ends in
+                 .json). With -devices N, device i plays profile i mod the
+                 number of profiles, with MACs counting up from -id's (a
+                 random base without -id). Default: plus1pm-gen2.
+                 -profile help lists the built-in profiles and exits
+  -telemetry DUR readings (power, voltage, current, energy, temperature,
+                 humidity, illuminance) drift and are pushed as NotifyStatus
+                 every DUR, e.g. 10s, as metering devices do (default: off,
+                 readings stay at the dump's values)
+  -boot-time DUR how long a rebooted device takes to come back (default 1s)
+  -wakeup-period DUR
+                 run as a sleeping (battery) device waking every DUR,
+                 counted from falling asleep; reported in whole seconds as
+                 sys.wakeup_period. Models whose dump has a wakeup_period
+                 (plusht-gen2, ht-gen3, plussmoke-gen2, flood-gen4) sleep
+                 with the dump's period by default; -wakeup-period 0 keeps
+                 them always on. A sleeping device dials at once on each
+                 wake, sends its full status, stays awake while it is
+                 asked things, then sends a sleep event, closes with 1000,
+                 and sleeps: it dials nothing and its -http server refuses
+                 connections. With -devices N the first wakes are spread
+                 evenly over the period. -telemetry does not apply to it:
+                 its readings move from one wake to the next
+  -awake-idle DUR
+                 a sleeping device falls asleep after DUR without a
+                 request on any channel (default 3s)
+  -awake-max DUR a sleeping device's wake lasts at most DUR (default 60s)
+  -ssl-ca VALUE  how a wss:// server's certificate is verified:
+                   ca.pem       system roots (the default)
+                   user_ca.pem  the CA in the -user-ca file
+                   *            no verification
+                   ''           null, verifies like ca.pem
+  -user-ca FILE  PEM file with the CA for -ssl-ca user_ca.pem; read again at
+                 every dial, as a device reads its uploaded user CA
+  -state DIR     keep each device's ws config in DIR/<id>.ws.json so that
+                 what a server changes with Ws.SetConfig survives a restart;
+                 without -id the id is kept in DIR/id as well. The stored
+                 config wins, except that -server and -ssl-ca given on the
+                 command line override it (and are saved).
+                 Without -state the config lives in memory.
+  -devices N     run N devices in one process (default 1), with ids derived
+                 from -id by counting up its MAC; prints a status line every
+                 5 s instead of each device's events; with -shard, N
+                 devices per shard
+  -http ADDR     also serve the inbound channels of a device's web server
+                 on ADDR, HOST:PORT (off by default): GET /rpc/<Method>?...,
+                 POST /rpc/<Method>, POST /rpc with a whole request frame,
+                 websocket GET /rpc and GET /shelly, so that
+                   curl 'http://127.0.0.1:8080/rpc/Ws.GetConfig'
+                 works as against a real device. Port 0 picks a free port;
+                 the address is printed. With -devices N, device i listens
+                 on PORT+i (with port 0, each on a free port of its own).
+                 Without -password (or a Shelly.SetAuth from a server)
+                 there is no authentication, as on a device: prefer
+                 127.0.0.1:PORT to :PORT unless the network is yours.
+                 Only here (GET or POST /rpc/Sim.Input, POST /rpc), never on
+                 the outbound connection, the simulator's control method
+                 Sim.Input {"id":N,"event":"single_push"} (also double_push,
+                 long_push, btn_down, btn_up) makes input:N emit that event
+  -password PASS turn authentication on with PASS for user admin, as
+                 Shelly.SetAuth would (realm: the device id; only its hash
+                 is kept). The -http channels then ask for it, e.g.
+                   curl --digest -u admin:PASS 'http://127.0.0.1:8080/rpc/Ws.GetConfig'
+                 and Shelly.GetDeviceInfo reports auth_en. With -devices N
+                 every device gets PASS, each in its own realm. With -state
+                 the auth state is kept in DIR/<id>.auth.json like the ws
+                 config: -password overrides it (and is saved), '' turns
+                 it off. In the demo, the password the server sets.
+  -local-addr CIDR
+                 dial from source addresses of CIDR, spread over the
+                 devices: device i of the process dials from host address
+                 i mod H of the prefix, e.g. 127.0.0.0/24 gives
+                 127.0.0.1 … 127.0.0.254 (H = 254; IPv4 skips the network
+                 and broadcast addresses up to /30). Each source address
+                 has its own ephemeral ports, so one process can hold more
+                 than the ~28,000 connections one address allows to one
+                 server. The addresses must be on this machine (all of
+                 127.0.0.0/8 is, on Linux).
+  -shard INDEX/COUNT
+                 run part INDEX (0 … COUNT-1) of a fleet split over COUNT
+                 processes; -devices N is per shard: shard k runs device
+                 numbers k*N … k*N+N-1, ids derived from -id (required) as
+                 with -devices. "/COUNT" takes INDEX from
+                 $JOB_COMPLETION_INDEX (a Kubernetes Indexed Job's pod)
+  -metrics ADDR  serve Prometheus metrics on http://ADDR/metrics and Go's
+                 pprof on http://ADDR/debug/pprof/ (off by default; port 0
+                 picks a free port, printed): devices by state, connects,
+                 disconnects and failed dials (with reasons), notifications,
+                 requests by method with a latency histogram. No
+                 authentication: pprof shows the process's memory, so keep
+                 ADDR on 127.0.0.1 or a network that is yours
+  -v             debug logging to stderr
+
+Environment: with -devices above 1000 the simulator runs with GOGC=5 once
+the fleet has connected (the heap grows by 5 % before a collection, not
+double) and Go's default GOGC=100 while 1 % or more of the fleet is dialing,
+unless GOGC is set; in a container also set GOMEMLIMIT to about 90% of its
+memory limit.
+
+Exit status: 0 when done or interrupted, 1 on failure (e.g. the -http port
+is taken), 2 for invalid flags (an -http address that is not HOST:PORT or not
+an address of this machine included).
+
+Examples:
+  go run ./cmd/shellyws-sim
+  go run ./cmd/shellyws-sim -server ws://192.168.1.10:8123/api/shelly/ws
+  go run ./cmd/shellyws-sim -server 'wss://fm.example/shelly?token=T' -ssl-ca '*'
+  go run ./cmd/shellyws-sim -server ws://127.0.0.1:8765/shelly -http 127.0.0.1:8080
+  go run ./cmd/shellyws-sim -server ws://127.0.0.1:8765/shelly -http 127.0.0.1:8080 -password PASS
+  go run ./cmd/shellyws-sim -server ws://127.0.0.1:8765/shelly -devices 100 -state ./sim
+  go run ./cmd/shellyws-sim -server ws://127.0.0.1:8765/shelly -devices 30 \
+      -profile plus1pm-gen2,pro3em-gen2,plus2pm-gen2-cover -telemetry 10s
+  go run ./cmd/shellyws-sim -profile help
+  simulator -server ws://127.0.0.1:8765/shelly -id shellyplus1pm-000000000000 \
+      -devices 50000 -shard 3/10 -local-addr 127.0.0.0/24 -metrics 127.0.0.1:9090
+`
+
+// maxDevices bounds -devices: the library is built for 10,000 devices in one
+// process, and the operating system's file limits bite somewhere after.
+const maxDevices = 100000
+
+// settings are the parsed flags.
+type settings struct {
+	server    string
+	serverSet bool
+	id        string
+	idSet     bool
+	sslCA     *string // nil for null
+	sslCASet  bool
+	userCA    string
+	stateDir  string
+	devices   int
+	httpAddr  string // "" without -http
+	verbose   bool
+
+	password    string // -password; see authStore in devices.go
+	passwordSet bool
+	profiles    []*device.Model // never empty after parseFlags
+	profileSet  bool
+	profileHelp bool // -profile help
+	telemetry   time.Duration
+	bootTime    time.Duration
+	localAddr   string      // -local-addr as given, "" without
+	localAddrs  *localAddrs // parsed -local-addr, nil without
+	shard       shard       // 0/1 without -shard
+	metricsAddr string      // "" without -metrics
+
+	wakeupPeriod time.Duration // device.Options.WakeupPeriod: 0 the model's, <0 never sleep
+	awakeIdle    time.Duration
+	awakeMax     time.Duration
+}
+
+// Bounds of the duration flags.
+const (
+	minTelemetry = 100 * time.Millisecond
+	maxTelemetry = 24 * time.Hour
+	maxBootTime  = 10 * time.Minute
+	maxWakeup    = 7 * 24 * time.Hour
+	maxAwake     = time.Hour
+)
+
+// demo reports whether the flags ask for the embedded demo.
+func (s *settings) demo() bool { return !s.serverSet && s.stateDir == "" }
+
+// usageError is an invalid command line; run exits 2 for it.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usageErr(format string, args ...any) error {
+	return &usageError{fmt.Sprintf(format, args...)}
+}
+
+// parseFlags parses and validates args. Every problem is a *usageError, or
+// flag.ErrHelp for -h.
+func parseFlags(args []string) (*settings, error) {
+	fs := flag.NewFlagSet("simulator", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are printed by run, with one hint
+	fs.Usage = func() {}
+	s := &settings{}
+	sslCA := shellyws.SSLCABuiltin
+	fs.StringVar(&s.server, "server", "", "")
+	fs.StringVar(&s.id, "id", "", "")
+	fs.StringVar(&sslCA, "ssl-ca", shellyws.SSLCABuiltin, "")
+	fs.StringVar(&s.userCA, "user-ca", "", "")
+	fs.StringVar(&s.stateDir, "state", "", "")
+	fs.IntVar(&s.devices, "devices", 1, "")
+	fs.StringVar(&s.httpAddr, "http", "", "")
+	fs.BoolVar(&s.verbose, "v", false, "")
+	fs.StringVar(&s.password, "password", "", "")
+	profiles := profile.Default
+	fs.StringVar(&profiles, "profile", profile.Default, "")
+	fs.DurationVar(&s.telemetry, "telemetry", 0, "")
+	fs.DurationVar(&s.bootTime, "boot-time", device.DefaultBootTime, "")
+	fs.StringVar(&s.localAddr, "local-addr", "", "")
+	shardFlag := fs.String("shard", "", "")
+	fs.StringVar(&s.metricsAddr, "metrics", "", "")
+	fs.DurationVar(&s.wakeupPeriod, "wakeup-period", 0, "")
+	fs.DurationVar(&s.awakeIdle, "awake-idle", shellyws.DefaultAwakeIdle, "")
+	fs.DurationVar(&s.awakeMax, "awake-max", shellyws.DefaultAwakeMax, "")
+	err := fs.Parse(args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, usageErr("%v", err)
+	}
+	if fs.NArg() > 0 {
+		return nil, usageErr("unexpected argument %q", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	s.serverSet, s.idSet, s.sslCASet = set["server"], set["id"], set["ssl-ca"]
+	s.passwordSet = set["password"]
+	s.profileSet = set["profile"]
+	if profiles == "help" {
+		s.profileHelp = true
+		return s, nil
+	}
+	for _, ref := range strings.Split(profiles, ",") {
+		p, err := profile.Lookup(strings.TrimSpace(ref))
+		if err != nil {
+			return nil, usageErr("-profile %q: %v", ref, err)
+		}
+		s.profiles = append(s.profiles, p)
+	}
+	if set["telemetry"] && (s.telemetry < minTelemetry || s.telemetry > maxTelemetry) {
+		return nil, usageErr("-telemetry %v: want %v to %v (leave it out for no telemetry)", s.telemetry, minTelemetry, maxTelemetry)
+	}
+	if s.bootTime <= 0 || s.bootTime > maxBootTime {
+		return nil, usageErr("-boot-time %v: want more than 0 and at most %v", s.bootTime, maxBootTime)
+	}
+	if set["wakeup-period"] {
+		if s.wakeupPeriod < 0 || s.wakeupPeriod > maxWakeup {
+			return nil, usageErr("-wakeup-period %v: want 0 (always on) to %v", s.wakeupPeriod, maxWakeup)
+		}
+		if s.wakeupPeriod == 0 {
+			s.wakeupPeriod = -1 // always on, whatever the model
+		}
+	}
+	if s.awakeIdle <= 0 || s.awakeIdle > maxAwake {
+		return nil, usageErr("-awake-idle %v: want more than 0 and at most %v", s.awakeIdle, maxAwake)
+	}
+	if s.awakeMax <= 0 || s.awakeMax > maxAwake {
+		return nil, usageErr("-awake-max %v: want more than 0 and at most %v", s.awakeMax, maxAwake)
+	}
+
+	if s.serverSet {
+		cfg := shellyws.Config{Enable: true, Server: &s.server}
+		if err := cfg.Validate(); err != nil {
+			msg := strings.TrimPrefix(shellyws.AsError(err).Message, "Invalid argument 'server': ")
+			return nil, usageErr("-server %q: %s", s.server, msg)
+		}
+	}
+	if s.idSet {
+		if err := device.CheckID(s.id); err != nil {
+			return nil, usageErr("-id: %v", err)
+		}
+	}
+	switch sslCA {
+	case shellyws.SSLCABuiltin, shellyws.SSLCAUser, shellyws.SSLCAInsecure:
+		s.sslCA = &sslCA
+	case "":
+		s.sslCA = nil
+	default:
+		return nil, usageErr("-ssl-ca %q: want ca.pem, user_ca.pem, * or ''", sslCA)
+	}
+	if s.devices < 1 || s.devices > maxDevices {
+		return nil, usageErr("-devices %d: want 1 to %d", s.devices, maxDevices)
+	}
+	if set["http"] {
+		if err := checkHTTPAddr(s.httpAddr, s.devices); err != nil {
+			return nil, err
+		}
+	}
+	if s.userCA != "" {
+		pem, err := os.ReadFile(s.userCA)
+		if err != nil {
+			return nil, usageErr("-user-ca: %v", err)
+		}
+		if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			return nil, usageErr("-user-ca %s: no PEM certificate in it", s.userCA)
+		}
+	}
+	if s.sslCASet && sslCA == shellyws.SSLCAUser && s.userCA == "" {
+		return nil, usageErr("-ssl-ca user_ca.pem needs -user-ca FILE")
+	}
+	s.shard = shard{index: 0, count: 1}
+	if set["shard"] {
+		if !s.idSet {
+			return nil, usageErr("-shard needs -id: every shard derives its ids from the same base id")
+		}
+		if s.shard, err = parseShard(*shardFlag, s.devices, envOrEmpty); err != nil {
+			return nil, err
+		}
+	}
+	if set["local-addr"] {
+		if s.localAddrs, err = parseLocalAddr(s.localAddr); err != nil {
+			return nil, err
+		}
+		if err := s.localAddrs.checkBindable(s.localAddr, s.devices); err != nil {
+			return nil, err
+		}
+	}
+	if set["metrics"] {
+		if _, _, err := net.SplitHostPort(s.metricsAddr); err != nil {
+			return nil, usageErr("-metrics %q: want HOST:PORT, e.g. 127.0.0.1:9090", s.metricsAddr)
+		}
+	}
+	if s.demo() {
+		for _, name := range []string{"ssl-ca", "user-ca", "devices", "http", "profile", "telemetry", "boot-time", "local-addr", "shard", "metrics", "wakeup-period", "awake-idle", "awake-max"} {
+			if set[name] {
+				return nil, usageErr("-%s needs -server or -state; the demo takes only -id, -password and -v", name)
+			}
+		}
+	}
+	return s, nil
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is the whole program, returning its exit status; tests call it.
+func run(args []string, stdout, stderr io.Writer) int {
+	s, err := parseFlags(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(stdout, usageText)
+		return 0
+	case err != nil:
+		fmt.Fprintf(stderr, "simulator: %v\nRun 'simulator -h' for usage.\n", err)
+		return 2
+	case s.profileHelp:
+		printProfiles(stdout)
+		return 0
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if s.demo() {
+		if err := runDemo(ctx, s, stdout, stderr); err != nil {
+			fmt.Fprintf(stderr, "simulator: demo failed: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+	return runDevices(ctx, s, stdout, stderr)
+}
+
+// printProfiles lists the built-in profiles for -profile help.
+func printProfiles(w io.Writer) {
+	fmt.Fprintf(w, "Built-in profiles (-profile NAME[,NAME...]), from real devices' answers:\n\n")
+	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+	fmt.Fprintf(tw, "NAME\tMODEL\tAPP\tGEN\tFIRMWARE\tID\n")
+	for _, name := range profile.Names() {
+		p, err := profile.Builtin(name)
+		if err != nil {
+			fmt.Fprintf(tw, "%s\t(broken: %v)\n", name, err)
+			continue
+		}
+		app := p.App
+		if p.Profile != "" {
+			app += " (" + p.Profile + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", name, p.Model, app, p.Gen, p.Ver, p.ID("xxxxxxxxxxxx"))
+	}
+	_ = tw.Flush()
+	fmt.Fprintf(w, "\nDefault: %s. Sources and licenses: device/profile/dumps/README.md.\n", profile.Default)
+}

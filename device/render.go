@@ -1,0 +1,388 @@
+package device
+
+import (
+	"context"
+	"encoding/json"
+	"hash/fnv"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/shellyws/shellyws"
+	"github.com/shellyws/shellyws/internal/jsonv"
+)
+
+// part is the per-device state of one component that behaves (switch,
+// cover, light) or whose readings drift; every other component is served
+// from the dump as captured. Methods ending in Locked run with d.mu held.
+type part interface {
+	key() string
+	// patchLocked is the device's overrides of the dump's status.
+	patchLocked(d *Device, now time.Time) jsonv.Patch
+	// readingsLocked is the telemetry delta: the readings that drift.
+	readingsLocked(d *Device, now time.Time) jsonv.Patch
+	// stopLocked stops the part's timers.
+	stopLocked(d *Device)
+	// bootLocked resets the part's RAM state after a reboot.
+	bootLocked(d *Device)
+}
+
+// newParts builds the device's stateful components from the dump.
+func (m *model) newParts(d *Device) []part {
+	var parts []part
+	for i, key := range m.p.Status.Keys {
+		st, ok := m.p.Status.Vals[i].(*jsonv.Object)
+		if !ok {
+			continue
+		}
+		cfg := m.p.Config.Object(key)
+		id, _ := keyInstance(key)
+		switch keyType(key) {
+		case "switch":
+			parts = append(parts, newSwitch(d, key, id, st, cfg))
+		case "cover":
+			parts = append(parts, newCover(key, id, st, cfg))
+		case "light", "rgb", "rgbw", "cct":
+			parts = append(parts, newLight(d, key, id, st))
+		case "temperature", "humidity", "devicepower", "illuminance", "em", "em1", "pm1", "voltmeter":
+			parts = append(parts, &readings{k: key, st: st})
+		}
+	}
+	return parts
+}
+
+func (d *Device) partOf(key string) part {
+	for _, pt := range d.parts {
+		if pt.key() == key {
+			return pt
+		}
+	}
+	return nil
+}
+
+// render encodes a dump value for this device.
+func (d *Device) render(v jsonv.Value, patch jsonv.Patch) (json.RawMessage, error) {
+	return jsonv.AppendJSON(nil, v, d.p.DumpMAC, d.mac, patch)
+}
+
+// sysPatchLocked is what the device changes in the dump's sys status (and
+// in the Wall Display's device info, which has the same runtime fields).
+func (d *Device) sysPatchLocked(obj *jsonv.Object, now time.Time) jsonv.Patch {
+	var p jsonv.Patch
+	set := func(k string, v any) {
+		if obj.Has(k) {
+			p = append(p, jsonv.Field{Key: k, Val: v})
+		}
+	}
+	set("restart_required", d.restartRequired)
+	if d.sleeping() {
+		// Every wake is a boot: uptime since the wake, no clock until
+		// SNTP set it.
+		set("wakeup_period", max(int64(d.period.Round(time.Second)/time.Second), 1))
+		set("wakeup_reason", jsonv.Patch{{Key: "boot", Val: d.wakeBoot}, {Key: "cause", Val: d.wakeCause}})
+		set("uptime", int64(d.comp.SinceBoot()/time.Second))
+		if !d.comp.ClockSet() {
+			set("time", nil)
+			set("unixtime", nil)
+			set("last_sync_ts", nil)
+		} else {
+			set("time", now.Format("15:04"))
+			set("unixtime", now.Unix())
+		}
+	} else {
+		if obj.Has("wakeup_period") {
+			set("wakeup_period", 0)
+		}
+		if s, ok := obj.String("time"); ok && s != "" {
+			set("time", now.UTC().Format("15:04"))
+		}
+		if _, ok := obj.Number("unixtime"); ok {
+			set("unixtime", now.Unix())
+		}
+		set("uptime", int64(now.Sub(d.bootedAt)/time.Second))
+	}
+	set("cfg_rev", d.cfgRev)
+	set("reset_reason", d.resetReason)
+	return p
+}
+
+// componentStatus renders the status of key.
+func (d *Device) componentStatus(key string) (json.RawMessage, error) {
+	if key == shellyws.ComponentKey {
+		return json.Marshal(d.comp.GetStatus())
+	}
+	v, ok := d.p.Status.Get(key)
+	if !ok {
+		return nil, shellyws.Errorf(shellyws.CodeNotFound, "No status for %s", key)
+	}
+	d.mu.Lock()
+	patch := d.statusPatchLocked(key, v, d.now())
+	d.mu.Unlock()
+	return d.render(v, patch)
+}
+
+func (d *Device) statusPatchLocked(key string, v jsonv.Value, now time.Time) jsonv.Patch {
+	if key == "sys" {
+		obj, _ := v.(*jsonv.Object)
+		return d.sysPatchLocked(obj, now)
+	}
+	if pt := d.partOf(key); pt != nil {
+		return pt.patchLocked(d, now)
+	}
+	return nil
+}
+
+// componentConfig renders the config of key.
+func (d *Device) componentConfig(key string) (json.RawMessage, error) {
+	if key == shellyws.ComponentKey {
+		return json.Marshal(d.comp.GetConfig())
+	}
+	v, ok := d.p.Config.Get(key)
+	if !ok {
+		return nil, shellyws.Errorf(shellyws.CodeNotFound, "No config for %s", key)
+	}
+	var patch jsonv.Patch
+	if obj, ok := v.(*jsonv.Object); ok && key == "sys" && obj.Has("cfg_rev") {
+		d.mu.Lock()
+		patch = jsonv.Patch{{Key: "cfg_rev", Val: d.cfgRev}}
+		d.mu.Unlock()
+	}
+	return d.render(v, patch)
+}
+
+// allKeys are the dump's component keys plus ws.
+func (d *Device) allKeys() []string {
+	keys := d.p.Keys
+	for _, k := range keys {
+		if k == shellyws.ComponentKey {
+			return keys
+		}
+	}
+	return append(keys[:len(keys):len(keys)], shellyws.ComponentKey)
+}
+
+// object renders the keys of the dump object top, each with its value from
+// get, and ws at the end where the dump lacks it.
+func (d *Device) object(top *jsonv.Object, get func(string) (json.RawMessage, error)) (json.RawMessage, error) {
+	keys := top.Keys
+	if !top.Has(shellyws.ComponentKey) {
+		keys = append(keys[:len(keys):len(keys)], shellyws.ComponentKey)
+	}
+	buf := []byte{'{'}
+	for i, k := range keys {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		kb, _ := json.Marshal(k)
+		buf = append(append(buf, kb...), ':')
+		v, err := get(k)
+		if err != nil {
+			return nil, err
+		}
+		buf = append(buf, v...)
+	}
+	return append(buf, '}'), nil
+}
+
+// statusJSON is the whole Shelly.GetStatus answer.
+func (d *Device) statusJSON() (json.RawMessage, error) {
+	return d.object(d.p.Status, d.componentStatus)
+}
+
+// configJSON is the whole Shelly.GetConfig answer.
+func (d *Device) configJSON() (json.RawMessage, error) {
+	return d.object(d.p.Config, d.componentConfig)
+}
+
+// fullStatus is the status NotifyFullStatus carries (the component adds ws).
+func (d *Device) fullStatus(context.Context) (map[string]any, error) {
+	m := make(map[string]any, len(d.p.Status.Keys))
+	for _, k := range d.p.Status.Keys {
+		v, err := d.componentStatus(k)
+		if err != nil {
+			return nil, err
+		}
+		m[k] = v
+	}
+	return m, nil
+}
+
+// Status returns the whole device status, the object Shelly.GetStatus
+// answers and NotifyFullStatus carries, one raw JSON value per component.
+func (d *Device) Status() map[string]any {
+	m, _ := d.fullStatus(context.Background())
+	ws, _ := d.componentStatus(shellyws.ComponentKey)
+	m[shellyws.ComponentKey] = ws
+	return m
+}
+
+// deviceInfo is the Shelly.GetDeviceInfo answer.
+func (d *Device) deviceInfo() (json.RawMessage, error) {
+	d.mu.Lock()
+	patch := d.sysPatchLocked(d.p.Info, d.now())
+	d.mu.Unlock()
+	// On once a password is set (Shelly.SetAuth, -password); a model whose
+	// dump lacks the fields gets them only then.
+	if auth := d.comp.AuthInfo(); auth.Enabled || d.p.Info.Has("auth_en") {
+		patch = append(patch, jsonv.Field{Key: "auth_en", Val: auth.Enabled}, jsonv.Field{Key: "auth_domain", Val: auth.Domain})
+	}
+	return d.render(d.p.Info, patch)
+}
+
+// DeviceInfo is the part of Shelly.GetDeviceInfo every model has.
+type DeviceInfo struct {
+	ID    string `json:"id"`
+	MAC   string `json:"mac"`
+	Model string `json:"model"`
+	Gen   int    `json:"gen"`
+	App   string `json:"app"`
+	Ver   string `json:"ver"`
+	// AuthEn and AuthDomain report the device's authentication: on once
+	// a password is set, with the device id as its realm.
+	AuthEn     bool    `json:"auth_en"`
+	AuthDomain *string `json:"auth_domain"`
+}
+
+// readings is a sensor or meter whose values the dump holds; with
+// telemetry they drift around the dump's values.
+type readings struct {
+	k  string
+	st *jsonv.Object
+}
+
+func (r *readings) key() string { return r.k }
+func (r *readings) patchLocked(d *Device, now time.Time) jsonv.Patch {
+	p := d.driftLocked(r.k, r.st)
+	// A meter with its own energy counter (pm1) counts on at the dump's
+	// power since boot.
+	if ae := r.st.Object("aenergy"); ae != nil {
+		base, ok1 := ae.Number("total")
+		power, ok2 := r.st.Number("apower")
+		if ok1 && ok2 && power > 0 {
+			total := base + power*now.Sub(d.bootedAt).Hours()
+			p = append(p, jsonv.Field{Key: "aenergy", Val: jsonv.Patch{{Key: "total", Val: round(total, 3)}}})
+		}
+	}
+	return p
+}
+func (r *readings) readingsLocked(d *Device, now time.Time) jsonv.Patch {
+	return withID(r.st, r.patchLocked(d, now))
+}
+func (r *readings) stopLocked(*Device) {}
+func (r *readings) bootLocked(*Device) {}
+
+// withID puts the dump's id first in a delta, as the firmware does.
+func withID(st *jsonv.Object, p jsonv.Patch) jsonv.Patch {
+	if len(p) == 0 {
+		return nil
+	}
+	if id, ok := st.Get("id"); ok {
+		return append(jsonv.Patch{{Key: "id", Val: id}}, p...)
+	}
+	return p
+}
+
+// drifts are the readings telemetry moves.
+func drifts(name string) bool {
+	switch name {
+	case "tC", "rh", "lux", "voltage", "current", "apower", "act_power", "aprt_power", "V":
+		return true
+	}
+	return strings.HasSuffix(name, "_voltage") || strings.HasSuffix(name, "_current") ||
+		strings.HasSuffix(name, "_act_power") || strings.HasSuffix(name, "_aprt_power")
+}
+
+// driftLocked returns the readings of obj moved by up to ±1 % for the
+// current telemetry period; nothing before the first period, so a device
+// without telemetry answers the dump's values.
+func (d *Device) driftLocked(key string, obj *jsonv.Object) jsonv.Patch {
+	if d.tick == 0 || obj == nil {
+		return nil
+	}
+	var p jsonv.Patch
+	for i, k := range obj.Keys {
+		switch v := obj.Vals[i].(type) {
+		case json.Number:
+			if !drifts(k) {
+				continue
+			}
+			base, err := v.Float64()
+			if err != nil || base == 0 {
+				continue
+			}
+			x := round(base*(1+d.noise(key, k)/100), decimals(v))
+			p = append(p, jsonv.Field{Key: k, Val: x})
+			if k == "tC" && obj.Has("tF") {
+				p = append(p, jsonv.Field{Key: "tF", Val: round(x*9/5+32, 1)})
+			}
+		case *jsonv.Object:
+			if k == "aenergy" || k == "ret_aenergy" {
+				continue
+			}
+			if sub := d.driftLocked(key+"."+k, v); sub != nil {
+				p = append(p, jsonv.Field{Key: k, Val: sub})
+			}
+		}
+	}
+	return p
+}
+
+// noise is a value in [-1, 1) fixed per device, period and reading, so a
+// reading answered twice in one period is the same.
+func (d *Device) noise(key, field string) float64 {
+	h := fnv.New64a()
+	var b [12]byte
+	for i := range 4 {
+		b[i] = byte(d.seed >> (8 * i))
+	}
+	for i := range 8 {
+		b[4+i] = byte(d.tick >> (8 * i))
+	}
+	_, _ = h.Write(b[:])
+	_, _ = h.Write([]byte(key))
+	_, _ = h.Write([]byte(field))
+	return float64(h.Sum64()%2000)/1000 - 1
+}
+
+// decimals is how many decimals a dump number shows, 1 to 3.
+func decimals(n json.Number) int {
+	_, frac, ok := strings.Cut(string(n), ".")
+	if !ok {
+		return 1
+	}
+	return min(max(len(frac), 1), 3)
+}
+
+// round rounds x to n decimals, as the firmware reports measurements.
+func round(x float64, n int) float64 {
+	p := math.Pow10(n)
+	return math.Round(x*p) / p
+}
+
+// unixTS renders t as the firmware's seconds with two decimals.
+func unixTS(t time.Time) float64 {
+	return round(float64(t.UnixMilli())/1000, 2)
+}
+
+// telemetryTick is the telemetry timer firing: the readings move and are
+// pushed as one NotifyStatus.
+func (d *Device) telemetryTick(self *time.Timer) {
+	d.notifyMu.Lock()
+	defer d.notifyMu.Unlock()
+	d.mu.Lock()
+	if d.telemetryTimer != self || !d.running {
+		d.mu.Unlock()
+		return
+	}
+	d.tick++
+	now := d.now()
+	delta := map[string]any{}
+	for _, pt := range d.parts {
+		if p := pt.readingsLocked(d, now); len(p) > 0 {
+			delta[pt.key()] = p.Map()
+		}
+	}
+	d.telemetryTimer = d.startTimerLocked(d.telemetry, d.telemetryTick)
+	d.mu.Unlock()
+	d.notify(delta)
+}
