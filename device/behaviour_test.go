@@ -278,8 +278,8 @@ func TestBootResetsRAM(t *testing.T) {
 	clock.Advance(time.Minute)
 	assert.EqualValues(t, 60, call(t, c, "Sys.GetStatus", nil)["uptime"])
 	call(t, c, "Ws.SetConfig", map[string]any{"config": map[string]any{"ssl_ca": "*"}})
-	c.ExpectEventT(t)
 	c.ExpectStatusT(t)
+	c.ExpectEventT(t)
 	call(t, c, "Switch.Toggle", map[string]any{"id": 0})
 	c.ExpectStatusT(t)
 	rev := call(t, c, "Sys.GetStatus", nil)["cfg_rev"]

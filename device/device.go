@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/shellyws/shellyws"
+	"github.com/shellyws/shellyws/internal/jsonv"
 )
 
 // Defaults of Options.
@@ -63,8 +65,27 @@ type Options struct {
 	// upper-cased MAC part. Default: the profile's prefix and a random MAC.
 	ID string
 	// Store keeps the Outbound Websocket config across restarts.
-	// Default: a shellyws.MemoryStore holding shellyws.DefaultConfig().
+	// Default: with StateDir a file there, else a shellyws.MemoryStore
+	// holding shellyws.DefaultConfig().
 	Store shellyws.ConfigStore
+	// State keeps the rest of what the device stores (component configs,
+	// sys.cfg_rev). Default: with StateDir a file there, else nothing:
+	// the device keeps it in memory, across reboots but not across a
+	// restart of the process.
+	State Store
+	// StateDir, if set, keeps everything the device stores in files named
+	// after its id in this directory: <id>.ws.json (the Ws config),
+	// <id>.auth.json (the password hash) and <id>.state.json (State), for
+	// the stores not given. The directory must exist.
+	StateDir string
+	// Server, if set, enables the Outbound Websocket with this server URL
+	// at New, stored as a Ws.SetConfig would store it. Default: the stored
+	// config.
+	Server string
+	// Password, if set, is the device password at New (user admin, realm
+	// the device id), stored as Shelly.SetAuth would store it: the inbound
+	// channels then ask for it. Default: the stored state (none).
+	Password string
 	// UserCA loads the PEM bundle used with ssl_ca "user_ca.pem"
 	// (shellyws.WithUserCA). Default: none.
 	UserCA func() ([]byte, error)
@@ -145,6 +166,8 @@ type Options struct {
 	// OnWake and OnSleep, if set, are called at the start and the end of
 	// each wake of a sleeping device. Default: none.
 	OnWake, OnSleep func(WakeInfo)
+
+	auth shellyws.AuthStore // from StateDir or Password
 }
 
 // Device is a simulated Shelly device of one profile: it answers the RPC
@@ -167,6 +190,7 @@ type Device struct {
 	load        float64
 	loadSet     bool // Options.Load was given: it wins over the dump's apower
 	seed        uint32
+	store       Store // nil: nothing to persist
 	onRequest   func(*shellyws.Request, error)
 	onDown      func()
 	onUp        func()
@@ -180,6 +204,7 @@ type Device struct {
 	bootedAt        time.Time
 	resetReason     int
 	cfgRev          int
+	cfgOver         map[string]*jsonv.Object // configs SetConfig changed; nil until one did
 	restartRequired bool
 	tick            uint64      // telemetry periods so far
 	parts           []part      // the stateful components, in key order
@@ -270,6 +295,17 @@ func New(o Options) (*Device, error) {
 		cfgRev:      m.cfgRev,
 	}
 	d.parts = m.newParts(d)
+	if err := d.openStores(&o); err != nil {
+		return nil, err
+	}
+	if err := d.loadState(); err != nil {
+		return nil, err
+	}
+	for key, cfg := range d.cfgOver {
+		if pt, ok := d.partOf(key).(configurable); ok {
+			pt.configLocked(d, cfg)
+		}
+	}
 	opts := []shellyws.Option{
 		shellyws.WithLogger(o.Logger),
 		shellyws.WithDispatcher(shellyws.DispatcherFunc(d.dispatch)),
@@ -281,6 +317,9 @@ func New(o Options) (*Device, error) {
 	}
 	if o.Store != nil {
 		opts = append(opts, shellyws.WithConfigStore(o.Store))
+	}
+	if o.auth != nil {
+		opts = append(opts, shellyws.WithAuthStore(o.auth))
 	}
 	if o.UserCA != nil {
 		opts = append(opts, shellyws.WithUserCA(o.UserCA))
@@ -314,6 +353,51 @@ func New(o Options) (*Device, error) {
 	d.comp = comp
 	d.wsMethods = comp.OwnMethods()
 	return d, nil
+}
+
+// openStores fills o's stores from StateDir and applies Server and
+// Password to them.
+func (d *Device) openStores(o *Options) error {
+	if o.StateDir != "" {
+		base := filepath.Join(o.StateDir, d.id)
+		if o.Store == nil {
+			o.Store = shellyws.NewFileStore(base + ".ws.json")
+		}
+		if o.State == nil {
+			o.State = NewFileStore(base + ".state.json")
+		}
+		o.auth = shellyws.NewFileAuthStore(base + ".auth.json")
+	}
+	d.store = o.State
+	if o.Server != "" {
+		if o.Store == nil {
+			o.Store = shellyws.NewMemoryStore(shellyws.DefaultConfig())
+		}
+		cfg, err := o.Store.Load()
+		if err != nil {
+			return err
+		}
+		server := o.Server
+		cfg.Enable, cfg.Server = true, &server
+		if err := cfg.Validate(); err != nil {
+			return fmt.Errorf("device %s: Options.Server: %w", d.id, err)
+		}
+		if err := o.Store.Save(cfg); err != nil {
+			return err
+		}
+	}
+	if o.Password != "" {
+		if o.auth == nil {
+			o.auth = shellyws.NewMemoryAuthStore(shellyws.AuthConfig{})
+		}
+		want := shellyws.PasswordAuth(d.id, o.Password)
+		if cur, err := o.auth.Load(); err != nil || cur != want {
+			if err := o.auth.Save(want); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // wakeupPeriod is the period of a device of p given o's WakeupPeriod.
@@ -467,26 +551,23 @@ func (d *Device) notify(deltas ...map[string]any) {
 }
 
 // configSaved runs after Ws.SetConfig (or Component.SetConfig) stored a new
-// config: like the firmware it bumps sys.cfg_rev, flags that a restart is
-// required, and tells the server with a config_changed event and a sys
-// delta.
+// config: as for every component (protocol section 15.1) sys.cfg_rev goes
+// up, and the server hears of it with a sys delta and a config_changed
+// event; a Ws change takes effect at the next restart.
 func (d *Device) configSaved(shellyws.Config) {
 	d.notifyMu.Lock()
 	defer d.notifyMu.Unlock()
 	d.mu.Lock()
-	d.cfgRev++
-	d.restartRequired = true
-	rev := d.cfgRev
-	d.mu.Unlock()
-	err := d.comp.NotifyEvent(shellyws.Event{
-		Component: "sys",
-		Event:     "config_changed",
-		Fields:    map[string]any{"restart_required": true, "cfg_rev": rev},
-	})
-	if err != nil {
-		d.log.Error("simulator: NotifyEvent failed", "err", err)
+	rev := d.cfgRev + 1
+	if doc, err := d.stateLocked(); err == nil {
+		doc.CfgRev = rev
+		_ = d.saveLocked(doc) // logged; the Ws config itself is stored
 	}
+	d.cfgRev = rev
+	d.restartRequired = true
+	d.mu.Unlock()
 	d.notify(map[string]any{"sys": map[string]any{"cfg_rev": rev, "restart_required": true}})
+	d.configChanged(shellyws.ComponentKey, true, rev)
 }
 
 // scheduleReboot arms the Shelly.Reboot timer once the answer is on the

@@ -293,16 +293,17 @@ func TestSetConfigThenRebootMovesServer(t *testing.T) {
 	res := call(t, c, "Ws.SetConfig", map[string]any{"config": map[string]any{"server": srv2.URL(), "ssl_ca": "*"}})
 	assert.Equal(t, map[string]any{"restart_required": true}, res)
 
+	// Section 15.1: the sys delta first, then config_changed of ws.
+	delta := c.ExpectStatusT(t)
+	assert.JSONEq(t, `{"cfg_rev":36,"restart_required":true}`, string(delta.Changes["sys"]))
 	ev := c.ExpectEventT(t)
 	require.Len(t, ev.Events, 1)
-	assert.Equal(t, "sys", ev.Events[0].Component)
+	assert.Equal(t, "ws", ev.Events[0].Component)
 	assert.Nil(t, ev.Events[0].ID)
 	assert.Equal(t, "config_changed", ev.Events[0].Event)
 	e := obj(t, ev.Events[0].Raw)
 	assert.EqualValues(t, dumpCfgRev+1, e["cfg_rev"])
 	assert.Equal(t, true, e["restart_required"])
-	delta := c.ExpectStatusT(t)
-	assert.JSONEq(t, `{"cfg_rev":36,"restart_required":true}`, string(delta.Changes["sys"]))
 
 	sys := call(t, c, "Sys.GetStatus", nil)
 	assert.EqualValues(t, dumpCfgRev+1, sys["cfg_rev"])

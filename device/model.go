@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/shellyws/shellyws"
@@ -30,22 +29,24 @@ type model struct {
 	resetIn bool          // the dump's sys status reports reset_reason
 }
 
-var models sync.Map // *Model -> *model
-
-// modelOf returns p's model, built on first use.
+// modelOf returns p's method table, built on first use: a Model is
+// immutable once a device uses it.
 func modelOf(p *Model) *model {
-	if m, ok := models.Load(p); ok {
-		return m.(*model)
-	}
-	m := buildModel(p)
-	actual, _ := models.LoadOrStore(p, m)
-	return actual.(*model)
+	p.methods.Do(func() { p.table = buildModel(p) })
+	return p.table
 }
 
 // devKey carries the device to the shared mux's handlers.
 type devKey struct{}
 
 func devOf(ctx context.Context) *Device { return ctx.Value(devKey{}).(*Device) }
+
+// FromContext returns the device a request is for, from the context its
+// handler got; nil outside a device's handler. CustomSpec methods use it.
+func FromContext(ctx context.Context) *Device {
+	d, _ := ctx.Value(devKey{}).(*Device)
+	return d
+}
 
 // handler is a method of a device.
 type handler func(d *Device, ctx context.Context, req *shellyws.Request) (any, error)
@@ -142,6 +143,9 @@ func buildModel(p *Model) *model {
 				}
 				return d.componentConfig(k)
 			})
+			handle(ns+".SetConfig", func(d *Device, ctx context.Context, req *shellyws.Request) (any, error) {
+				return setConfig(d, ctx, req, typ, instanced)
+			})
 		}
 		names := make([]string, 0, len(actions[typ]))
 		for name := range actions[typ] {
@@ -151,6 +155,9 @@ func buildModel(p *Model) *model {
 		for _, name := range names {
 			handle(ns+"."+name, actions[typ][name])
 		}
+	}
+	for _, c := range p.custom {
+		m.mux.Handle(c.name, c.h)
 	}
 	m.methods = p.Methods
 	if m.methods == nil {

@@ -137,16 +137,20 @@ func (d *Device) componentConfig(key string) (json.RawMessage, error) {
 	if key == shellyws.ComponentKey {
 		return json.Marshal(d.comp.GetConfig())
 	}
-	v, ok := d.p.Config.Get(key)
-	if !ok {
+	d.mu.Lock()
+	var v jsonv.Value
+	ok := true
+	if over := d.cfgOver[key]; over != nil {
+		v = over
+	} else if v, ok = d.p.Config.Get(key); !ok {
+		d.mu.Unlock()
 		return nil, shellyws.Errorf(shellyws.CodeNotFound, "No config for %s", key)
 	}
 	var patch jsonv.Patch
 	if obj, ok := v.(*jsonv.Object); ok && key == "sys" && obj.Has("cfg_rev") {
-		d.mu.Lock()
 		patch = jsonv.Patch{{Key: "cfg_rev", Val: d.cfgRev}}
-		d.mu.Unlock()
 	}
+	d.mu.Unlock()
 	return d.render(v, patch)
 }
 
@@ -220,6 +224,14 @@ func (d *Device) Status() map[string]any {
 func (d *Device) deviceInfo() (json.RawMessage, error) {
 	d.mu.Lock()
 	patch := d.sysPatchLocked(d.p.Info, d.now())
+	if sys := d.cfgOver["sys"]; sys != nil && d.p.Info.Has("name") {
+		// sys.device.name is the device's name everywhere at once.
+		name, _ := sys.Object("device").Get("name")
+		if t, ok := name.(jsonv.Templated); ok {
+			name = jsonv.Render(t, d.p.DumpMAC, d.mac)
+		}
+		patch = append(patch, jsonv.Field{Key: "name", Val: name})
+	}
 	d.mu.Unlock()
 	// On once a password is set (Shelly.SetAuth, -password); a model whose
 	// dump lacks the fields gets them only then.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/shellyws/shellyws/internal/jsonv"
 )
@@ -53,6 +54,10 @@ type Model struct {
 	// Keys are the component keys of Status and Config, in order: Status's,
 	// then Config-only ones.
 	Keys []string
+
+	custom  map[string]customMethod // CustomSpec methods, by lower-case name
+	methods sync.Once               // builds table
+	table   *model
 }
 
 // ID returns the id of the device with mac (12 hex digits, any case) in

@@ -210,16 +210,16 @@ func runDemo(parent context.Context, s *settings, stdout, stderr io.Writer) (err
 	if err := curl("-g ", demoSetConfigQuery); err != nil {
 		return err
 	}
-	ev, err := conn.ExpectEvent(ctx)
-	if err != nil {
-		return err
-	}
 	changed, err := conn.ExpectStatus(ctx)
 	if err != nil {
 		return err
 	}
-	note("the server hears of it at once: %s, then %s; the new ssl_ca applies at the next restart",
-		ev.Events[0].Event, compact(changed.Changes["sys"]))
+	ev, err := conn.ExpectEvent(ctx)
+	if err != nil {
+		return err
+	}
+	note("the server hears of it at once: %s, then %s of %s; the new ssl_ca applies at the next restart",
+		compact(changed.Changes["sys"]), ev.Events[0].Event, ev.Events[0].Component)
 	note("(-g keeps curl from reading {} as a URL pattern.)")
 	note("this device is gone when the demo ends; the lines work with any device run with -http,")
 	note("e.g. in three terminals:")

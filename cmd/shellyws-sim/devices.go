@@ -89,6 +89,7 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 			Telemetry:   s.telemetry,
 			BootTime:    s.bootTime,
 			Store:       store,
+			State:       openState(s, id),
 			UserCA:      userCA,
 			Logger:      logger,
 			PowerDeltas: true, // real servers chart power; send it as a device does
@@ -341,6 +342,16 @@ func baseID(s *settings) (string, error) {
 func storePath(dir, id string) string { return filepath.Join(dir, id+".ws.json") }
 
 func authStorePath(dir, id string) string { return filepath.Join(dir, id+".auth.json") }
+
+// openState returns the store of the rest of the device's state
+// (component configs, cfg_rev): with -state a file next to the ws config,
+// else nil, kept in memory.
+func openState(s *settings, id string) device.Store {
+	if s.stateDir == "" {
+		return nil
+	}
+	return device.NewFileStore(filepath.Join(s.stateDir, id+".state.json"))
+}
 
 // openAuthStore returns the device's auth store with -password applied as
 // Shelly.SetAuth would apply it (an empty one turns authentication off); with -state

@@ -93,11 +93,11 @@ func TestHTTPFlag(t *testing.T) {
 	assert.JSONEq(t, `{"restart_required":true}`, r.body)
 	// The same device: its server hears of the change on the outbound
 	// connection.
+	delta := c.ExpectStatusT(t)
+	assert.Contains(t, delta.Changes, "sys")
 	ev := c.ExpectEventT(t)
 	require.Len(t, ev.Events, 1)
 	assert.Equal(t, "config_changed", ev.Events[0].Event)
-	delta := c.ExpectStatusT(t)
-	assert.Contains(t, delta.Changes, "sys")
 
 	// POST /rpc with a whole frame: the whole response frame.
 	r = httpDo(t, http.MethodPost, base+"/rpc", `{"id":1,"method":"Ws.GetStatus"}`)

@@ -119,7 +119,7 @@ func TestDemo(t *testing.T) {
 		"== restarted ws://127.0.0.1:",
 		"StatusGoingAway",
 		`{"restart_required":true}`,
-		`"events":[{"cfg_rev":36,"component":"sys","event":"config_changed"`,
+		`"events":[{"cfg_rev":36,"component":"ws","event":"config_changed"`,
 		`"sys":{"cfg_rev":36,"restart_required":true}`,
 		"go run ./cmd/shellyws-sim -server ws://127.0.0.1:8765/shelly -http 127.0.0.1:8080\n",
 		"curl 'http://127.0.0.1:8080/rpc/Ws.GetConfig'\n",
