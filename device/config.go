@@ -46,6 +46,17 @@ var enums = map[string][]string{
 	"eth.ipv4mode":         {"dhcp", "static"},
 }
 
+// nullableStrings are keys whose value is a string or null, whatever the
+// current value is: a null name must still refuse a number.
+var nullableStrings = map[string]bool{
+	"name": true, "server": true, "ssl_ca": true, "user": true, "pass": true, "topic_prefix": true,
+	"client_id": true, "ssid": true, "tz": true, "ip": true, "netmask": true, "gw": true,
+	"nameserver": true, "addr": true, "dst_addr": true, "ia": true,
+}
+
+// nullableNumbers are keys whose value is a number or null.
+var nullableNumbers = map[string]bool{"lat": true, "lon": true, "listen_port": true, "file_level": true}
+
 // setConfigParams are <Type>.SetConfig's params; Config is kept as raw
 // JSON so that number literals keep their form.
 type setConfigParams struct {
@@ -227,6 +238,16 @@ func mergeConfig(cur, in *jsonv.Object, typ, path string) (*jsonv.Object, error)
 			continue
 		}
 		nv := in.Vals[i]
+		if cur.Vals[j] == nil {
+			switch _, isStr := nv.(string); {
+			case nullableStrings[k] && nv != nil && !isStr:
+				return nil, badType(name, "a string or null")
+			case nullableNumbers[k] && nv != nil:
+				if _, isNum := nv.(json.Number); !isNum {
+					return nil, badType(name, "a number or null")
+				}
+			}
+		}
 		switch old := cur.Vals[j].(type) {
 		case *jsonv.Object:
 			if sub, ok := nv.(*jsonv.Object); ok {

@@ -18,8 +18,8 @@ const (
 	stateStopped = "stopped"
 )
 
-// coverPart is a roller shutter moving over time; guarded by Device.mu.
-type coverPart struct {
+// Cover is a roller shutter moving over time; guarded by Device.mu.
+type Cover struct {
 	k        string
 	id       int
 	st       *jsonv.Object
@@ -40,8 +40,8 @@ type coverPart struct {
 	timer     *time.Timer // next step of the movement
 }
 
-func newCover(key string, id int, st, cfg *jsonv.Object) *coverPart {
-	c := &coverPart{k: key, id: id, st: st, source: SourceInit, openT: 60 * time.Second, closeT: 60 * time.Second}
+func newCover(key string, id int, st, cfg *jsonv.Object) *Cover {
+	c := &Cover{k: key, id: id, st: st, source: SourceInit, openT: 60 * time.Second, closeT: 60 * time.Second}
 	if v, ok := cfg.Number("maxtime_open"); ok && v > 0 {
 		c.openT = time.Duration(v * float64(time.Second))
 	}
@@ -62,10 +62,10 @@ func newCover(key string, id int, st, cfg *jsonv.Object) *coverPart {
 	return c
 }
 
-func (c *coverPart) key() string { return c.k }
+func (c *Cover) key() string { return c.k }
 
 // travel is how long a full run in direction dir takes.
-func (c *coverPart) travel(d *Device, dir int) time.Duration {
+func (c *Cover) travel(d *Device, dir int) time.Duration {
 	if d.coverTravel > 0 {
 		return d.coverTravel
 	}
@@ -76,7 +76,7 @@ func (c *coverPart) travel(d *Device, dir int) time.Duration {
 }
 
 // posLocked is the position at now, moving or not.
-func (c *coverPart) posLocked(d *Device, now time.Time) float64 {
+func (c *Cover) posLocked(d *Device, now time.Time) float64 {
 	if c.moving == 0 {
 		return c.pos
 	}
@@ -88,7 +88,7 @@ func (c *coverPart) posLocked(d *Device, now time.Time) float64 {
 	return math.Max(p, c.target)
 }
 
-func (c *coverPart) patchLocked(d *Device, now time.Time) jsonv.Patch {
+func (c *Cover) patchLocked(d *Device, now time.Time) jsonv.Patch {
 	p := jsonv.Patch{{Key: "state", Val: c.state}, {Key: "source", Val: c.source}}
 	if c.posCtl {
 		p = append(p, jsonv.Field{Key: "current_pos", Val: math.Round(c.posLocked(d, now))})
@@ -119,11 +119,11 @@ func (c *coverPart) patchLocked(d *Device, now time.Time) jsonv.Patch {
 	return p
 }
 
-func (c *coverPart) readingsLocked(d *Device, _ time.Time) jsonv.Patch {
+func (c *Cover) readingsLocked(d *Device, _ time.Time) jsonv.Patch {
 	return withID(c.st, d.driftLocked(c.k, c.st))
 }
 
-func (c *coverPart) stopLocked(d *Device) {
+func (c *Cover) stopLocked(d *Device) {
 	if c.moving != 0 {
 		c.pos = math.Round(c.posLocked(d, d.now()))
 		c.moving = 0
@@ -133,17 +133,17 @@ func (c *coverPart) stopLocked(d *Device) {
 	c.timer = nil
 }
 
-func (c *coverPart) bootLocked(*Device) { c.source = SourceInit }
+func (c *Cover) bootLocked(*Device) { c.source = SourceInit }
 
 // stepOf is how often a moving cover reports its position: every tenth of
 // a full run, at least every second.
-func (c *coverPart) stepOf(d *Device) time.Duration {
+func (c *Cover) stepOf(d *Device) time.Duration {
 	return max(min(c.travel(d, c.moving)/10, time.Second), time.Millisecond)
 }
 
 // moveLocked starts a movement towards target and returns the delta that
 // announces it; nil when the cover is already there.
-func (d *Device) moveLocked(c *coverPart, source string, target float64, now time.Time) map[string]any {
+func (d *Device) moveLocked(c *Cover, source string, target float64, now time.Time) map[string]any {
 	cur := c.posLocked(d, now)
 	d.stopTimerLocked(c.timer)
 	c.timer = nil
@@ -179,7 +179,7 @@ func stateAt(pos float64) string {
 }
 
 // coverStep reports a moving cover's position, and its arrival.
-func (d *Device) coverStep(c *coverPart, self *time.Timer) {
+func (d *Device) coverStep(c *Cover, self *time.Timer) {
 	d.notifyMu.Lock()
 	defer d.notifyMu.Unlock()
 	d.mu.Lock()
@@ -210,12 +210,12 @@ func (d *Device) coverStep(c *coverPart, self *time.Timer) {
 
 // coverOf returns the cover a request names, with its params decoded into
 // p.
-func (d *Device) coverOf(req *shellyws.Request) (*coverPart, error) {
+func (d *Device) coverOf(req *shellyws.Request) (*Cover, error) {
 	key, err := d.keyOf("cover", true, req)
 	if err != nil {
 		return nil, err
 	}
-	c, _ := d.partOf(key).(*coverPart)
+	c, _ := d.partOf(key).(*Cover)
 	if c == nil {
 		return nil, shellyws.Errorf(shellyws.CodeNotFound, "Bad id for %s", key)
 	}
@@ -251,7 +251,7 @@ func (d *Device) coverRun(req *shellyws.Request, dir int) (any, error) {
 }
 
 // coverMove starts c towards target(current position).
-func (d *Device) coverMove(c *coverPart, source string, target func(cur float64) float64) (any, error) {
+func (d *Device) coverMove(c *Cover, source string, target func(cur float64) float64) (any, error) {
 	d.notifyMu.Lock()
 	defer d.notifyMu.Unlock()
 	d.mu.Lock()

@@ -205,6 +205,7 @@ type Device struct {
 	resetReason     int
 	cfgRev          int
 	cfgOver         map[string]*jsonv.Object // configs SetConfig changed; nil until one did
+	statusOver      map[string]jsonv.Patch   // readings Update set; nil until one did
 	restartRequired bool
 	tick            uint64      // telemetry periods so far
 	parts           []part      // the stateful components, in key order
@@ -668,16 +669,25 @@ func (d *Device) up() {
 // persists. Call it when the device comes back from a reboot.
 func (d *Device) Boot() {
 	d.notifyMu.Lock()
-	defer d.notifyMu.Unlock()
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	d.bootedAt = d.now()
 	d.resetReason = resetSoftware
 	d.restartRequired = false
 	d.tick = 0
+	var hooks []func()
 	for _, pt := range d.parts {
 		pt.stopLocked(d)
 		pt.bootLocked(d)
+		if s, ok := pt.(*Switch); ok && s.onOutput != nil {
+			f, on := s.onOutput, s.output
+			hooks = append(hooks, func() { f(on) })
+		}
+	}
+	d.mu.Unlock()
+	d.notifyMu.Unlock()
+	// The relays are set as initial_state says: tell the hardware.
+	for _, f := range hooks {
+		f()
 	}
 }
 

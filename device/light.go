@@ -10,9 +10,9 @@ import (
 	"github.com/shellyws/shellyws/internal/jsonv"
 )
 
-// lightPart is a dimmable output (light, rgb, rgbw, cct); guarded by
+// Light is a dimmable output (light, rgb, rgbw, cct); guarded by
 // Device.mu. Fields the dump lacks (rgb on a plain light) are not settable.
-type lightPart struct {
+type Light struct {
 	k     string
 	typ   string
 	id    int
@@ -32,8 +32,8 @@ type lightPart struct {
 	m          meter
 }
 
-func newLight(d *Device, key string, id int, st *jsonv.Object) *lightPart {
-	l := &lightPart{k: key, typ: keyType(key), id: id, st: st, source: SourceInit}
+func newLight(d *Device, key string, id int, st *jsonv.Object) *Light {
+	l := &Light{k: key, typ: keyType(key), id: id, st: st, source: SourceInit}
 	if src, ok := st.String("source"); ok {
 		l.source = src
 	}
@@ -49,9 +49,9 @@ func newLight(d *Device, key string, id int, st *jsonv.Object) *lightPart {
 	return l
 }
 
-func (l *lightPart) key() string { return l.k }
+func (l *Light) key() string { return l.k }
 
-func (l *lightPart) fieldsLocked() jsonv.Patch {
+func (l *Light) fieldsLocked() jsonv.Patch {
 	p := jsonv.Patch{{Key: "output", Val: l.output}, {Key: "source", Val: l.source}}
 	if l.st.Has("brightness") {
 		p = append(p, jsonv.Field{Key: "brightness", Val: l.brightness})
@@ -74,7 +74,7 @@ func (l *lightPart) fieldsLocked() jsonv.Patch {
 
 // powerLocked is the metering part of the status: the load scaled by
 // brightness while on.
-func (l *lightPart) powerLocked(d *Device, now time.Time) jsonv.Patch {
+func (l *Light) powerLocked(d *Device, now time.Time) jsonv.Patch {
 	p := d.driftLocked(l.k, l.st)
 	if !l.meter {
 		return p
@@ -101,23 +101,23 @@ func (l *lightPart) powerLocked(d *Device, now time.Time) jsonv.Patch {
 	return p
 }
 
-func (l *lightPart) patchLocked(d *Device, now time.Time) jsonv.Patch {
+func (l *Light) patchLocked(d *Device, now time.Time) jsonv.Patch {
 	return append(l.fieldsLocked(), l.powerLocked(d, now)...)
 }
 
-func (l *lightPart) readingsLocked(d *Device, now time.Time) jsonv.Patch {
+func (l *Light) readingsLocked(d *Device, now time.Time) jsonv.Patch {
 	return withID(l.st, l.powerLocked(d, now))
 }
 
-func (l *lightPart) stopLocked(d *Device) {
+func (l *Light) stopLocked(d *Device) {
 	d.stopTimerLocked(l.timer)
 	l.timer = nil
 }
 
-func (l *lightPart) bootLocked(*Device) { l.source = SourceInit }
+func (l *Light) bootLocked(*Device) { l.source = SourceInit }
 
 // lightOf returns the light a request names; the namespace is the method's.
-func (d *Device) lightOf(req *shellyws.Request) (*lightPart, error) {
+func (d *Device) lightOf(req *shellyws.Request) (*Light, error) {
 	typ := ""
 	for i := range len(req.Method) {
 		if req.Method[i] == '.' {
@@ -126,12 +126,12 @@ func (d *Device) lightOf(req *shellyws.Request) (*lightPart, error) {
 		}
 	}
 	for _, pt := range d.parts {
-		if l, ok := pt.(*lightPart); ok && strings.EqualFold(Namespace(l.typ), typ) {
+		if l, ok := pt.(*Light); ok && strings.EqualFold(Namespace(l.typ), typ) {
 			key, err := d.keyOf(l.typ, true, req)
 			if err != nil {
 				return nil, err
 			}
-			if l, ok := d.partOf(key).(*lightPart); ok {
+			if l, ok := d.partOf(key).(*Light); ok {
 				return l, nil
 			}
 			return nil, shellyws.Errorf(shellyws.CodeNotFound, "Bad id for %s", key)
@@ -186,7 +186,7 @@ func lightSet(d *Device, _ context.Context, req *shellyws.Request) (any, error) 
 	if err != nil {
 		return nil, err
 	}
-	return nil, d.setLight(l, sourceOf(req), after, func(l *lightPart) {
+	return nil, d.setLight(l, sourceOf(req), after, func(l *Light) {
 		if p.On != nil {
 			l.output = *p.On
 		}
@@ -211,7 +211,7 @@ func lightToggle(d *Device, _ context.Context, req *shellyws.Request) (any, erro
 		return nil, err
 	}
 	var was bool
-	err = d.setLight(l, sourceOf(req), 0, func(l *lightPart) {
+	err = d.setLight(l, sourceOf(req), 0, func(l *Light) {
 		was = l.output
 		l.output = !l.output
 	})
@@ -222,7 +222,7 @@ func lightToggle(d *Device, _ context.Context, req *shellyws.Request) (any, erro
 }
 
 // setLight applies change to l and sends the delta.
-func (d *Device) setLight(l *lightPart, source string, after time.Duration, change func(*lightPart)) error {
+func (d *Device) setLight(l *Light, source string, after time.Duration, change func(*Light)) error {
 	d.notifyMu.Lock()
 	defer d.notifyMu.Unlock()
 	d.mu.Lock()
@@ -252,7 +252,7 @@ func (d *Device) setLight(l *lightPart, source string, after time.Duration, chan
 }
 
 // lightBack is a light's toggle_after timer firing.
-func (d *Device) lightBack(l *lightPart, self *time.Timer) {
+func (d *Device) lightBack(l *Light, self *time.Timer) {
 	d.notifyMu.Lock()
 	defer d.notifyMu.Unlock()
 	d.mu.Lock()

@@ -44,6 +44,8 @@ func (m *model) newParts(d *Device) []part {
 			parts = append(parts, newCover(key, id, st, cfg))
 		case "light", "rgb", "rgbw", "cct":
 			parts = append(parts, newLight(d, key, id, st))
+		case "input":
+			parts = append(parts, newInput(d, key, id, st))
 		case "temperature", "humidity", "devicepower", "illuminance", "em", "em1", "pm1", "voltmeter":
 			parts = append(parts, &readings{k: key, st: st})
 		}
@@ -126,10 +128,11 @@ func (d *Device) statusPatchLocked(key string, v jsonv.Value, now time.Time) jso
 		obj, _ := v.(*jsonv.Object)
 		return d.sysPatchLocked(obj, now)
 	}
+	var p jsonv.Patch
 	if pt := d.partOf(key); pt != nil {
-		return pt.patchLocked(d, now)
+		p = pt.patchLocked(d, now)
 	}
-	return nil
+	return d.statusOverLocked(key, p, now)
 }
 
 // componentConfig renders the config of key.

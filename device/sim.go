@@ -2,7 +2,6 @@ package device
 
 import (
 	"context"
-	"strconv"
 	"strings"
 
 	"github.com/shellyws/shellyws"
@@ -28,9 +27,6 @@ func simAllowed(ctx context.Context) bool {
 	ok, _ := ctx.Value(simKey{}).(bool)
 	return ok
 }
-
-// inputEvents are the events Sim.Input makes an input emit.
-var inputEvents = []string{"single_push", "double_push", "long_push", "btn_down", "btn_up"}
 
 // IsSim reports whether method is one of the simulator's control methods
 // (case-insensitively).
@@ -62,21 +58,11 @@ func (d *Device) HandleSim(_ context.Context, req *shellyws.Request) (any, error
 }
 
 // InputEvent makes input:id emit event (single_push, double_push,
-// long_push, btn_down or btn_up) as a NotifyEvent.
+// long_push, btn_down or btn_up) as a NotifyEvent; see Input.Push.
 func (d *Device) InputEvent(id int, event string) error {
-	valid := false
-	for _, e := range inputEvents {
-		valid = valid || e == event
-	}
-	if !valid {
-		return shellyws.Errorf(shellyws.CodeInvalidArgument,
-			"Invalid argument 'event': %q is not one of %s", event, strings.Join(inputEvents, ", "))
-	}
-	key := "input:" + strconv.Itoa(id)
-	if !d.p.Status.Has(key) && !d.p.Config.Has(key) {
+	in := d.Input(id)
+	if in == nil {
 		return shellyws.Errorf(shellyws.CodeNotFound, "Bad id=%d", id)
 	}
-	d.notifyMu.Lock()
-	defer d.notifyMu.Unlock()
-	return d.comp.NotifyEvent(shellyws.Event{Component: key, ID: &id, Event: event})
+	return in.Push(event)
 }

@@ -85,8 +85,12 @@ func (m *meter) aenergy(base float64, now time.Time, on bool, load float64) json
 	return jsonv.Patch{{Key: "total", Val: round(total, 3)}, {Key: "by_minute", Val: by}, {Key: "minute_ts", Val: last.Unix()}}
 }
 
-// switchPart is a relay, with metering where the dump has apower.
-type switchPart struct {
+// Switch is a relay, switch:N, with metering where its status has apower:
+// Switch.Set, Toggle and toggle_after over RPC, initial_state at boot,
+// energy counted while on. Device.Switch returns it, for the hardware's
+// side: OnOutput drives a real relay, SetMeter feeds real readings.
+type Switch struct {
+	d     *Device
 	k     string
 	id    int
 	st    *jsonv.Object
@@ -102,10 +106,12 @@ type switchPart struct {
 	timerStart time.Time
 	timerDur   time.Duration
 	m          meter
+	voltage    float64       // from SetMeter; 0: the dump's
+	onOutput   func(on bool) // the hardware's hook
 }
 
-func newSwitch(d *Device, key string, id int, st, cfg *jsonv.Object) *switchPart {
-	s := &switchPart{k: key, id: id, st: st, source: SourceInit, load: d.load}
+func newSwitch(d *Device, key string, id int, st, cfg *jsonv.Object) *Switch {
+	s := &Switch{d: d, k: key, id: id, st: st, source: SourceInit, load: d.load}
 	s.initial, _ = cfg.String("initial_state")
 	if src, ok := st.String("source"); ok {
 		s.source = src
@@ -124,9 +130,9 @@ func newSwitch(d *Device, key string, id int, st, cfg *jsonv.Object) *switchPart
 	return s
 }
 
-func (s *switchPart) key() string { return s.k }
+func (s *Switch) key() string { return s.k }
 
-func (s *switchPart) patchLocked(d *Device, now time.Time) jsonv.Patch {
+func (s *Switch) patchLocked(d *Device, now time.Time) jsonv.Patch {
 	p := jsonv.Patch{{Key: "output", Val: s.output}, {Key: "source", Val: s.source}}
 	if s.timer != nil {
 		p = append(p, jsonv.Field{Key: "timer_started_at", Val: unixTS(s.timerStart)},
@@ -136,7 +142,7 @@ func (s *switchPart) patchLocked(d *Device, now time.Time) jsonv.Patch {
 }
 
 // powerLocked is the metering part of the status.
-func (s *switchPart) powerLocked(d *Device, now time.Time) jsonv.Patch {
+func (s *Switch) powerLocked(d *Device, now time.Time) jsonv.Patch {
 	p := d.driftLocked(s.k, s.st)
 	if !s.meter {
 		return p
@@ -144,6 +150,10 @@ func (s *switchPart) powerLocked(d *Device, now time.Time) jsonv.Patch {
 	voltage, _ := s.st.Number("voltage")
 	if v, ok := p.Get("voltage"); ok {
 		voltage = v.(float64)
+	}
+	if s.voltage > 0 {
+		voltage = s.voltage
+		p = setField(p, "voltage", voltage)
 	}
 	if s.touched || d.tick > 0 {
 		apower, current := 0.0, 0.0
@@ -167,11 +177,11 @@ func (s *switchPart) powerLocked(d *Device, now time.Time) jsonv.Patch {
 	return p
 }
 
-func (s *switchPart) readingsLocked(d *Device, now time.Time) jsonv.Patch {
+func (s *Switch) readingsLocked(d *Device, now time.Time) jsonv.Patch {
 	return withID(s.st, s.powerLocked(d, now))
 }
 
-func (s *switchPart) stopLocked(d *Device) {
+func (s *Switch) stopLocked(d *Device) {
 	d.stopTimerLocked(s.timer)
 	s.timer = nil
 }
@@ -179,7 +189,7 @@ func (s *switchPart) stopLocked(d *Device) {
 // bootLocked sets the relay as its initial_state says: "off", "on",
 // "match_input" (the state of the input of the same id), or as it was
 // (restore_last, none given).
-func (s *switchPart) bootLocked(d *Device) {
+func (s *Switch) bootLocked(d *Device) {
 	now := d.now()
 	on := s.output
 	switch s.initial {
@@ -188,14 +198,78 @@ func (s *switchPart) bootLocked(d *Device) {
 	case "on":
 		on = true
 	case "match_input":
-		if v, ok := d.p.Status.Object("input:" + strconv.Itoa(s.id)).Get("state"); ok {
-			if b, isBool := v.(bool); isBool {
-				on = b
-			}
+		if in, ok := d.partOf("input:" + strconv.Itoa(s.id)).(*Input); ok && in.state != nil {
+			on = *in.state
 		}
 	}
 	s.m.set(s.output, on, now, s.load)
 	s.output, s.source = on, SourceInit
+}
+
+// configLocked follows a SetConfig: initial_state applies at the next
+// boot.
+func (s *Switch) configLocked(_ *Device, cfg *jsonv.Object) {
+	s.initial, _ = cfg.String("initial_state")
+}
+
+// Key returns the component key, e.g. "switch:0".
+func (s *Switch) Key() string { return s.k }
+
+// Output reports whether the relay is on.
+func (s *Switch) Output() bool {
+	s.d.mu.Lock()
+	defer s.d.mu.Unlock()
+	return s.output
+}
+
+// Set switches the relay as a local actor would, reporting source (the
+// firmware's names: "button", "switch", "loopback", "timer", "init" …);
+// a change sends a NotifyStatus delta, and OnOutput runs.
+func (s *Switch) Set(on bool, source string) {
+	_, _ = s.d.setSwitch(s, func(bool) bool { return on }, source, 0)
+}
+
+// OnOutput sets the hardware's hook: f runs with the new output after
+// every change of it, whoever asked (a server, a timer, Set, a boot), on
+// the goroutine that made the change and with no lock of the device held;
+// it must not block for long. Set it before Run.
+func (s *Switch) OnOutput(f func(on bool)) {
+	s.d.mu.Lock()
+	defer s.d.mu.Unlock()
+	s.onOutput = f
+}
+
+// SetMeter feeds the meter of a metering switch with what the hardware
+// measures: power in watts while on (the energy counter integrates it)
+// and the mains voltage (0 keeps the current one); current follows from
+// them. The new readings are sent as a NotifyStatus delta.
+func (s *Switch) SetMeter(power, voltage float64) {
+	s.d.notifyMu.Lock()
+	defer s.d.notifyMu.Unlock()
+	s.d.mu.Lock()
+	now := s.d.now()
+	if s.output {
+		// Energy so far at the old power, the rest at the new one.
+		s.m.set(true, false, now, s.load)
+		s.m.set(false, true, now, s.load)
+	}
+	s.load, s.touched = power, true
+	if voltage > 0 {
+		s.voltage = voltage
+	}
+	var delta map[string]any
+	if s.meter {
+		pw := jsonv.Patch{{Key: "id", Val: s.id}}
+		for _, f := range s.powerLocked(s.d, now) {
+			switch f.Key {
+			case "apower", "voltage", "current", "aenergy":
+				pw = append(pw, f)
+			}
+		}
+		delta = map[string]any{s.k: pw.Map()}
+	}
+	s.d.mu.Unlock()
+	s.d.notify(delta)
 }
 
 // setField sets key in p, replacing a value it has.
@@ -210,12 +284,12 @@ func setField(p jsonv.Patch, key string, v any) jsonv.Patch {
 }
 
 // switchOf returns the switch a request names.
-func (d *Device) switchOf(req *shellyws.Request) (*switchPart, error) {
+func (d *Device) switchOf(req *shellyws.Request) (*Switch, error) {
 	key, err := d.keyOf("switch", true, req)
 	if err != nil {
 		return nil, err
 	}
-	s, _ := d.partOf(key).(*switchPart)
+	s, _ := d.partOf(key).(*Switch)
 	if s == nil {
 		return nil, shellyws.Errorf(shellyws.CodeNotFound, "Bad id for %s", key)
 	}
@@ -284,14 +358,14 @@ func switchToggle(d *Device, _ context.Context, req *shellyws.Request) (any, err
 // of output or source sends a NotifyStatus delta. It does nothing on a
 // model without switch:0.
 func (d *Device) SetSwitch(on bool, source string) {
-	if s, ok := d.partOf("switch:0").(*switchPart); ok {
+	if s, ok := d.partOf("switch:0").(*Switch); ok {
 		_, _ = d.setSwitch(s, func(bool) bool { return on }, source, 0)
 	}
 }
 
 // Toggle flips switch:0 as SetSwitch does.
 func (d *Device) Toggle(source string) {
-	if s, ok := d.partOf("switch:0").(*switchPart); ok {
+	if s, ok := d.partOf("switch:0").(*Switch); ok {
 		_, _ = d.setSwitch(s, func(was bool) bool { return !was }, source, 0)
 	}
 }
@@ -301,10 +375,10 @@ func (d *Device) Output() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	switch pt := d.partOf("switch:0").(type) {
-	case *switchPart:
+	case *Switch:
 		return pt.output
 	}
-	if l, ok := d.partOf("light:0").(*lightPart); ok {
+	if l, ok := d.partOf("light:0").(*Light); ok {
 		return l.output
 	}
 	return false
@@ -313,7 +387,7 @@ func (d *Device) Output() bool {
 // setSwitch switches s to next(current) and, with toggleAfter > 0, starts
 // the timer that flips it back. It cancels a running toggle_after timer, as
 // the firmware does for every new command.
-func (d *Device) setSwitch(s *switchPart, next func(bool) bool, source string, after time.Duration) (wasOn bool, err error) {
+func (d *Device) setSwitch(s *Switch, next func(bool) bool, source string, after time.Duration) (wasOn bool, err error) {
 	d.notifyMu.Lock()
 	defer d.notifyMu.Unlock()
 	d.mu.Lock()
@@ -335,15 +409,19 @@ func (d *Device) setSwitch(s *switchPart, next func(bool) bool, source string, a
 		s.timer = d.startTimerLocked(after, func(self *time.Timer) { d.toggleBack(s, self) })
 	}
 	delta, power := d.switchDeltasLocked(s, now)
+	hook := s.onOutput
 	d.mu.Unlock()
 	if changed {
 		d.notify(delta, power)
+	}
+	if hook != nil && on != wasOn {
+		hook(on)
 	}
 	return wasOn, nil
 }
 
 // toggleBack is the toggle_after timer firing.
-func (d *Device) toggleBack(s *switchPart, self *time.Timer) {
+func (d *Device) toggleBack(s *Switch, self *time.Timer) {
 	d.notifyMu.Lock()
 	defer d.notifyMu.Unlock()
 	d.mu.Lock()
@@ -357,13 +435,17 @@ func (d *Device) toggleBack(s *switchPart, self *time.Timer) {
 	s.output = !s.output
 	s.source = SourceTimer
 	delta, power := d.switchDeltasLocked(s, now)
+	hook, on := s.onOutput, s.output
 	d.mu.Unlock()
 	d.notify(delta, power)
+	if hook != nil {
+		hook(on)
+	}
 }
 
 // switchDeltasLocked returns the NotifyStatus delta of a switch change and,
 // with PowerDeltas on a metering switch, the metering delta that follows.
-func (d *Device) switchDeltasLocked(s *switchPart, now time.Time) (delta, power map[string]any) {
+func (d *Device) switchDeltasLocked(s *Switch, now time.Time) (delta, power map[string]any) {
 	sw := map[string]any{"id": s.id, "output": s.output, "source": s.source}
 	if s.timer != nil {
 		sw["timer_started_at"], sw["timer_duration"] = unixTS(s.timerStart), s.timerDur.Seconds()

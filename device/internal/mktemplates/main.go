@@ -7,10 +7,12 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"log"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/shellyws/shellyws/internal/jsonv"
 )
@@ -77,6 +79,9 @@ func main() {
 			if !ok {
 				v = &jsonv.Object{}
 			}
+			if part.name == "status" {
+				v = fresh(v)
+			}
 			if j > 0 {
 				out.WriteString(",")
 			}
@@ -93,6 +98,49 @@ func main() {
 	if err := os.WriteFile("templates.json", out.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}
+}
+
+// fresh turns a captured status into a new device's: outputs off, sources
+// "init", energy counters at zero; readings and shapes stay as captured.
+func fresh(v jsonv.Value) jsonv.Value {
+	o, ok := v.(*jsonv.Object)
+	if !ok {
+		return v
+	}
+	for i, k := range o.Keys {
+		switch k {
+		case "output":
+			o.Vals[i] = false
+		case "source":
+			o.Vals[i] = "init"
+		case "apower", "current", "pf":
+			o.Vals[i] = zero(o.Vals[i])
+		case "aenergy", "ret_aenergy":
+			e := o.Vals[i].(*jsonv.Object)
+			for j, ek := range e.Keys {
+				switch ek {
+				case "total":
+					e.Vals[j] = zero(e.Vals[j])
+				case "by_minute":
+					arr := e.Vals[j].([]jsonv.Value)
+					for n := range arr {
+						arr[n] = zero(arr[n])
+					}
+				case "minute_ts":
+					e.Vals[j] = json.Number("0")
+				}
+			}
+		}
+	}
+	return o
+}
+
+// zero is 0 written as the literal n was: 0.0 for 3.5, 0 for 3.
+func zero(n jsonv.Value) jsonv.Value {
+	if s, ok := n.(json.Number); ok && strings.Contains(string(s), ".") {
+		return json.Number("0.0")
+	}
+	return json.Number("0")
 }
 
 type dump struct {
