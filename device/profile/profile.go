@@ -89,3 +89,15 @@ func Lookup(ref string) (*device.Model, error) {
 	}
 	return Builtin(ref)
 }
+
+// New returns a device of the built-in profile name (or of a dump file,
+// as Lookup finds it) with the options o: a vendor's test starts any of
+// the real models in a line. o.Model is set from the profile.
+func New(name string, o device.Options) (*device.Device, error) {
+	m, err := Lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	o.Model = m
+	return device.New(o)
+}
