@@ -302,6 +302,11 @@ func New(o Options) (*Device, error) {
 	if err := d.loadState(); err != nil {
 		return nil, err
 	}
+	d.mu.Lock()
+	for _, s := range services {
+		s.bootLocked(d, d.bootedAt)
+	}
+	d.mu.Unlock()
 	for key, cfg := range d.cfgOver {
 		if pt, ok := d.partOf(key).(configurable); ok {
 			pt.configLocked(d, cfg)
@@ -502,6 +507,9 @@ func (d *Device) Run(ctx context.Context) error {
 	for _, pt := range d.parts {
 		pt.stopLocked(d)
 	}
+	for _, s := range services {
+		s.stopLocked(d)
+	}
 	d.mu.Unlock()
 	d.timers.Wait()
 	return err
@@ -675,6 +683,10 @@ func (d *Device) Boot() {
 	d.restartRequired = false
 	d.tick = 0
 	var hooks []func()
+	for _, s := range services {
+		s.stopLocked(d)
+		s.bootLocked(d, d.bootedAt)
+	}
 	for _, pt := range d.parts {
 		pt.stopLocked(d)
 		pt.bootLocked(d)

@@ -75,6 +75,11 @@ func (in *Input) SetState(on bool) {
 	if !changed {
 		return
 	}
+	if on {
+		d.emit(event{Component: "input", ID: in.id, Event: "input.toggle_on"})
+	} else {
+		d.emit(event{Component: "input", ID: in.id, Event: "input.toggle_off"})
+	}
 	if s := d.Switch(in.id); s != nil {
 		switch mode {
 		case "follow":
@@ -85,33 +90,41 @@ func (in *Input) SetState(on bool) {
 	}
 }
 
+// buttonHooks are the webhook events of the button events (protocol
+// section 15.3).
+var buttonHooks = map[string]string{
+	"single_push": "input.button_push", "double_push": "input.button_doublepush",
+	"long_push": "input.button_longpush", "btn_down": "input.button_down", "btn_up": "input.button_up",
+}
+
 // inputEvents are the events an input emits.
 var inputEvents = []string{"single_push", "double_push", "long_push", "btn_down", "btn_up"}
 
 // Push reports a button event: single_push, double_push, long_push,
 // btn_down or btn_up, as a NotifyEvent; a single push toggles the switch of
 // the same id when its in_mode is momentary.
-func (in *Input) Push(event string) error {
+func (in *Input) Push(name string) error {
 	valid := false
 	for _, e := range inputEvents {
-		valid = valid || e == event
+		valid = valid || e == name
 	}
 	if !valid {
 		return shellyws.Errorf(shellyws.CodeInvalidArgument,
-			"Invalid argument 'event': %q is not one of %s", event, strings.Join(inputEvents, ", "))
+			"Invalid argument 'event': %q is not one of %s", name, strings.Join(inputEvents, ", "))
 	}
 	d := in.d
 	d.notifyMu.Lock()
 	id := in.id
-	err := d.comp.NotifyEvent(shellyws.Event{Component: in.k, ID: &id, Event: event})
+	err := d.comp.NotifyEvent(shellyws.Event{Component: in.k, ID: &id, Event: name})
 	d.notifyMu.Unlock()
 	if err != nil {
 		return err
 	}
+	d.emit(event{Component: "input", ID: in.id, Event: buttonHooks[name]})
 	d.mu.Lock()
 	mode := d.inModeLocked(in.id)
 	d.mu.Unlock()
-	if s := d.Switch(in.id); s != nil && mode == "momentary" && event == "single_push" {
+	if s := d.Switch(in.id); s != nil && mode == "momentary" && name == "single_push" {
 		_, _ = d.setSwitch(s, func(was bool) bool { return !was }, "button", 0)
 	}
 	return nil

@@ -156,6 +156,9 @@ func buildModel(p *Model) *model {
 			handle(ns+"."+name, actions[typ][name])
 		}
 	}
+	for _, s := range services {
+		s.register(p, handle)
+	}
 	for _, c := range p.custom {
 		m.mux.Handle(c.name, c.h)
 	}

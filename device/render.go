@@ -105,6 +105,9 @@ func (d *Device) sysPatchLocked(obj *jsonv.Object, now time.Time) jsonv.Patch {
 	}
 	set("cfg_rev", d.cfgRev)
 	set("reset_reason", d.resetReason)
+	for _, s := range services {
+		s.sysLocked(d, set)
+	}
 	return p
 }
 

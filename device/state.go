@@ -73,24 +73,34 @@ type stateDoc struct {
 	// Config holds the whole config of each component SetConfig changed,
 	// keys in the firmware's order.
 	Config map[string]json.RawMessage `json:"config,omitempty"`
+	// Services holds each service's section (kvs, webhooks, scripts,
+	// schedules, firmware), by name.
+	Services map[string]json.RawMessage `json:"services,omitempty"`
 }
 
 // loadState reads the device's stored state; the caller holds no lock
 // (New, before the device is shared).
 func (d *Device) loadState() error {
-	if d.store == nil {
-		return nil
-	}
-	raw, err := d.store.Load()
-	if err != nil {
-		return fmt.Errorf("device %s: stored state: %w", d.id, err)
-	}
-	if raw == nil {
-		return nil
-	}
 	var doc stateDoc
-	if err := json.Unmarshal(raw, &doc); err != nil {
-		return fmt.Errorf("device %s: stored state is unusable: %w", d.id, err)
+	if d.store != nil {
+		raw, err := d.store.Load()
+		if err != nil {
+			return fmt.Errorf("device %s: stored state: %w", d.id, err)
+		}
+		if raw != nil {
+			if err := json.Unmarshal(raw, &doc); err != nil {
+				return fmt.Errorf("device %s: stored state is unusable: %w", d.id, err)
+			}
+		} else {
+			doc.CfgRev = d.cfgRev
+		}
+	} else {
+		doc.CfgRev = d.cfgRev
+	}
+	for _, s := range services {
+		if err := s.load(d, doc.Services[s.name()]); err != nil {
+			return fmt.Errorf("device %s: stored %s: %w", d.id, s.name(), err)
+		}
 	}
 	d.cfgRev = doc.CfgRev
 	for key, cfg := range doc.Config {
@@ -116,6 +126,9 @@ func (d *Device) loadState() error {
 // nothing.
 func (d *Device) stateLocked() (stateDoc, error) {
 	doc := stateDoc{CfgRev: d.cfgRev}
+	if err := d.saveServicesLocked(&doc); err != nil {
+		return doc, err
+	}
 	if len(d.cfgOver) > 0 {
 		doc.Config = make(map[string]json.RawMessage, len(d.cfgOver))
 		for k, o := range d.cfgOver {

@@ -414,10 +414,21 @@ func (d *Device) setSwitch(s *Switch, next func(bool) bool, source string, after
 	if changed {
 		d.notify(delta, power)
 	}
-	if hook != nil && on != wasOn {
-		hook(on)
+	if on != wasOn {
+		if hook != nil {
+			hook(on)
+		}
+		d.emit(switchEvent(s.id, on))
 	}
 	return wasOn, nil
+}
+
+// switchEvent is the webhook event of a relay switching.
+func switchEvent(id int, on bool) event {
+	if on {
+		return event{Component: "switch", ID: id, Event: "switch.on"}
+	}
+	return event{Component: "switch", ID: id, Event: "switch.off"}
 }
 
 // toggleBack is the toggle_after timer firing.
@@ -441,6 +452,7 @@ func (d *Device) toggleBack(s *Switch, self *time.Timer) {
 	if hook != nil {
 		hook(on)
 	}
+	d.emit(switchEvent(s.id, on))
 }
 
 // switchDeltasLocked returns the NotifyStatus delta of a switch change and,

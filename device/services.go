@@ -1,0 +1,87 @@
+package device
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/shellyws/shellyws/internal/jsonv"
+)
+
+// A service is a stored part of a device beyond its components (protocol
+// section 15): KVS, webhooks, scripts, schedules, firmware. Each keeps its
+// per-device state in a field of Device (nil until first used, so an idle
+// fleet holds none), a section of the stored document, and maybe fields of
+// sys status. Methods ending in Locked run with d.mu held.
+type service interface {
+	// name is the section of the stored document.
+	name() string
+	// register adds the service's methods to a model's table, where the
+	// model has the service.
+	register(p *Model, handle func(method string, h handler))
+	// load restores the device's state from its stored section; raw is
+	// nil when nothing is stored. It runs in New, before the device is
+	// shared.
+	load(d *Device, raw json.RawMessage) error
+	// saveLocked returns the section to store, nil for nothing.
+	saveLocked(d *Device) (json.RawMessage, error)
+	// sysLocked sets the service's fields of sys status (e.g. kvs_rev),
+	// for keys the status has.
+	sysLocked(d *Device, set func(key string, v any))
+	// bootLocked runs when the device boots (New, a reboot, a wake): what
+	// was in RAM is gone.
+	bootLocked(d *Device, now time.Time)
+	// stopLocked stops the service's timers when Run ends.
+	stopLocked(d *Device)
+}
+
+// services are every device's, in the order their sections are stored.
+var services = []service{kvsService{}, webhookService{}, scriptService{}, scheduleService{}, firmwareService{}}
+
+// saveServicesLocked fills doc with every service's section.
+func (d *Device) saveServicesLocked(doc *stateDoc) error {
+	for _, s := range services {
+		raw, err := s.saveLocked(d)
+		if err != nil {
+			return err
+		}
+		if raw == nil {
+			continue
+		}
+		if doc.Services == nil {
+			doc.Services = map[string]json.RawMessage{}
+		}
+		doc.Services[s.name()] = raw
+	}
+	return nil
+}
+
+// saveSectionLocked stores the device's state with name's section
+// replaced by raw; the caller changes its state only when this succeeds,
+// so a refused save changes nothing.
+func (d *Device) saveSectionLocked(name string, raw json.RawMessage) error {
+	doc, err := d.stateLocked()
+	if err != nil {
+		return err
+	}
+	if doc.Services == nil {
+		doc.Services = map[string]json.RawMessage{}
+	}
+	doc.Services[name] = raw
+	return d.saveLocked(doc)
+}
+
+// event is something a component did that webhooks may fire on, e.g.
+// {Component: "switch", ID: 0, Event: "switch.on"}.
+type event struct {
+	Component string // the component type
+	ID        int
+	Event     string         // the webhook event type, e.g. "input.button_push"
+	Attrs     map[string]any // the event's attributes (ev.* in URL tokens)
+}
+
+// emit tells the services of an event; the caller holds no lock of d.
+func (d *Device) emit(ev event) {
+	d.fireHooks(ev)
+}
+
+var _ = jsonv.Patch{} // services render through jsonv
