@@ -55,12 +55,17 @@ const (
 // profile) with a random id, its Outbound Websocket disabled, and no
 // logging.
 type Options struct {
-	// Profile is the model the device plays. Default: the built-in
-	// profile.Default ("plus1pm-gen2").
+	// Profile is the model the device plays. Default: with an ID, the
+	// model profile.ForID picks from its prefix (the first built-in
+	// profile with it); without, the built-in profile.Default
+	// ("plus1pm-gen2").
 	Profile *profile.Profile
-	// ID is the device id, the src of every frame: "<prefix>-<12 hex
-	// digits>", e.g. "shellyplus1pm-c049ef8cf4e0"; sys.mac is the
-	// upper-cased MAC part. Default: the profile's prefix and a random MAC.
+	// ID is the device id: the src of every frame, the id of
+	// Shelly.GetDeviceInfo and GET /shelly, and the auth realm. It must
+	// be an id of the profile (Profile.CheckID): its prefix and MAC style,
+	// e.g. "shellyplus1pm-c049ef8cf4e0"; New fails otherwise. sys.mac is
+	// the upper-cased MAC part. Default: the profile's prefix and a random
+	// MAC.
 	ID string
 	// Store keeps the Outbound Websocket config across restarts.
 	// Default: a shellyws.MemoryStore holding shellyws.DefaultConfig().
@@ -213,13 +218,18 @@ type sleepCycle struct {
 	wakeBoot, wakeCause  string // sys.wakeup_reason of the wake
 }
 
-// New returns a device built from o. It fails if the id is invalid or the
-// store cannot be loaded.
+// New returns a device built from o. It fails if the id is invalid or not
+// an id of the profile, or if the store cannot be loaded.
 func New(o Options) (*Device, error) {
 	p := o.Profile
 	if p == nil {
 		var err error
-		if p, err = profile.Builtin(profile.Default); err != nil {
+		if o.ID != "" {
+			p, err = profile.ForID(o.ID)
+		} else {
+			p, err = profile.Builtin(profile.Default)
+		}
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -228,6 +238,12 @@ func New(o Options) (*Device, error) {
 	}
 	mac, err := macOf(o.ID)
 	if err != nil {
+		return nil, err
+	}
+	// One identity: src, Shelly.GetDeviceInfo's id (rendered from the
+	// model's dump), the realm and sys.mac are one string only when the id
+	// is in the model's style.
+	if err := p.CheckID(o.ID); err != nil {
 		return nil, err
 	}
 	if o.Logger == nil {
@@ -327,8 +343,7 @@ func wakeupPeriod(p *profile.Profile, o time.Duration) time.Duration {
 	case o > 0:
 		return o
 	}
-	secs, _ := p.Status.Object("sys").Number("wakeup_period")
-	return time.Duration(secs) * time.Second
+	return p.WakeupPeriod()
 }
 
 // macOf checks id, "<prefix>-<12 hex digits>", and returns its MAC in
