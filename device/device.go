@@ -60,9 +60,12 @@ type Options struct {
 	// Model is the kind of device this is: its info, components and
 	// methods (NewModel, or package profile for real models). Required.
 	Model *Model
-	// ID is the device id, the src of every frame: "<prefix>-<12 hex
-	// digits>", e.g. "shellyplus1pm-c049ef8cf4e0"; sys.mac is the
-	// upper-cased MAC part. Default: the profile's prefix and a random MAC.
+	// ID is the device id: the src of every frame, the id of
+	// Shelly.GetDeviceInfo and GET /shelly, and the auth realm. It must
+	// be an id of the model (Model.CheckID): its prefix and MAC style,
+	// e.g. "shellyplus1pm-c049ef8cf4e0"; New fails otherwise. sys.mac is
+	// the upper-cased MAC part. Default: the model's prefix and a random
+	// MAC.
 	ID string
 	// Store keeps the Outbound Websocket config across restarts.
 	// Default: with StateDir a file there, else a shellyws.MemoryStore
@@ -239,8 +242,8 @@ type sleepCycle struct {
 	wakeBoot, wakeCause  string // sys.wakeup_reason of the wake
 }
 
-// New returns a device built from o. It fails if the id is invalid or the
-// store cannot be loaded.
+// New returns a device built from o. It fails if the id is invalid or not
+// an id of the profile, or if the store cannot be loaded.
 func New(o Options) (*Device, error) {
 	p := o.Model
 	if p == nil {
@@ -251,6 +254,12 @@ func New(o Options) (*Device, error) {
 	}
 	mac, err := macOf(o.ID)
 	if err != nil {
+		return nil, err
+	}
+	// One identity: src, Shelly.GetDeviceInfo's id (rendered from the
+	// model's dump), the realm and sys.mac are one string only when the id
+	// is in the model's style.
+	if err := p.CheckID(o.ID); err != nil {
 		return nil, err
 	}
 	if o.Logger == nil {
@@ -414,8 +423,7 @@ func wakeupPeriod(p *Model, o time.Duration) time.Duration {
 	case o > 0:
 		return o
 	}
-	secs, _ := p.Status.Object("sys").Number("wakeup_period")
-	return time.Duration(secs) * time.Second
+	return p.WakeupPeriod()
 }
 
 // macOf checks id, "<prefix>-<12 hex digits>", and returns its MAC in

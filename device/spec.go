@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/shellyws/shellyws/internal/jsonv"
 )
@@ -181,4 +182,53 @@ func isHex(s string) bool {
 		}
 	}
 	return true
+}
+
+// SplitID splits a device id, "<prefix>-<12 hex digits>", into its model
+// prefix and its MAC as written. The prefix may itself hold a '-' (the
+// ST-802's "st-802").
+func SplitID(id string) (prefix, mac string, err error) {
+	if len(id) < 14 || id[len(id)-13] != '-' || !isHex(id[len(id)-12:]) {
+		return "", "", fmt.Errorf("device id %q: want <model prefix>-<12 hex digits>, e.g. shellyplus1pm-c049ef8cf4e0", id)
+	}
+	prefix = id[:len(id)-13]
+	for _, c := range prefix {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return "", "", fmt.Errorf("device id %q: the model prefix may hold only letters, digits, '-' and '_'", id)
+		}
+	}
+	return prefix, id[len(id)-12:], nil
+}
+
+// IDPattern describes the ids of the model, e.g.
+// "shellyplus1pm-<12 lowercase hex digits>", for error messages.
+func (p *Model) IDPattern() string {
+	if p.UpperMAC {
+		return p.IDPrefix + "-<12 upper-case hex digits>"
+	}
+	return p.IDPrefix + "-<12 lowercase hex digits>"
+}
+
+// CheckID reports whether id is the id of a device of this model: its
+// prefix and the case of its MAC are the model's, so that the device's
+// src, its Shelly.GetDeviceInfo id and its auth realm are one string.
+func (p *Model) CheckID(id string) error {
+	prefix, mac, err := SplitID(id)
+	if err != nil {
+		return err
+	}
+	if prefix != p.IDPrefix {
+		return fmt.Errorf("device id %q does not fit model %s, whose ids are %s", id, p.Name, p.IDPattern())
+	}
+	if want := p.ID(mac); id != want {
+		return fmt.Errorf("device id %q: model %s writes its ids as %s (%s)", id, p.Name, p.IDPattern(), want)
+	}
+	return nil
+}
+
+// WakeupPeriod returns the period a device of the model sleeps between
+// wakes, its dump's sys.wakeup_period; 0 for a model that is always on.
+func (p *Model) WakeupPeriod() time.Duration {
+	secs, _ := p.Status.Object("sys").Number("wakeup_period")
+	return time.Duration(secs) * time.Second
 }

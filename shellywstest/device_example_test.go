@@ -22,12 +22,8 @@ func ExampleFastBackoff() {
 	defer srv.Close()
 	srv.RejectNextWithHeader(1, http.StatusServiceUnavailable, http.Header{"Retry-After": {"120"}})
 
-	cfg := shellyws.DefaultConfig()
-	cfg.Enable = true
-	server := srv.URL()
-	cfg.Server = &server
 	dev, err := shellyws.New("shellyplus1pm-c049ef8cf4e0",
-		shellywstest.FastBackoff(), shellyws.WithConfigStore(shellyws.NewMemoryStore(cfg)))
+		shellywstest.FastBackoff(), shellyws.WithConfigStore(shellyws.NewMemoryStore(srv.Config())))
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -63,12 +59,8 @@ func ExampleConn_NextMethod() {
 		return
 	}
 	defer srv.Close()
-	cfg := shellyws.DefaultConfig()
-	cfg.Enable = true
-	server := srv.URL()
-	cfg.Server = &server
 	dev, err := shellyws.New("shellyplus1pm-c049ef8cf4e0",
-		shellywstest.FastBackoff(), shellyws.WithConfigStore(shellyws.NewMemoryStore(cfg)))
+		shellywstest.FastBackoff(), shellyws.WithConfigStore(shellyws.NewMemoryStore(srv.Config())))
 	if err != nil {
 		fmt.Println(err)
 		return
@@ -103,12 +95,8 @@ func ExampleConn_NextMethod() {
 func ExampleRunComponent() {
 	var t *testing.T // the test's, in func TestDevice(t *testing.T)
 	srv := shellywstest.NewServer(t)
-	cfg := shellyws.DefaultConfig()
-	cfg.Enable = true
-	server := srv.URL()
-	cfg.Server = &server
 	dev, err := shellyws.New("shellyplus1pm-c049ef8cf4e0",
-		shellywstest.FastBackoff(), shellyws.WithConfigStore(shellyws.NewMemoryStore(cfg)))
+		shellywstest.FastBackoff(), shellyws.WithConfigStore(shellyws.NewMemoryStore(srv.Config())))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,10 +13,9 @@ func ExampleStartComponent() {
 	var t *testing.T // the test's, in func TestDevice(t *testing.T)
 	srv := shellywstest.NewServer(t)
 	srv.RejectNext(1, 500)
-	cfg := shellyws.DefaultConfig()
-	cfg.Enable = true
-	server := srv.URL()
-	cfg.Server = &server
+	// A config written inline: Go 1.26's new takes the URL for the
+	// *string server field.
+	cfg := shellyws.Config{Enable: true, Server: new(srv.URL())}
 	dev, err := shellyws.New("shellyplus1pm-c049ef8cf4e0",
 		shellywstest.FastBackoff(), shellyws.WithConfigStore(shellyws.NewMemoryStore(cfg)))
 	if err != nil {

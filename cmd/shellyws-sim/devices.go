@@ -71,7 +71,7 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 	for i := range s.devices {
 		n := first + i // the device's number across shards
 		p := s.profiles[n%len(s.profiles)]
-		id := deviceID(s, base, p, n)
+		id := deviceID(base, p, n)
 		store, cfg, err := openStore(s, id)
 		if err != nil {
 			return fail("%v", err)
@@ -95,7 +95,7 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 			PowerDeltas: true, // real servers chart power; send it as a device does
 			Extra:       []shellyws.Option{shellyws.WithAuthStore(auth)},
 
-			WakeupPeriod: s.wakeupPeriod,
+			WakeupPeriod: s.wakeupFor(p),
 			AwakeIdle:    s.awakeIdle,
 			AwakeMax:     s.awakeMax,
 		}
@@ -301,35 +301,26 @@ func printInbound(out *printer, addr string, devices []*device.Device, servers [
 	}
 }
 
-// deviceID is the id of device i, playing p: without -profile the base id
-// counted up (its prefix kept, as before profiles existed); with -profile
-// the profile's id prefix and style, and the base's MAC counted up.
-func deviceID(s *settings, base string, p *device.Model, i int) string {
-	if !s.profileSet {
-		return device.DeriveID(base, i)
-	}
-	return p.ID(device.DeriveMAC(base[len(base)-12:], i))
-}
-
-// baseID is -id, or with -state the id kept there (made up on first start).
+// baseID is -id, or with -state the id kept there (made up on first
+// start). Only its MAC counts for a kept id: the model is the flags'.
 func baseID(s *settings) (string, error) {
 	if s.idSet {
 		return s.id, nil
 	}
 	if s.stateDir == "" {
-		return device.RandomID(), nil
+		return device.RandomIDFor(s.profiles[0]), nil
 	}
 	path := filepath.Join(s.stateDir, idFile)
 	data, err := os.ReadFile(path)
 	switch {
 	case err == nil:
 		id := strings.TrimSpace(string(data))
-		if err := device.CheckID(id); err != nil {
+		if _, _, err := device.SplitID(id); err != nil {
 			return "", fmt.Errorf("%s: %v", path, err)
 		}
 		return id, nil
 	case errors.Is(err, os.ErrNotExist):
-		id := device.RandomID()
+		id := device.RandomIDFor(s.profiles[0])
 		if err := os.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
 			return "", err
 		}
@@ -453,10 +444,9 @@ func statusLine(devices []*device.Device) string {
 // of N at i/N of its period, so that a fleet never wakes in lock-step; a
 // single device at once.
 func firstWake(s *settings, p *device.Model, i int) time.Duration {
-	period := s.wakeupPeriod
+	period := s.wakeupFor(p)
 	if period == 0 {
-		secs, _ := p.Status.Object("sys").Number("wakeup_period")
-		period = time.Duration(secs) * time.Second
+		period = p.WakeupPeriod()
 	}
 	if period <= 0 || s.devices == 1 {
 		return 0

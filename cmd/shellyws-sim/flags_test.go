@@ -85,14 +85,19 @@ func TestParseFlags(t *testing.T) {
 	assert.Zero(t, s.wakeupPeriod, "the model's period")
 	assert.Equal(t, 3*time.Second, s.awakeIdle)
 	assert.Equal(t, 60*time.Second, s.awakeMax)
-	s, err = parseFlags([]string{"-server", "ws://h", "-wakeup-period", "0", "-awake-idle", "500ms", "-awake-max", "10s"})
+	s, err = parseFlags([]string{"-server", "ws://h", "-profile", "plusht-gen2", "-wakeup-period", "0", "-awake-idle", "500ms", "-awake-max", "10s"})
 	require.NoError(t, err)
 	assert.Negative(t, s.wakeupPeriod, "-wakeup-period 0: always on")
 	assert.Equal(t, 500*time.Millisecond, s.awakeIdle)
 	assert.Equal(t, 10*time.Second, s.awakeMax)
-	s, err = parseFlags([]string{"-server", "ws://h", "-wakeup-period", "2h"})
+	s, err = parseFlags([]string{"-server", "ws://h", "-profile", "plus1pm-gen2,plusht-gen2", "-wakeup-period", "2h"})
 	require.NoError(t, err)
 	assert.Equal(t, 2*time.Hour, s.wakeupPeriod)
+	assert.Equal(t, 2*time.Hour, s.wakeupFor(s.profiles[1]), "the H&T sleeps with -wakeup-period")
+	assert.Zero(t, s.wakeupFor(s.profiles[0]), "the relay stays on")
+	s, err = parseFlags([]string{"-server", "ws://h", "-id", "shellyplusht-0000000000ff", "-wakeup-period", "20s"})
+	require.NoError(t, err, "-id's prefix picks a model that sleeps")
+	assert.Equal(t, 20*time.Second, s.wakeupFor(s.profiles[0]))
 
 	for _, addr := range []string{"127.0.0.1:8080", ":8080", "[::1]:0", "localhost:65535"} {
 		s, err = parseFlags([]string{"-server", "ws://h", "-http", addr})
@@ -139,6 +144,10 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-server", "ws://h", "-awake-idle", "0s"}, "-awake-idle 0s"},
 		{[]string{"-server", "ws://h", "-awake-max", "2h"}, "-awake-max 2h0m0s: want more than 0 and at most 1h0m0s"},
 		{[]string{"-wakeup-period", "10s"}, "-wakeup-period needs -server or -state"},
+		{[]string{"-server", "ws://h", "-wakeup-period", "10s"}, "-wakeup-period: none of the profiles sleeps (plus1pm-gen2)"},
+		{[]string{"-server", "ws://h", "-id", "shellyfoo-0000000000ff"}, "no profile has ids shellyfoo-<MAC>"},
+		{[]string{"-server", "ws://h", "-id", "shellypro4pm-0000000000ff", "-profile", "pro3em-gen2"}, "give -id shellypro3em-0000000000ff"},
+		{[]string{"-server", "ws://h", "-id", "ShellyWallDisplay-0000000000ff"}, "ShellyWallDisplay-0000000000FF"},
 		{[]string{"-profile", "pro3em-gen2"}, "-profile needs -server or -state"},
 		{[]string{"-telemetry", "10s"}, "-telemetry needs -server or -state"},
 	} {
@@ -180,13 +189,19 @@ func TestProfileHelp(t *testing.T) {
 }
 
 func TestDeviceIDs(t *testing.T) {
-	s, err := parseFlags([]string{"-server", "ws://h", "-profile", "pro3em-gen2,walldisplay-gen2", "-id", "shellyplus1pm-0000000000ff"})
+	s, err := parseFlags([]string{"-server", "ws://h", "-profile", "pro3em-gen2,walldisplay-gen2", "-id", "shellypro3em-0000000000ff"})
 	require.NoError(t, err)
-	assert.Equal(t, "shellypro3em-0000000000ff", deviceID(s, s.id, s.profiles[0], 0))
-	assert.Equal(t, "ShellyWallDisplay-000000000100", deviceID(s, s.id, s.profiles[1], 1))
+	assert.Equal(t, "shellypro3em-0000000000ff", deviceID(s.id, s.profiles[0], 0))
+	assert.Equal(t, "ShellyWallDisplay-000000000100", deviceID(s.id, s.profiles[1], 1))
 	s, err = parseFlags([]string{"-server", "ws://h", "-id", "shellypro4pm-0000000000ff"})
 	require.NoError(t, err)
-	assert.Equal(t, "shellypro4pm-000000000100", deviceID(s, s.id, s.profiles[0], 1), "without -profile -id is kept as given")
+	require.Len(t, s.profiles, 1)
+	assert.Equal(t, "pro4pm-gen2", s.profiles[0].Name, "without -profile the prefix picks the model")
+	assert.Equal(t, "shellypro4pm-000000000100", deviceID(s.id, s.profiles[0], 1))
+	s, err = parseFlags([]string{"-server", "ws://h", "-id", "ShellyWallDisplay-0000000000FF"})
+	require.NoError(t, err)
+	assert.Equal(t, "walldisplay-gen2", s.profiles[0].Name)
+	assert.Equal(t, "ShellyWallDisplay-000000000100", deviceID(s.id, s.profiles[0], 1))
 }
 
 func TestDeviceHTTPAddr(t *testing.T) {

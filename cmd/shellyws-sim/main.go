@@ -59,11 +59,14 @@ connection cleanly (status 1001), stops the -http server, and exits 0.
 Flags:
   -server URL    ws:// or wss:// URL to dial, verbatim (path and query
                  included); sets enable to true
-  -id ID         device id, <model>-<12 lowercase hex digits>; sys.mac is
-                 the upper-cased hex part (default: shellyplus1pm- and 12
-                 random hex digits). With -profile only its MAC counts: ids
-                 are the profile's id prefix and the MAC, in the model's
-                 style (e.g. ShellyWallDisplay-<MAC upper-case>)
+  -id ID         device id, <model prefix>-<12 hex digits>: the src of its
+                 frames, the id of Shelly.GetDeviceInfo and GET /shelly, the
+                 auth realm; sys.mac is the upper-cased hex part. Its prefix
+                 picks the model (the first profile with it in -profile
+                 help); with -profile it must be an id of the first profile,
+                 in the model's style (e.g. ShellyWallDisplay-<MAC
+                 upper-case>). Default: the first profile's prefix and 12
+                 random hex digits
   -profile LIST  comma-separated models to play: built-in names (e.g.
                  plus1pm-gen2, pro3em-gen2, plus2pm-gen2-cover) or paths to
                  dump files of the same format (a path holds a / or ends in
@@ -77,12 +80,13 @@ Flags:
                  readings stay at the dump's values)
   -boot-time DUR how long a rebooted device takes to come back (default 1s)
   -wakeup-period DUR
-                 run as a sleeping (battery) device waking every DUR,
-                 counted from falling asleep; reported in whole seconds as
-                 sys.wakeup_period. Models whose dump has a wakeup_period
-                 (plusht-gen2, ht-gen3, plussmoke-gen2, flood-gen4) sleep
-                 with the dump's period by default; -wakeup-period 0 keeps
-                 them always on. A sleeping device dials at once on each
+                 the period of the models that sleep: those whose dump has
+                 a wakeup_period (plusht-gen2, ht-gen3, plussmoke-gen2,
+                 flood-gen4) wake every DUR, counted from falling asleep,
+                 reported in whole seconds as sys.wakeup_period (default:
+                 the dump's); -wakeup-period 0 keeps them always on. Other
+                 models stay always on; without a model that sleeps the
+                 flag is an error. A sleeping device dials at once on each
                  wake, sends its full status, stays awake while it is
                  asked things, then sends a sleep event, closes with 1000,
                  and sleeps: it dials nothing and its -http server refuses
@@ -320,11 +324,6 @@ func parseFlags(args []string) (*settings, error) {
 			return nil, usageErr("-server %q: %s", s.server, msg)
 		}
 	}
-	if s.idSet {
-		if err := device.CheckID(s.id); err != nil {
-			return nil, usageErr("-id: %v", err)
-		}
-	}
 	switch sslCA {
 	case shellyws.SSLCABuiltin, shellyws.SSLCAUser, shellyws.SSLCAInsecure:
 		s.sslCA = &sslCA
@@ -380,6 +379,14 @@ func parseFlags(args []string) (*settings, error) {
 			if set[name] {
 				return nil, usageErr("-%s needs -server or -state; the demo takes only -id, -password and -v", name)
 			}
+		}
+	}
+	if err := s.fitID(); err != nil {
+		return nil, err
+	}
+	if set["wakeup-period"] {
+		if err := s.checkSleepers(); err != nil {
+			return nil, err
 		}
 	}
 	return s, nil

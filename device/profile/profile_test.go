@@ -19,13 +19,15 @@ import (
 // fixtures is embedded, none of the partial ones, with the README beside
 // them.
 func TestBuiltinsAreTheCompleteDumps(t *testing.T) {
-	fixtures, err := filepath.Glob(filepath.Join("..", "..", "..", "shared", "fixtures", "devices", "*.json"))
-	require.NoError(t, err)
 	var want []string
-	for _, f := range fixtures {
-		want = append(want, strings.TrimSuffix(filepath.Base(f), ".json"))
+	if dir := fixturesDir(t); dir != "" {
+		fixtures, err := filepath.Glob(filepath.Join(dir, "*.json"))
+		require.NoError(t, err)
+		for _, f := range fixtures {
+			want = append(want, strings.TrimSuffix(filepath.Base(f), ".json"))
+		}
+		slices.Sort(want)
 	}
-	slices.Sort(want)
 	if len(want) == 0 {
 		// Outside this workspace the fixtures are not beside the repo;
 		// the README still names every embedded dump.
