@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -170,6 +171,19 @@ type Options struct {
 	// each wake of a sleeping device. Default: none.
 	OnWake, OnSleep func(WakeInfo)
 
+	// UpdateStable and UpdateBeta, if set, are the firmware versions
+	// offered as updates (sys.available_updates, Shelly.CheckForUpdate,
+	// protocol section 15.2); an empty string offers none of that stage.
+	// Default (nil): what the model's dump offers.
+	UpdateStable, UpdateBeta *string
+	// OTATime is how long Shelly.Update takes from ota_begin to the reboot.
+	// Default: DefaultOTATime (10 s).
+	OTATime time.Duration
+	// HTTPClient sends the device's own HTTP requests: webhooks and a
+	// Shelly.Update by url. Default: a client with the firmware's 10 s
+	// timeout, proxies from the environment not used.
+	HTTPClient *http.Client
+
 	auth shellyws.AuthStore // from StateDir or Password
 }
 
@@ -203,12 +217,22 @@ type Device struct {
 	// sees deltas in the order the changes happened.
 	notifyMu sync.Mutex
 
-	mu              sync.Mutex
-	bootedAt        time.Time
-	resetReason     int
-	cfgRev          int
-	cfgOver         map[string]*jsonv.Object // configs SetConfig changed; nil until one did
-	statusOver      map[string]jsonv.Patch   // readings Update set; nil until one did
+	mu          sync.Mutex
+	bootedAt    time.Time
+	resetReason int
+	cfgRev      int
+	cfgOver     map[string]*jsonv.Object // configs SetConfig changed; nil until one did
+	statusOver  map[string]jsonv.Patch   // readings Update set; nil until one did
+
+	// The services' state (services.go), nil until first used.
+	kvs             *kvsState
+	hooks           *hookState
+	scripts         *scriptState
+	schedules       *scheduleState
+	fw              *firmwareState
+	otaTime         time.Duration
+	http            *http.Client
+	updates         [2]*string // -update-stable, -update-beta
 	restartRequired bool
 	tick            uint64      // telemetry periods so far
 	parts           []part      // the stateful components, in key order
@@ -303,6 +327,15 @@ func New(o Options) (*Device, error) {
 		bootedAt:    now(),
 		resetReason: resetPowerOn,
 		cfgRev:      m.cfgRev,
+		otaTime:     o.OTATime,
+		http:        o.HTTPClient,
+		updates:     [2]*string{o.UpdateStable, o.UpdateBeta},
+	}
+	if d.otaTime <= 0 {
+		d.otaTime = DefaultOTATime
+	}
+	if d.http == nil {
+		d.http = defaultHTTP() // shared: a fleet holds one
 	}
 	d.parts = m.newParts(d)
 	if err := d.openStores(&o); err != nil {
@@ -369,6 +402,12 @@ func New(o Options) (*Device, error) {
 	d.wsMethods = comp.OwnMethods()
 	return d, nil
 }
+
+// defaultHTTP is the client of devices given none: the firmware's 10 s
+// timeout, no proxy from the environment (a device talks directly).
+var defaultHTTP = sync.OnceValue(func() *http.Client {
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 4}}
+})
 
 // openStores fills o's stores from StateDir and applies Server and
 // Password to them.

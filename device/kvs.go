@@ -16,3 +16,6 @@ func (kvsService) saveLocked(*Device) (json.RawMessage, error) { return nil, nil
 func (kvsService) sysLocked(*Device, func(string, any))        {}
 func (kvsService) bootLocked(*Device, time.Time)               {}
 func (kvsService) stopLocked(*Device)                          {}
+
+// kvsState is a device's state of the service; stub.
+type kvsState struct{}

@@ -16,3 +16,6 @@ func (scheduleService) saveLocked(*Device) (json.RawMessage, error) { return nil
 func (scheduleService) sysLocked(*Device, func(string, any))        {}
 func (scheduleService) bootLocked(*Device, time.Time)               {}
 func (scheduleService) stopLocked(*Device)                          {}
+
+// scheduleState is a device's state of the service; stub.
+type scheduleState struct{}

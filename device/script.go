@@ -16,3 +16,6 @@ func (scriptService) saveLocked(*Device) (json.RawMessage, error) { return nil, 
 func (scriptService) sysLocked(*Device, func(string, any))        {}
 func (scriptService) bootLocked(*Device, time.Time)               {}
 func (scriptService) stopLocked(*Device)                          {}
+
+// scriptState is a device's state of the service; stub.
+type scriptState struct{}

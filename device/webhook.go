@@ -19,3 +19,6 @@ func (webhookService) stopLocked(*Device)                          {}
 
 // fireHooks runs the webhooks of ev; stub.
 func (d *Device) fireHooks(event) {}
+
+// hookState is a device's state of the service; stub.
+type hookState struct{}
