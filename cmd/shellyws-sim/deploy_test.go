@@ -64,6 +64,14 @@ func TestDeployJob(t *testing.T) {
 	assert.Equal(t, job.Spec.Completions, s.shard.count, "-shard COUNT is the number of completions")
 	assert.Equal(t, job.Spec.Completions-1, s.shard.index)
 	assert.Equal(t, 1_000_000, s.shard.count*s.devices)
+	// A cluster gives a pod one address: every device's connection to the
+	// one server address needs a local port of it, and the manifest's
+	// sysctl opens 1024-65535 (64,512 ports), some of which the pod's
+	// other connections use.
+	if s.localAddr == "" {
+		assert.LessOrEqual(t, s.devices, 60_000, "devices per pod must fit the local ports of one address")
+	}
+	assert.Contains(t, string(data), `value: "1024 65535"`, "the port range the devices per pod rely on")
 
 	env := map[string]string{}
 	for _, e := range c.Env {
