@@ -68,7 +68,8 @@ func (d *Device) Update(key string, fields map[string]any) error {
 		delta["id"] = id
 	}
 	for k, v := range fields {
-		delta[k] = v
+		cur, _ := obj.Get(k)
+		delta[k] = jsonv.Delta(v, cur)
 	}
 	d.mu.Unlock()
 	d.notify(map[string]any{key: delta})

@@ -245,7 +245,7 @@ func (d *Device) setLight(l *Light, source string, after time.Duration, change f
 		l.timerStart, l.timerDur = now, after
 		l.timer = d.startTimerLocked(after, func(self *time.Timer) { d.lightBack(l, self) })
 	}
-	delta := map[string]any{l.k: withID(l.st, l.fieldsLocked()).Map()}
+	delta := map[string]any{l.k: withID(l.st, l.fieldsLocked()).Map(l.st)}
 	d.mu.Unlock()
 	d.notify(delta)
 	return nil
@@ -263,7 +263,7 @@ func (d *Device) lightBack(l *Light, self *time.Timer) {
 	l.timer = nil
 	l.output = !l.output
 	l.source = SourceTimer
-	delta := map[string]any{l.k: withID(l.st, l.fieldsLocked()).Map()}
+	delta := map[string]any{l.k: withID(l.st, l.fieldsLocked()).Map(l.st)}
 	d.mu.Unlock()
 	d.notify(delta)
 }

@@ -328,10 +328,12 @@ func (d *Device) driftLocked(key string, obj *jsonv.Object) jsonv.Patch {
 			if err != nil || base == 0 {
 				continue
 			}
+			// Readings the device computes print with a decimal point,
+			// as the firmware prints them (protocol section 16.2).
 			x := round(base*(1+d.noise(key, k)/100), decimals(v))
-			p = append(p, jsonv.Field{Key: k, Val: x})
+			p = append(p, jsonv.Field{Key: k, Val: jsonv.Decimal(x)})
 			if k == "tC" && obj.Has("tF") {
-				p = append(p, jsonv.Field{Key: "tF", Val: round(x*9/5+32, 1)})
+				p = append(p, jsonv.Field{Key: "tF", Val: jsonv.Decimal(round(x*9/5+32, 1))})
 			}
 		case *jsonv.Object:
 			if k == "aenergy" || k == "ret_aenergy" {
@@ -397,7 +399,7 @@ func (d *Device) telemetryTick(self *time.Timer) {
 	delta := map[string]any{}
 	for _, pt := range d.parts {
 		if p := pt.readingsLocked(d, now); len(p) > 0 {
-			delta[pt.key()] = p.Map()
+			delta[pt.key()] = p.Map(d.p.Status.Object(pt.key()))
 		}
 	}
 	d.telemetryTimer = d.startTimerLocked(d.telemetry, d.telemetryTick)

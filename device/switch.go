@@ -149,7 +149,7 @@ func (s *Switch) powerLocked(d *Device, now time.Time) jsonv.Patch {
 	}
 	voltage, _ := s.st.Number("voltage")
 	if v, ok := p.Get("voltage"); ok {
-		voltage = v.(float64)
+		voltage = float64(v.(jsonv.Decimal))
 	}
 	if s.voltage > 0 {
 		voltage = s.voltage
@@ -266,7 +266,7 @@ func (s *Switch) SetMeter(power, voltage float64) {
 				pw = append(pw, f)
 			}
 		}
-		delta = map[string]any{s.k: pw.Map()}
+		delta = map[string]any{s.k: pw.Map(s.st)}
 	}
 	s.d.mu.Unlock()
 	s.d.notify(delta)
@@ -470,7 +470,7 @@ func (d *Device) switchDeltasLocked(s *Switch, now time.Time) (delta, power map[
 				pw = append(pw, f)
 			}
 		}
-		power = map[string]any{s.k: pw.Map()}
+		power = map[string]any{s.k: pw.Map(s.st)}
 	}
 	return delta, power
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strconv"
 	"strings"
 )
@@ -227,17 +228,71 @@ func (p Patch) Get(key string) (any, bool) {
 }
 
 // Map returns the patch as a map, nested patches included, for a
-// NotifyStatus delta.
-func (p Patch) Map() map[string]any {
+// NotifyStatus delta. A float64 whose place in tmpl (the status the patch
+// applies to; nil for none) holds a number written with a decimal point
+// becomes a Decimal, so the delta prints 244.0 where the device would.
+func (p Patch) Map(tmpl *Object) map[string]any {
 	m := make(map[string]any, len(p))
 	for _, f := range p {
-		if sub, ok := f.Val.(Patch); ok {
-			m[f.Key] = sub.Map()
-		} else {
-			m[f.Key] = f.Val
-		}
+		cur, _ := tmpl.Get(f.Key)
+		m[f.Key] = deltaValue(f.Val, cur)
 	}
 	return m
+}
+
+// Delta returns v (a value, a map of values or a Patch) as a NotifyStatus
+// delta carries it, given the template value cur it replaces: see Map.
+func Delta(v any, cur Value) any { return deltaValue(v, cur) }
+
+// deltaValue is v as a delta carries it, given the template value cur.
+func deltaValue(v any, cur Value) any {
+	switch t := v.(type) {
+	case Patch:
+		obj, _ := cur.(*Object)
+		return t.Map(obj)
+	case map[string]any:
+		obj, _ := cur.(*Object)
+		out := make(map[string]any, len(t))
+		for k, sub := range t {
+			c, _ := obj.Get(k)
+			out[k] = deltaValue(sub, c)
+		}
+		return out
+	case float64:
+		if hasPoint(cur) {
+			return Decimal(t)
+		}
+	}
+	return v
+}
+
+// hasPoint reports whether v is a number literal written with a decimal
+// point or an exponent.
+func hasPoint(v Value) bool {
+	n, ok := v.(json.Number)
+	return ok && strings.ContainsAny(string(n), ".eE")
+}
+
+// Decimal is a reading printed as devices print readings: with at least
+// one decimal, 244.0 and never 244 (energy-meter clients such as Marstek
+// batteries refuse an integer where a real device prints a decimal).
+type Decimal float64
+
+// MarshalJSON prints d with at least one decimal; NaN and infinities,
+// which JSON cannot hold, print as null.
+func (d Decimal) MarshalJSON() ([]byte, error) { return AppendDecimal(nil, float64(d)), nil }
+
+// AppendDecimal appends f with at least one decimal.
+func AppendDecimal(buf []byte, f float64) []byte {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return append(buf, "null"...)
+	}
+	start := len(buf)
+	buf = strconv.AppendFloat(buf, f, 'f', -1, 64)
+	if !bytes.ContainsAny(buf[start:], ".eE") {
+		buf = append(buf, ".0"...)
+	}
+	return buf
 }
 
 // AppendJSON appends v encoded as JSON, with Templated strings rendered for
@@ -258,8 +313,11 @@ func AppendJSON(buf []byte, v Value, dumpMAC, mac string, patch Patch) ([]byte, 
 			var err error
 			if pv, ok := patch.Get(k); ok {
 				sub, isPatch := pv.(Patch)
+				f, isFloat := pv.(float64)
 				if obj, isObj := t.Vals[i].(*Object); isPatch && isObj {
 					buf, err = AppendJSON(buf, obj, dumpMAC, mac, sub)
+				} else if isFloat && hasPoint(t.Vals[i]) {
+					buf = AppendDecimal(buf, f)
 				} else {
 					buf, err = appendAny(buf, pv)
 				}
@@ -327,6 +385,8 @@ func appendAny(buf []byte, v any) ([]byte, error) {
 		return AppendJSON(buf, &Object{}, "", "", t)
 	case json.RawMessage:
 		return append(buf, t...), nil
+	case Decimal:
+		return AppendDecimal(buf, float64(t)), nil
 	}
 	b, err := json.Marshal(v)
 	if err != nil {
