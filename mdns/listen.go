@@ -41,12 +41,12 @@ func Listen(ifname string, opts ...Option) (*Responder, error) {
 	}
 
 	lc := net.ListenConfig{Control: reuseAddr}
-	c, err := lc.ListenPacket(context.Background(), "udp4", Group.String())
+	c, err := lc.ListenPacket(context.Background(), "udp4", mdnsGroup.String())
 	if err != nil {
 		return nil, fmt.Errorf("mdns: interface %s: %w", ifname, err)
 	}
 	p := ipv4.NewPacketConn(c)
-	group := &net.UDPAddr{IP: net.IP(Group.Addr().AsSlice())}
+	group := &net.UDPAddr{IP: net.IP(mdnsGroup.Addr().AsSlice())}
 	for _, step := range []struct {
 		what string
 		err  error
@@ -63,11 +63,11 @@ func Listen(ifname string, opts ...Option) (*Responder, error) {
 			return nil, fmt.Errorf("mdns: interface %s: %s: %w", ifname, step.what, step.err)
 		}
 	}
-	mtu := ifi.MTU
-	if mtu <= 0 || mtu > 9000 {
-		mtu = 9000
+	size := maxPacketCeiling
+	if ifi.MTU > 0 {
+		size = min(max(ifi.MTU-28, minPacket), size)
 	}
-	opts = append([]Option{WithAddrs(addrs...), WithMaxPacket(mtu - 28)}, opts...)
+	opts = append([]Option{WithAddrs(addrs...), WithMaxPacket(size)}, opts...)
 	return start(&ifaceConn{p: p, index: ifi.Index}, opts)
 }
 

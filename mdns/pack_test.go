@@ -30,7 +30,7 @@ func TestPackerSizeIsTheBuiltSize(t *testing.T) {
 
 	rnd := rand.New(rand.NewPCG(1, 2))
 	for range 500 {
-		p := r.newPacker(Group, mode(rnd.IntN(2)), 1<<14)
+		p := r.newPacker(mdnsGroup, mode(rnd.IntN(2)), 1<<14)
 		for range 1 + rnd.IntN(12) {
 			g := group{e: es[rnd.IntN(len(es))], ans: uint16(rnd.IntN(int(kAll) + 1)), add: uint16(rnd.IntN(int(kAll) + 1))}
 			g.add &^= g.ans

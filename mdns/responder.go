@@ -14,8 +14,8 @@ import (
 // ErrClosed is returned by Add and Remove after Close.
 var ErrClosed = errors.New("mdns: responder closed")
 
-// Group is the mDNS IPv4 group and port (RFC 6762).
-var Group = netip.MustParseAddrPort("224.0.0.251:5353")
+// mdnsGroup is the mDNS IPv4 group and port (RFC 6762).
+var mdnsGroup = netip.AddrPortFrom(netip.AddrFrom4([4]byte{224, 0, 0, 251}), 5353)
 
 // Packet sizes: what a message may hold on an Ethernet link (1500 bytes
 // less the IPv4 and UDP headers), and the most any link gets: RFC 6762
@@ -56,11 +56,12 @@ type Responder struct {
 
 	limits rateLimits // reader goroutine only
 
-	wake     chan struct{}
-	done     chan struct{}
-	wg       sync.WaitGroup
-	closeErr error
-	scratch  []*entry // reader goroutine only
+	wake      chan struct{}
+	done      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+	scratch   []*entry // reader goroutine only
 }
 
 // Option configures a Responder.
@@ -68,18 +69,17 @@ type Option func(*Responder)
 
 // WithGroup sets where multicast answers and announcements are sent, and
 // its port is the one mDNS queriers send from (queries from any other port
-// are answered as legacy unicast, RFC 6762 section 6.7). Default: Group,
+// are answered as legacy unicast, RFC 6762 section 6.7). Default:
 // 224.0.0.251:5353.
 func WithGroup(g netip.AddrPort) Option {
 	return func(r *Responder) { r.group, r.mdnsPort = g, g.Port() }
 }
 
 // WithMaxPacket sets the largest message written, in bytes (the link's
-// MTU less the IP and UDP headers), between 512 and 8966. Default: 1472 for
-// New, from the interface's MTU for Listen.
-func WithMaxPacket(n int) Option {
-	return func(r *Responder) { r.maxPacket = min(max(n, minPacket), maxPacketCeiling) }
-}
+// MTU less the IP and UDP headers), from 512 to 8966 (python-zeroconf,
+// Home Assistant's browser, drops larger ones). Default: 1472 (Ethernet)
+// for New, the interface's MTU less 28 for Listen.
+func WithMaxPacket(n int) Option { return func(r *Responder) { r.maxPacket = n } }
 
 // WithAddrs sets the IPv4 addresses of services added without Addrs.
 // Default: none for New (such a service is refused), the interface's for
@@ -113,8 +113,8 @@ func New(conn net.PacketConn, opts ...Option) (*Responder, error) {
 func start(t transport, opts []Option) (*Responder, error) {
 	r := &Responder{
 		t:         t,
-		group:     Group,
-		mdnsPort:  Group.Port(),
+		group:     mdnsGroup,
+		mdnsPort:  mdnsGroup.Port(),
 		maxPacket: DefaultMaxPacket,
 		log:       slog.Default(),
 		clock:     realClock{},
@@ -127,21 +127,36 @@ func start(t transport, opts []Option) (*Responder, error) {
 	for _, o := range opts {
 		o(r)
 	}
-	for _, a := range r.addrs {
-		if a = a.Unmap(); !a.Is4() || a.IsUnspecified() || a.IsMulticast() {
-			t.Close()
-			return nil, fmt.Errorf("mdns: WithAddrs: %v is no unicast IPv4 address", a)
-		}
-	}
-	if !r.group.IsValid() || r.log == nil {
+	if err := r.check(); err != nil {
 		t.Close()
-		return nil, errors.New("mdns: an invalid group address or a nil logger")
+		return nil, err
 	}
 	r.epoch = r.clock.Now()
 	r.wg.Add(2)
 	go r.readLoop()
 	go r.announceLoop()
 	return r, nil
+}
+
+// check validates the options.
+func (r *Responder) check() error {
+	for i, a := range r.addrs {
+		if a = a.Unmap(); !a.Is4() || a.IsUnspecified() || a.IsMulticast() {
+			return fmt.Errorf("mdns: WithAddrs: %v is no unicast IPv4 address", a)
+		}
+		r.addrs[i] = a.Unmap()
+	}
+	switch {
+	case r.maxPacket < minPacket || r.maxPacket > maxPacketCeiling:
+		return fmt.Errorf("mdns: WithMaxPacket(%d): want %d to %d", r.maxPacket, minPacket, maxPacketCeiling)
+	case !r.group.IsValid():
+		return errors.New("mdns: WithGroup: an invalid address")
+	case r.log == nil:
+		return errors.New("mdns: WithLogger(nil): a logger is needed")
+	case r.clock == nil:
+		return errors.New("mdns: a nil clock")
+	}
+	return nil
 }
 
 // Add adds services, or replaces those already there with the same
@@ -184,10 +199,11 @@ func (r *Responder) Add(svcs ...Service) error {
 		}
 		e.txt = txt
 		if old := r.byInst[strings.ToLower(e.instance)]; old != nil {
-			if !old.same(e) {
-				// Its SRV, TXT and A records change: the old ones go first
-				// (they carry no cache-flush bit, as on real devices).
-				goodbyes = append(goodbyes, group{e: old, ans: kSRVShelly | kSRVHTTP | kTXTShelly | kTXTHTTP | kA})
+			// Records that change say goodbye first: SRV and TXT carry no
+			// cache-flush bit (as on real devices), so the old ones would
+			// stay in caches beside the new.
+			if k := old.changed(e); k != 0 {
+				goodbyes = append(goodbyes, group{e: old, ans: k})
 			}
 			r.drop(old)
 		}
@@ -277,12 +293,12 @@ func (r *Responder) Len() int {
 // returns once the responder's goroutines have exited. Later calls return
 // the first call's result.
 func (r *Responder) Close() error {
+	r.closeOnce.Do(r.close)
+	return r.closeErr
+}
+
+func (r *Responder) close() {
 	r.mu.Lock()
-	if r.closed {
-		r.mu.Unlock()
-		r.wg.Wait()
-		return r.closeErr
-	}
 	r.closed = true
 	gs := make([]group, 0, len(r.order)+1)
 	if len(r.order) > 0 {
@@ -297,14 +313,10 @@ func (r *Responder) Close() error {
 	clear(r.byHost)
 	r.mu.Unlock()
 
-	close(r.done)
+	close(r.done) // answers and announcements under way stop
 	r.sendAll(gs, modeGoodbye)
-	err := r.t.Close()
+	r.closeErr = r.t.Close()
 	r.wg.Wait()
-	r.mu.Lock()
-	r.closeErr = err
-	r.mu.Unlock()
-	return err
 }
 
 // sendAll multicasts gs, packed into as few messages as they fit.

@@ -3,6 +3,7 @@ package mdns
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -106,20 +107,20 @@ func (s *Service) txtKey() string {
 	return strconv.Itoa(s.Gen) + "\x00" + s.App + "\x00" + s.Ver
 }
 
-// same reports whether e already carries s's records.
-func (e *entry) same(o *entry) bool {
-	if e.instance != o.instance || e.host != o.host || e.port != o.port || len(e.addrs) != len(o.addrs) {
-		return false
+// changed returns the kinds of e's records that o, its replacement,
+// carries with other data.
+func (e *entry) changed(o *entry) (kinds uint16) {
+	if e.host != o.host || e.port != o.port {
+		kinds |= kSRVShelly | kSRVHTTP
 	}
-	for i := range e.addrs {
-		if e.addrs[i] != o.addrs[i] {
-			return false
-		}
+	if e.host != o.host || !slices.Equal(e.addrs, o.addrs) {
+		kinds |= kA
 	}
-	for i := range e.txt {
-		if e.txt[i] != o.txt[i] {
-			return false
-		}
+	if !slices.Equal(e.txt, o.txt) {
+		kinds |= kTXTShelly
 	}
-	return true
+	if e.txt[0] != o.txt[0] {
+		kinds |= kTXTHTTP
+	}
+	return kinds
 }
