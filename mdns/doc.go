@@ -21,15 +21,18 @@
 // or a host (A) with its records. Questions with the unicast-response bit
 // (QU) are answered unicast, queries from a port other than 5353 as RFC
 // 6762 section 6.7 asks (unicast, the query's id and questions, TTL 10).
-// Known answers the querier lists are left out.
+// Known answers the querier lists are left out, and a browse is multicast
+// at most once a second per type (RFC 6762 section 6).
 //
 // Why not an existing package: github.com/hashicorp/mdns serves one zone
 // per server, each with its own sockets and goroutines, so a simulator of
 // 10,000 devices would open 10,000 sockets on port 5353 and answer every
 // browse 10,000 times, one device per message. This responder holds a
-// fleet in one map (about 300 bytes per device, measured in its tests),
-// reads the socket on one goroutine, announces on one more, and packs
-// each answer as full as the MTU allows. It is written on
+// fleet in two maps (under 400 bytes per device at 10,000, measured in its
+// tests), reads the socket on one goroutine, announces on one more, packs
+// each answer as full as the MTU allows (2,000 devices of both types: 400
+// messages of 1,472 bytes, or 65 on loopback) and paces long answers (32
+// messages, then 2 ms) so receivers keep up. It is written on
 // golang.org/x/net/dns/dnsmessage and golang.org/x/net/ipv4.
 //
 // Not done: probing and conflict resolution (RFC 6762 sections 8.1, 9; a
