@@ -463,3 +463,40 @@ func TestNewRefusesBadOptions(t *testing.T) {
 	_, err := New(nil)
 	require.Error(t, err)
 }
+
+// Add and Remove from many goroutines while queries are answered: the
+// race detector's test, and the count comes out right.
+func TestConcurrentAddRemove(t *testing.T) {
+	mc := newMemConn()
+	r, err := start(mc, []Option{withClock(newFakeClock())})
+	require.NoError(t, err)
+	svcs := fleet(400)
+	done := make(chan error, 8)
+	for w := range 8 {
+		go func() {
+			for i := w; i < len(svcs); i += 8 {
+				if err := r.Add(svcs[i]); err != nil {
+					done <- err
+					return
+				}
+				if i%2 == 1 {
+					if err := r.Remove(svcs[i].Instance); err != nil {
+						done <- err
+						return
+					}
+				}
+			}
+			done <- nil
+		}()
+	}
+	querier := netip.MustParseAddrPort("192.0.2.9:5353")
+	for range 20 {
+		mc.send(t, querier, 0, qu("_shelly._tcp.local.", dnsmessage.TypePTR), q("shellyplus1pm-000000000002.local.", dnsmessage.TypeA))
+	}
+	for range 8 {
+		require.NoError(t, <-done)
+	}
+	require.Equal(t, 200, r.Len())
+	require.NoError(t, r.Close())
+	mc.take()
+}
