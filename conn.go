@@ -36,11 +36,11 @@ import (
 // Run blocks until ctx ends, then closes the connection with status 1001,
 // waits for every goroutine it started (handlers, AfterReply functions and
 // callbacks included) and returns nil; no hook or callback is called after
-// it returned. It may be called only once; a second call returns
-// ErrAlreadyRunning.
+// it returned. It may be called only once, and not during a Wake: such a
+// call returns an error wrapping ErrAlreadyRunning.
 func (c *Component) Run(ctx context.Context) error {
-	if !c.running.CompareAndSwap(false, true) {
-		return ErrAlreadyRunning
+	if err := c.claimRun(runByRun); err != nil {
+		return err
 	}
 	cb := &callbackRunner{}
 	defer func() {

@@ -40,6 +40,9 @@ type Event struct {
 	Fields map[string]any
 }
 
+// errEmptyKey refuses a status keyed by "": a key names a component.
+var errEmptyKey = errors.New(`a status key is empty; keys name components, e.g. "switch:0"`)
+
 // notification is a queued notification: its method and encoded params.
 type notification struct {
 	method string
@@ -158,10 +161,14 @@ type Stats struct {
 // is encoded now, so the caller may reuse the map; "ts" is added. It never
 // blocks: the notification is queued (see WithQueueSize) and sent after the
 // NotifyFullStatus of the current or next connection. A nil or empty delta,
-// or one whose only key is "ts", is an error and nothing is sent.
+// one whose only key is "ts", or one with an empty key is an error and
+// nothing is sent.
 func (c *Component) NotifyStatus(delta map[string]any) error {
 	if _, onlyTS := delta["ts"]; len(delta) == 0 || (onlyTS && len(delta) == 1) {
 		return errors.New("shellyws: NotifyStatus: no component changed")
+	}
+	if _, empty := delta[""]; empty {
+		return fmt.Errorf("shellyws: NotifyStatus: %w", errEmptyKey)
 	}
 	params, err := paramsWithTS(c.opts.now(), delta)
 	if err != nil {

@@ -23,7 +23,8 @@ type Option func(*options)
 // StatusFunc returns the whole device status, the object Shelly.GetStatus
 // answers, keyed by component ("sys", "switch:0", ...). The component fills in
 // its own "ws" entry. It is called once per connection, to build the
-// NotifyFullStatus that opens it; ctx ends with the connection.
+// NotifyFullStatus that opens it; ctx ends with the connection. An error, or
+// an empty key, closes that connection with 1011 and it is dialled again.
 type StatusFunc func(ctx context.Context) (map[string]any, error)
 
 type options struct {
@@ -86,6 +87,8 @@ func defaultOptions() options {
 		queueSize:    DefaultQueueSize,
 		now:          time.Now,
 		bootTime:     DefaultBootTime,
+		awakeIdle:    DefaultAwakeIdle,
+		awakeMax:     DefaultAwakeMax,
 	}
 }
 
@@ -115,12 +118,18 @@ func (o *options) check() error {
 		return fmt.Errorf("shellyws: WithBootTime(%v): must not be negative", o.bootTime)
 	case o.now == nil:
 		return errors.New("shellyws: WithClock(nil): a clock is needed")
+	case o.awakeIdle <= 0:
+		return fmt.Errorf("shellyws: WithAwakeIdle(%v): must be positive, or a wake would end before anyone could ask", o.awakeIdle)
+	case o.awakeMax <= 0:
+		return fmt.Errorf("shellyws: WithAwakeMax(%v): must be positive, or a wake would end at once", o.awakeMax)
 	}
 	if o.logger == nil {
 		o.logger = slog.New(slog.DiscardHandler)
 	}
 	if o.newBackoff == nil {
 		o.newBackoff = func() backoff.BackOff { return DefaultBackoff() }
+	} else if b := o.newBackoff(); b == nil || isNilInterface(b) {
+		return errors.New("shellyws: WithBackoff: the factory returned a nil backoff; return a policy such as DefaultBackoff()")
 	}
 	if o.serverBackoff == nil {
 		o.serverBackoff = DefaultServerBackoff
@@ -174,8 +183,9 @@ func WithConfigStore(s ConfigStore) Option { return func(o *options) { o.store =
 // string and user info, where tokens live. Default (and nil): no logging.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
-// WithBackoff sets the reconnect policy. newBackoff is called once per Run;
-// the instance is reset after a connection proved healthy (see
+// WithBackoff sets the reconnect policy. New calls newBackoff once to check
+// that it returns a policy (nil makes New fail); then it is called once per
+// Run, and the instance is reset after a connection proved healthy (see
 // WithHealthyAfter) and after a restart, and a backoff.Stop from it is taken
 // as its MaxInterval or, failing that, 60 s, so the device never gives up.
 // It does not set the wait after the server asked for a longer back-off

@@ -28,13 +28,14 @@ const maxWakeDials = 2
 
 // WithAwakeIdle sets how long a wake stays up after the last request was
 // answered, on any channel (the outbound connection or a Handler), or after
-// its first notifications went out when nobody asks anything. Default:
-// DefaultAwakeIdle (3 s).
+// its first notifications went out when nobody asks anything; zero or
+// negative makes New fail. Default: DefaultAwakeIdle (3 s).
 func WithAwakeIdle(d time.Duration) Option { return func(o *options) { o.awakeIdle = d } }
 
 // WithAwakeMax caps one wake, however busy: at the cap the device sleeps
 // even with requests in flight or a HoldAwake held, so a chatty server
-// cannot drain the battery. Default: DefaultAwakeMax (60 s).
+// cannot drain the battery; zero or negative makes New fail. Default:
+// DefaultAwakeMax (60 s).
 func WithAwakeMax(d time.Duration) Option { return func(o *options) { o.awakeMax = d } }
 
 // WithBootClock makes notification timestamps ("ts") seconds since boot,
@@ -139,19 +140,19 @@ type WakeResult struct {
 //
 // Wake returns after every goroutine it started has ended, callbacks
 // included; nothing of the component runs while it sleeps. Its error is
-// ctx's when ctx ended the wake, or ErrAlreadyRunning when Run or another
-// Wake is running; Run and Wake never run at once.
+// ctx's when ctx ended the wake, or one wrapping ErrAlreadyRunning when Run
+// was called or another Wake is running; Run and Wake never run at once.
 //
 // The period between wakes is the embedder's: it counts from falling
 // asleep, i.e. from Wake's return. A simulator with many devices should
 // schedule the next wake with time.AfterFunc rather than a sleeping
 // goroutine, so that a sleeping device holds no goroutine at all.
 func (c *Component) Wake(ctx context.Context) (WakeResult, error) {
-	if !c.running.CompareAndSwap(false, true) {
-		return WakeResult{}, ErrAlreadyRunning
+	if err := c.claimRun(runByWake); err != nil {
+		return WakeResult{}, err
 	}
-	defer c.running.Store(false)
-	idle, maxAwake := c.awakeTimes()
+	defer c.running.Store(notRunning)
+	idle, maxAwake := c.opts.awakeIdle, c.opts.awakeMax
 	start := time.Now()
 	w := &c.wake
 	requests := w.requests.Load()
@@ -398,17 +399,6 @@ func (c *Component) initWake() {
 			return time.Unix(0, 0).Add(c.SinceBoot())
 		}
 	}
-}
-
-func (c *Component) awakeTimes() (idle, maxAwake time.Duration) {
-	idle, maxAwake = c.opts.awakeIdle, c.opts.awakeMax
-	if idle <= 0 {
-		idle = DefaultAwakeIdle
-	}
-	if maxAwake <= 0 {
-		maxAwake = DefaultAwakeMax
-	}
-	return idle, maxAwake
 }
 
 // beginWake boots the device: a Reboot is over, the clock restarts, and

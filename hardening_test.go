@@ -1,0 +1,127 @@
+package shellyws_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/coder/websocket"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/shellyws/shellyws"
+	"github.com/shellyws/shellyws/shellywstest"
+)
+
+// A backoff factory that returns nil would panic in Run: New calls it once
+// and refuses it.
+func TestNewRefusesABackoffFactoryReturningNil(t *testing.T) {
+	var typedNil *backoff.ExponentialBackOff
+	for name, f := range map[string]func() backoff.BackOff{
+		"nil":       func() backoff.BackOff { return nil },
+		"typed nil": func() backoff.BackOff { return typedNil },
+	} {
+		_, err := shellyws.New(testDeviceID, shellyws.WithBackoff(f))
+		require.Error(t, err, name)
+		assert.Contains(t, err.Error(), "WithBackoff", name)
+		assert.Contains(t, err.Error(), "nil", name)
+	}
+}
+
+// Zero or negative wake times are errors, as every other duration is.
+func TestNewRefusesZeroWakeTimes(t *testing.T) {
+	for _, tc := range []struct {
+		opt  shellyws.Option
+		name string
+	}{
+		{shellyws.WithAwakeIdle(0), "WithAwakeIdle"},
+		{shellyws.WithAwakeIdle(-time.Second), "WithAwakeIdle"},
+		{shellyws.WithAwakeMax(0), "WithAwakeMax"},
+		{shellyws.WithAwakeMax(-time.Second), "WithAwakeMax"},
+	} {
+		_, err := shellyws.New(testDeviceID, tc.opt)
+		require.Error(t, err, tc.name)
+		assert.Contains(t, err.Error(), tc.name)
+	}
+	_, err := shellyws.New(testDeviceID, shellyws.WithAwakeIdle(time.Millisecond), shellyws.WithAwakeMax(time.Second))
+	assert.NoError(t, err)
+}
+
+// ErrAlreadyRunning names both ways a device runs: the clash may be a
+// Wake, and the error a call returns says which clash it was.
+func TestErrAlreadyRunningNamesRunAndWake(t *testing.T) {
+	msg := shellyws.ErrAlreadyRunning.Error()
+	assert.Contains(t, msg, "Run")
+	assert.Contains(t, msg, "Wake")
+	assert.NotContains(t, msg, "twice")
+
+	srv := shellywstest.NewServer(t)
+	dev := startDevice(t, enabledConfig(srv.URL()))
+	require.NoError(t, dev.AwaitConnected(testCtx(t)))
+	err := dev.Run(testCtx(t))
+	require.ErrorIs(t, err, shellyws.ErrAlreadyRunning)
+	assert.Contains(t, err.Error(), "Run was already called")
+	_, err = dev.Wake(testCtx(t))
+	require.ErrorIs(t, err, shellyws.ErrAlreadyRunning)
+	assert.Contains(t, err.Error(), "Run was called")
+	assert.NotContains(t, err.Error(), "Wake is running")
+}
+
+// A device id is <model>-<12 hex digits>; anything else is refused with
+// an error that says what an id looks like.
+func TestNewRefusesMalformedDeviceIDs(t *testing.T) {
+	for _, id := range []string{
+		"shellyplus1pm-c049ef8cf4e0",
+		"shellyplus1pm-C049EF8CF4E0",
+		"ShellyWallDisplay-00082261E102", // the Wall Display's upper-case MAC
+		"shelly_x-y-c049ef8cf4e0",        // '-' and '_' in the model part
+	} {
+		_, err := shellyws.New(id)
+		assert.NoError(t, err, id)
+	}
+	for _, id := range []string{
+		"",
+		"dev",
+		"c049ef8cf4e0",
+		"-c049ef8cf4e0",
+		"shellyplus1pm-",
+		"shellyplus1pm-c049ef8cf4e",    // 11 digits
+		"shellyplus1pm-c049ef8cf4e00",  // 13
+		"shellyplus1pm-c049ef8cf4eg",   // not hex
+		"shelly plus-c049ef8cf4e0",     // a space
+		"shellyplus1pm-c049ef8cf4e0\n", // a newline
+		"shellyé-c049ef8cf4e0",         // not ASCII
+		"shellyplus1pm_c049ef8cf4e0",   // no '-' before the MAC
+	} {
+		_, err := shellyws.New(id)
+		if assert.Error(t, err, "%q", id) {
+			assert.Contains(t, err.Error(), "12 hex", "%q", id)
+		}
+	}
+}
+
+// A status key must name a component: NotifyStatus refuses "" and so does
+// the full status, whose connection then fails and says why.
+func TestEmptyStatusKeyIsRefused(t *testing.T) {
+	srv := shellywstest.NewServer(t)
+	dev := startDevice(t, enabledConfig(srv.URL()), shellyws.WithFullStatus(func(context.Context) (map[string]any, error) {
+		return map[string]any{"": map[string]any{"x": 1}, "sys": map[string]any{"mac": "C049EF8CF4E0"}}, nil
+	}))
+	err := dev.NotifyStatus(map[string]any{"": map[string]any{"output": true}})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "empty")
+	assert.Zero(t, dev.Stats().Queued)
+
+	ctx := testCtx(t)
+	conn, err := srv.Accept(ctx)
+	require.NoError(t, err)
+	select {
+	case <-conn.Done():
+	case <-ctx.Done():
+		t.Fatal("the connection with a bad full status stayed up")
+	}
+	assert.Equal(t, websocket.StatusInternalError, websocket.CloseStatus(conn.Err()))
+	require.Eventually(t, func() bool { return dev.LastError() != nil }, waitTimeout, time.Millisecond)
+	assert.Contains(t, dev.LastError().Error(), "status key is empty")
+}
