@@ -38,7 +38,7 @@ const (
 // alreadyRunning is ErrAlreadyRunning saying which call clashed with what.
 type alreadyRunning string
 
-func (e alreadyRunning) Error() string        { return string(e) }
+func (e alreadyRunning) Error() string      { return string(e) }
 func (alreadyRunning) Is(target error) bool { return target == ErrAlreadyRunning }
 
 // claimRun makes caller (runByRun or runByWake) the one that runs c, or
