@@ -125,3 +125,40 @@ func TestEmptyStatusKeyIsRefused(t *testing.T) {
 	require.Eventually(t, func() bool { return dev.LastError() != nil }, waitTimeout, time.Millisecond)
 	assert.Contains(t, dev.LastError().Error(), "status key is empty")
 }
+
+// A request with an id whose method is not a non-empty string is answered
+// -103 with that id (and its src as dst), on the outbound connection and
+// on an inbound websocket; the connection stays up. Without an id it is
+// dropped, as before.
+func TestBadMethodWithAnIDIsAnswered(t *testing.T) {
+	srv := shellywstest.NewServer(t)
+	startDevice(t, enabledConfig(srv.URL()))
+	ctx := testCtx(t)
+	conn := acceptConnected(t, ctx, srv)
+	for in, want := range map[string]string{
+		`{"id":7,"src":"fm","method":5}`:     `{"id":7,"src":"` + testDeviceID + `","dst":"fm","error":{"code":-103,"message":"Invalid argument 'method': must be a non-empty string"}}`,
+		`{"id":"a","method":{"x":1}}`:        `{"id":"a","src":"` + testDeviceID + `","error":{"code":-103,"message":"Invalid argument 'method': must be a non-empty string"}}`,
+		`{"id":0,"src":3,"method":""}`:       `{"id":0,"src":"` + testDeviceID + `","error":{"code":-103,"message":"Invalid argument 'method': must be a non-empty string"}}`,
+		`{"id":8,"method":["Ws.GetStatus"]}`: `{"id":8,"src":"` + testDeviceID + `","error":{"code":-103,"message":"Invalid argument 'method': must be a non-empty string"}}`,
+	} {
+		got, err := conn.CallRaw(ctx, []byte(in))
+		require.NoError(t, err, in)
+		assert.JSONEq(t, want, string(got), in)
+		assert.Equal(t, want, string(got), "%s: keys in the device's order", in)
+	}
+	require.NoError(t, conn.Send(ctx, []byte(`{"src":"fm","method":5}`)))
+	got, err := conn.CallRaw(ctx, []byte(`{"id":9,"method":"Ws.GetStatus"}`))
+	require.NoError(t, err)
+	assert.Contains(t, string(got), `"result":{"connected":true}`)
+	nctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	f, err := conn.Next(nctx)
+	assert.Error(t, err, "nothing answers the id-less frame: got %s", f.Raw)
+
+	d := newInboundDevice(t, nil)
+	ws := d.dial(t, nil)
+	resp, _ := call(t, ctx, ws, `{"id":3,"src":"cli","method":5}`)
+	assert.Equal(t, `{"id":3,"src":"`+testDeviceID+`","dst":"cli","error":{"code":-103,"message":"Invalid argument 'method': must be a non-empty string"}}`, resp.raw)
+	resp, _ = call(t, ctx, ws, `{"id":4,"method":"Ws.GetStatus"}`)
+	assert.Nil(t, resp.Error, "the client stays")
+}

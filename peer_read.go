@@ -131,6 +131,11 @@ func (p *peer) readLoop() (ended bool) {
 		}
 		cl, err := decodeCall(p.ctx, p.channel, buf.Bytes()) // copies what it keeps
 		putReadBuf(buf)
+		if err != nil && cl != nil {
+			p.log.Debug("shellyws: answered a frame without a method name", "err", err)
+			p.reply(&cl.req, nil, errBadMethod)
+			continue
+		}
 		if err != nil {
 			p.log.Debug("shellyws: dropped a malformed frame", "err", err)
 			continue
@@ -203,11 +208,15 @@ func (p *peer) serve(cl *call) {
 	if cl.req.ID == nil {
 		return
 	}
-	// The handler writes its own answer, under the lock that makes it the
-	// one writer for that moment: handing it to another goroutine would
-	// cost a thread wake-up per request.
+	p.reply(&cl.req, result, err)
+}
+
+// reply writes the response to req. The handler writes its own answer,
+// under the lock that makes it the one writer for that moment: handing it
+// to another goroutine would cost a thread wake-up per request.
+func (p *peer) reply(req *Request, result any, err error) {
 	bp := getBuf()
-	*bp = p.c.appendResponse(*bp, &cl.req, result, err)
+	*bp = p.c.appendResponse(*bp, req, result, err)
 	var werr error
 	p.writeMu.Lock()
 	if p.ctx.Err() == nil {
