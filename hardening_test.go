@@ -2,6 +2,11 @@ package shellyws_test
 
 import (
 	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -161,4 +166,150 @@ func TestBadMethodWithAnIDIsAnswered(t *testing.T) {
 	assert.Equal(t, `{"id":3,"src":"`+testDeviceID+`","dst":"cli","error":{"code":-103,"message":"Invalid argument 'method': must be a non-empty string"}}`, resp.raw)
 	resp, _ = call(t, ctx, ws, `{"id":4,"method":"Ws.GetStatus"}`)
 	assert.Nil(t, resp.Error, "the client stays")
+}
+
+// manualClock is a WithClock that moves only when told.
+type manualClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newManualClock() *manualClock { return &manualClock{t: time.Unix(1_700_000_000, 0)} }
+
+func (c *manualClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *manualClock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// Protocol section 12, revised: a 1008 or 1013 close of a connection that
+// had proved healthy (up for WithHealthyAfter) is an ordinary drop with the
+// normal back-off, as when Home Assistant stops; the long wait is for
+// younger connections (Fleet Manager's limiter closes at once) and refused
+// handshakes.
+func TestServerBackoffOnlyForYoungConnections(t *testing.T) {
+	srv := shellywstest.NewServer(t)
+	rb := newRecordingBackoff(time.Millisecond, 20*time.Millisecond)
+	sb := &serverBackoffRecorder{}
+	clock := newManualClock()
+	startDevice(t, enabledConfig(srv.URL()), rb.option(), sb.option(), shellyws.WithClock(clock.now))
+	ctx := testCtx(t)
+	conn := acceptConnected(t, ctx, srv)
+
+	for _, step := range []struct {
+		name    string
+		up      time.Duration
+		code    websocket.StatusCode
+		longer  bool // the server's longer wait, not the normal policy
+		healthy bool // the normal policy is reset first
+	}{
+		{"1008 after a long session (Home Assistant stops)", shellyws.DefaultHealthyAfter, websocket.StatusPolicyViolation, false, true},
+		{"1013 after a long session", time.Hour, websocket.StatusTryAgainLater, false, true},
+		{"1008 at once (Fleet Manager's limiter)", 0, websocket.StatusPolicyViolation, true, false},
+		{"1013 just short of healthy", shellyws.DefaultHealthyAfter - time.Millisecond, websocket.StatusTryAgainLater, true, false},
+		{"1011 after a long session", time.Hour, websocket.StatusInternalError, false, true},
+	} {
+		beforeServer := len(sb.snapshot())
+		beforeNormal, beforeResets := rb.snapshot()
+		clock.advance(step.up)
+		require.NoError(t, conn.Close(step.code, "bye"), step.name)
+		conn = acceptConnected(t, ctx, srv)
+		afterNormal, afterResets := rb.snapshot()
+		if step.longer {
+			assert.Len(t, sb.snapshot()[beforeServer:], 1, "%s: the server's longer wait", step.name)
+			assert.Len(t, afterNormal[len(beforeNormal):], 0, "%s: not the normal policy", step.name)
+		} else {
+			assert.Empty(t, sb.snapshot()[beforeServer:], "%s: no longer wait", step.name)
+			assert.Len(t, afterNormal[len(beforeNormal):], 1, "%s: the normal policy", step.name)
+		}
+		assert.Equal(t, step.healthy, afterResets > beforeResets, "%s: reset", step.name)
+	}
+}
+
+// lineLogger records what a logger at the default level (Info) prints.
+type lineLogger struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (l *lineLogger) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *lineLogger) lines(sub string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, line := range strings.Split(l.buf.String(), "\n") {
+		if strings.Contains(line, sub) {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// A server-requested back-off is said at the default log level, with why
+// and how long, and without the URL's query or user info.
+func TestServerBackoffIsLoggedAtTheDefaultLevel(t *testing.T) {
+	const secret = "s3cr3t-remote-key"
+	srv := shellywstest.NewServer(t)
+	u := strings.Replace(srv.URL(), "ws://", "ws://user:"+secret+"pw@", 1) + "?remote_key=" + secret
+	logs := &lineLogger{}
+	log := slog.New(slog.NewTextHandler(logs, nil)) // Info, the default level
+	wait := time.Minute + 23*time.Second
+	var calls atomic.Int32
+	dev := startDevice(t, enabledConfig(u), shellyws.WithLogger(log),
+		shellyws.WithServerBackoff(func(time.Duration) time.Duration {
+			if calls.Add(1) == 1 {
+				return time.Millisecond
+			}
+			return wait
+		}))
+	ctx := testCtx(t)
+	conn := acceptConnected(t, ctx, srv)
+	require.NoError(t, conn.Close(websocket.StatusTryAgainLater, "busy"))
+	conn = acceptConnected(t, ctx, srv)
+	srv.RejectNext(1, http.StatusTooManyRequests)
+	require.NoError(t, conn.Close(websocket.StatusInternalError, "oops"))
+	require.Eventually(t, func() bool { return calls.Load() == 2 }, waitTimeout, time.Millisecond)
+	require.Eventually(t, func() bool { return len(logs.lines("server asked to back off")) == 2 }, waitTimeout, time.Millisecond)
+	lines := logs.lines("server asked to back off")
+	assert.Contains(t, lines[0], "server asked to back off (close 1013): retrying in 1ms")
+	assert.Contains(t, lines[1], "server asked to back off (HTTP 429): retrying in 1m23s")
+	for _, l := range lines {
+		assert.Contains(t, l, "level=WARN")
+		assert.Contains(t, l, srv.Addr(), "which server")
+		assert.NotContains(t, l, secret)
+		assert.NotContains(t, l, "user")
+	}
+	_ = dev
+}
+
+// A wake's connection closed with 1008 or 1013 after it proved healthy is
+// an ordinary drop: the wake retries it at once, as any lost connection.
+func TestWakeRetriesALongSessionClosedWith1008(t *testing.T) {
+	srv := shellywstest.NewServer(t)
+	clock := newManualClock()
+	c := newSleeper(t, enabledConfig(srv.URL()), shellyws.WithAwakeIdle(20*time.Millisecond), shellyws.WithClock(clock.now))
+	release := c.HoldAwake()
+	out := startWake(t, c)
+	conn := srv.AcceptT(t)
+	conn.ExpectFullStatusT(t)
+	clock.advance(shellyws.DefaultHealthyAfter)
+	require.NoError(t, conn.Close(websocket.StatusPolicyViolation, "home assistant stops"))
+	conn = srv.AcceptT(t)
+	conn.ExpectFullStatusT(t)
+	release()
+	expectSleepEvent(t, conn)
+	res := awaitWake(t, out)
+	assert.Equal(t, 2, res.Dials)
+	assert.True(t, res.SleepSent)
 }

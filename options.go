@@ -198,7 +198,9 @@ func WithBackoff(newBackoff func() backoff.BackOff) Option {
 // WithHealthyAfter sets how long a connection must stay up before the
 // backoff is reset, so a server that accepts and drops at once cannot cause a
 // tight loop; 0 resets it after every connection that came up, a negative
-// value makes New fail. Default: DefaultHealthyAfter (10 s).
+// value makes New fail. A 1008 or 1013 close of a connection that was up
+// this long is an ordinary drop, not a request for the longer back-off of
+// WithServerBackoff. Default: DefaultHealthyAfter (10 s).
 func WithHealthyAfter(d time.Duration) Option { return func(o *options) { o.healthyAfter = d } }
 
 // WithRootCAs sets the built-in CA bundle used for ssl_ca "ca.pem" and null.
@@ -288,8 +290,9 @@ func WithOnConfigSaved(f func(Config)) Option { return func(o *options) { o.onCo
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
 
 // WithServerBackoff sets the wait after the server asked for a longer
-// back-off (a close with 1008 or 1013, a handshake refused with 429 or
-// 503; protocol section 12). f gets the Retry-After of a refused handshake,
+// back-off (a handshake refused with 429 or 503, or a close with 1008 or
+// 1013 of a connection that had not been up for WithHealthyAfter; protocol
+// section 12), which Run logs as a warning with the wait. f gets the Retry-After of a refused handshake,
 // capped at 300 s, or 0 when there was none, and returns the wait before the
 // next attempt; the normal backoff is left as it was. Tests pass a function
 // returning milliseconds. Default (and nil): DefaultServerBackoff.

@@ -114,8 +114,9 @@ type WakeResult struct {
 // back-off wait, and sends NotifyFullStatus first, then the notifications
 // queued before the wake. A failed dial, or a connection lost during the
 // wake, is retried once at once, unless the server asked for a longer
-// back-off (close 1008 or 1013, handshake refused with 429 or 503): the
-// next wake is the retry then. Nothing more is dialled in this wake, but
+// back-off (a handshake refused with 429 or 503, a close with 1008 or 1013
+// of a connection not yet healthy; see Run): the next wake is the retry
+// then. Nothing more is dialled in this wake, but
 // the wake goes on: a Handler's inbound channel answers, so a device
 // pointed at a wrong server can still be re-pointed.
 //
@@ -177,7 +178,7 @@ func (c *Component) Wake(ctx context.Context) (WakeResult, error) {
 			if run.ctx.Err() == nil {
 				res.Err = err
 			}
-			backOff = asksForBackoff(err)
+			backOff = asksForBackoff(err, false)
 		}
 	}
 	dial()
@@ -200,8 +201,9 @@ wait:
 			end = run.why(ctx)
 			break wait
 		case <-connDone:
+			healthy := c.opts.clock().Sub(oc.start) >= c.opts.healthyAfter
 			res.Err = c.wakeConnLost(oc, cb)
-			backOff = backOff || asksForBackoff(res.Err)
+			backOff = backOff || asksForBackoff(res.Err, healthy)
 			oc = nil
 			dial()
 			floor = max(floor, mono())
@@ -506,6 +508,7 @@ func (c *Component) idleLeft(idle time.Duration, floor int64, connected bool) ti
 type wakeConn struct {
 	p      *peer
 	server string
+	start  time.Time     // when it came up, on WithClock's clock
 	done   chan struct{} // closed when the peer has ended
 	end    peerEnd       // why; read after done
 }
@@ -529,7 +532,7 @@ func (c *Component) wakeConnect(r *wakeRun, cfg Config, cb *callbackRunner) (*wa
 		log.Warn("shellyws: connection failed", "err", err)
 		return nil, err
 	}
-	oc := &wakeConn{p: s.peer, server: server, done: make(chan struct{})}
+	oc := &wakeConn{p: s.peer, server: server, start: c.opts.clock(), done: make(chan struct{})}
 	go func() {
 		defer close(oc.done)
 		oc.end = oc.p.run() // the wake ends it with stopWith
@@ -538,10 +541,11 @@ func (c *Component) wakeConnect(r *wakeRun, cfg Config, cb *callbackRunner) (*wa
 }
 
 // asksForBackoff reports whether err is the server asking for a longer
-// wait (protocol section 12): a close with 1008 or 1013, or a handshake
-// refused with 429 or 503. A sleeping device does not wait for it, nor
-// retry into it: it sleeps, and its next wake is the retry.
-func asksForBackoff(err error) bool {
+// wait (protocol section 12): a close with 1008 or 1013 of a connection
+// that had not proved healthy, or a handshake refused with 429 or 503. A
+// sleeping device does not wait for it, nor retry into it: it sleeps, and
+// its next wake is the retry.
+func asksForBackoff(err error, healthy bool) bool {
 	var cerr *ConnError
 	if !errors.As(err, &cerr) {
 		return false
@@ -549,7 +553,7 @@ func asksForBackoff(err error) bool {
 	if asks, _ := serverAsksBackoff(cerr.HTTPStatus, nil); asks {
 		return true
 	}
-	return closeAsksBackoff(cerr.Err)
+	return closeAsksBackoff(cerr.Err, healthy)
 }
 
 // wakeConnLost records a connection that ended on its own during a wake.
