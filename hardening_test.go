@@ -313,3 +313,41 @@ func TestWakeRetriesALongSessionClosedWith1008(t *testing.T) {
 	assert.Equal(t, 2, res.Dials)
 	assert.True(t, res.SleepSent)
 }
+
+// Restart called inside a handler, not through AfterReply, still lets that
+// handler's reply out before the 1012 close: a restart waits for the
+// replies of the requests already dispatched. Every other run the handler
+// works on a little after Restart (returning early if its ctx ends), as a
+// handler that saves something would.
+func TestRestartInsideAHandlerKeepsItsReply(t *testing.T) {
+	srv := shellywstest.NewServer(t)
+	mux := shellyws.NewMux()
+	var dev *shellyws.Component
+	var calls atomic.Int32
+	mux.HandleFunc("Test.Restart", func(ctx context.Context, _ *shellyws.Request) (any, error) {
+		dev.Restart()
+		if calls.Add(1)%2 == 0 {
+			t := time.NewTimer(20 * time.Millisecond)
+			defer t.Stop()
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+		}
+		return "restarting", nil
+	})
+	dev = startDevice(t, enabledConfig(srv.URL()), shellyws.WithDispatcher(mux))
+	ctx := testCtx(t)
+	for run := range 50 {
+		conn := acceptConnected(t, ctx, srv)
+		var got string
+		require.NoError(t, conn.Call(ctx, "Test.Restart", nil, &got), "run %d", run)
+		assert.Equal(t, "restarting", got)
+		select {
+		case <-conn.Done():
+		case <-ctx.Done():
+			t.Fatalf("run %d: the connection was not closed", run)
+		}
+		require.Equal(t, websocket.StatusServiceRestart, websocket.CloseStatus(conn.Err()), "run %d: %v", run, conn.Err())
+	}
+}

@@ -66,6 +66,14 @@ type peer struct {
 	// drop a connection that is only busy.
 	waitingSlot atomic.Bool
 
+	// inflight counts the requests dispatched and not yet answered. A
+	// restart waits for them (waitReplies): draining is set then, so no
+	// further request is dispatched, and drained, made by that wait, is
+	// signalled when the count drops to zero.
+	inflight atomic.Int32
+	draining atomic.Bool
+	drained  atomic.Pointer[chan struct{}]
+
 	// Lock order: writeMu and mu are never held together; either may be
 	// held while taking the queue's lock, and neither while calling user
 	// code (handlers run with no peer lock held).

@@ -140,6 +140,10 @@ func (p *peer) readLoop() (ended bool) {
 			p.log.Debug("shellyws: dropped a malformed frame", "err", err)
 			continue
 		}
+		if p.draining.Load() {
+			p.log.Debug("shellyws: restarting; request not executed", "method", cl.req.Method)
+			continue
+		}
 		select {
 		case p.slots <- struct{}{}:
 		default:
@@ -153,6 +157,7 @@ func (p *peer) readLoop() (ended bool) {
 				return true
 			}
 		}
+		p.inflight.Add(1) // before the handler could call Restart
 		r.startServing()
 		p.serve(cl)
 		if !r.doneServing() {
@@ -195,6 +200,7 @@ func putReadBuf(b *bytes.Buffer) {
 // gave AfterReply.
 func (p *peer) serve(cl *call) {
 	defer func() { <-p.slots }()
+	defer p.answered() // after the reply is written, or abandoned
 	defer cl.done(p.spawn)
 	var result any
 	trusted, err := p.authorizeRequest(&cl.req)

@@ -201,7 +201,11 @@ func (c *Component) updateConfig(change func(Config) (Config, error)) (bool, err
 // Restart applies the stored config: the current connection, if any, is
 // closed with status 1012 (service restart), a dial under way is abandoned,
 // and Run dials again at once with the new config, or stays quiet if it is
-// disabled. It returns at once. For Shelly.Reboot see Reboot.
+// disabled. Before the 1012 the replies of the requests already dispatched
+// on the connection go out (for at most the write timeout; requests that
+// arrive meanwhile are not executed), so a handler may call Restart itself
+// and still have its answer delivered. It returns at once. For
+// Shelly.Reboot see Reboot.
 func (c *Component) Restart() {
 	c.mu.Lock()
 	c.active = c.stored.Clone()
