@@ -2,7 +2,10 @@ package shellyws_test
 
 import (
 	"context"
+	"encoding/json"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -349,5 +352,78 @@ func TestRestartInsideAHandlerKeepsItsReply(t *testing.T) {
 			t.Fatalf("run %d: the connection was not closed", run)
 		}
 		require.Equal(t, websocket.StatusServiceRestart, websocket.CloseStatus(conn.Err()), "run %d: %v", run, conn.Err())
+	}
+}
+
+// halfClosingProxy forwards loopback TCP to backend. When the backend goes
+// away it half-closes towards the client and keeps accepting, and
+// discarding, what the client writes: a socket on which the kernel still
+// takes frames for a server that is gone, as a proxy or NAT in front of a
+// crashed server gives.
+func halfClosingProxy(t *testing.T, backend string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			b, err := net.Dial("tcp", backend)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			wg.Go(func() {
+				_, _ = io.Copy(b, c)
+				b.Close()
+			})
+			wg.Go(func() {
+				_, _ = io.Copy(c, b)
+				_ = c.(*net.TCPConn).CloseWrite()
+				_, _ = io.Copy(io.Discard, c)
+				c.Close()
+			})
+		}
+	})
+	return ln.Addr().String()
+}
+
+// After a server crash, notifications published once the device has seen
+// its connection end are queued, not written to the dead socket, and all
+// arrive after the next NotifyFullStatus. The test waits for the device's
+// state to leave StateConnected before publishing: a frame written before
+// the device noticed may be lost with the connection (at most once).
+func TestNotificationsAfterTheServerVanishedAreQueued(t *testing.T) {
+	srv := shellywstest.NewServer(t)
+	proxy := halfClosingProxy(t, srv.Addr())
+	dev := startDevice(t, enabledConfig(strings.Replace(srv.URL(), srv.Addr(), proxy, 1)))
+	ctx := testCtx(t)
+	for round := range 3 {
+		acceptConnected(t, ctx, srv)
+		require.NoError(t, dev.AwaitConnected(ctx))
+		srv.Stop()
+		_, err := dev.WaitForStateChange(ctx, shellyws.StateConnected)
+		require.NoError(t, err)
+		for i := range 20 {
+			require.NoError(t, dev.NotifyEvent(shellyws.Event{Component: "input:0", Event: "single_push", Fields: map[string]any{"n": i}}))
+		}
+		require.NoError(t, srv.Restart(ctx))
+		conn := acceptConnected(t, ctx, srv)
+		for i := range 20 {
+			ev, err := conn.ExpectEvent(ctx)
+			require.NoError(t, err, "round %d: event %d", round, i)
+			var e struct{ N int }
+			require.NoError(t, json.Unmarshal(ev.Events[0].Raw, &e))
+			assert.Equal(t, i, e.N, "round %d: in order", round)
+		}
+		assert.Zero(t, dev.Stats().Dropped)
+		require.NoError(t, conn.Close(websocket.StatusGoingAway, "next round"))
 	}
 }

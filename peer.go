@@ -74,6 +74,12 @@ type peer struct {
 	draining atomic.Bool
 	drained  atomic.Pointer[chan struct{}]
 
+	// readEnded is set by the reader the instant it sees the connection
+	// end, before anything else: from then on notifications stay queued
+	// for the next connection instead of going to a socket the kernel may
+	// still accept writes on (a half-closed or proxied one).
+	readEnded atomic.Bool
+
 	// Lock order: writeMu and mu are never held together; either may be
 	// held while taking the queue's lock, and neither while calling user
 	// code (handlers run with no peer lock held).

@@ -119,6 +119,7 @@ func (p *peer) readLoop() (ended bool) {
 			_, err = buf.ReadFrom(rd)
 		}
 		if err != nil {
+			p.readEnded.Store(true) // first: the flusher checks it per frame
 			putReadBuf(buf)
 			p.fail("read", err)
 			p.readersEnded()

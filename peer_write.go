@@ -80,7 +80,7 @@ func (p *peer) notify(method string, params []byte) {
 func (p *peer) kick() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !p.live || p.flushing {
+	if !p.live || p.flushing || p.readEnded.Load() {
 		return
 	}
 	p.flushing = true
@@ -112,7 +112,8 @@ func (p *peer) flush() {
 }
 
 // flushQueue writes every queued notification. One that fails to go out is
-// put back at the head, so it is sent after the next NotifyFullStatus.
+// put back at the head, so it is sent after the next NotifyFullStatus; once
+// the reader has seen the connection end, none is taken out of the queue.
 func (p *peer) flushQueue() error {
 	p.writeMu.Lock()
 	defer p.writeMu.Unlock()
@@ -120,7 +121,7 @@ func (p *peer) flushQueue() error {
 	defer putBuf(bp)
 	for {
 		dst := p.dst.Load()
-		if dst == nil {
+		if dst == nil || p.readEnded.Load() {
 			return nil
 		}
 		n, ok := p.queue.pop()
