@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -236,7 +235,7 @@ func (c *Component) connect(ctx context.Context, cfg Config, restart context.Con
 	// connection with the config being replaced.
 	dialCtx, cancelDial := context.WithCancel(ctx)
 	c.watchRestart(restart, restartWatch{cancelDial: cancelDial})
-	conn, raw, status, hdr, err := c.dial(dialCtx, cfg)
+	d, status, hdr, err := c.dial(dialCtx, cfg)
 	c.unwatchRestart()
 	cancelDial()
 	if err != nil {
@@ -250,7 +249,7 @@ func (c *Component) connect(ctx context.Context, cfg Config, restart context.Con
 		busy, retryAfter := serverAsksBackoff(status, hdr)
 		return attempt{serverBusy: busy, retryAfter: retryAfter, busyWhy: busyWhy(status, err)}
 	}
-	s := c.newSession(ctx, conn, raw, server, log)
+	s := c.newSession(ctx, d, server, log)
 	start := c.opts.now()
 	connected, cause, restarted := s.run(ctx, restart, cb)
 	if !connected {
@@ -293,9 +292,10 @@ type session struct {
 
 // newSession wraps a dialled connection as the outbound session; parent
 // bounds it (Run's context, or a wake's).
-func (c *Component) newSession(parent context.Context, conn *websocket.Conn, raw net.Conn, server string, log *slog.Logger) *session {
-	conn.SetReadLimit(c.opts.readLimit)
-	s := &session{peer: newPeer(parent, c, conn, raw, log, c.queue), server: server}
+func (c *Component) newSession(parent context.Context, d dialed, server string, log *slog.Logger) *session {
+	d.conn.SetReadLimit(c.opts.readLimit)
+	s := &session{peer: newPeer(parent, c, d.conn, d.raw, log, c.queue), server: server}
+	s.peer.heard = d.heard
 	s.peer.channel = ChannelOutbound
 	s.peer.dst.Store(new(outboundDst))
 	return s

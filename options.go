@@ -230,15 +230,22 @@ func WithDialTimeout(d time.Duration) Option { return func(o *options) { o.dialT
 // the connection; it must be positive. Default: DefaultWriteTimeout (10 s).
 func WithWriteTimeout(d time.Duration) Option { return func(o *options) { o.writeTimeout = d } }
 
-// WithPing sets the keepalive: a ping every interval (made up to 1/256 of
-// it, at most 100 ms, longer so that the pings of many connections in one
-// process go out together), and the connection is dropped and redialled
-// when its pong does not arrive within timeout, so a half-open connection
-// is noticed within interval+timeout plus that grain. An interval of 0
-// disables the device's own pings (it still answers the server's) and
-// timeout is then ignored; a negative interval, or a timeout that is not
-// positive with pings on, makes New fail. Default:
-// DefaultPingInterval (30 s) and DefaultPingTimeout (10 s).
+// WithPing sets the keepalive (protocol section 1): the device answers the
+// server's pings, and sends a ping of its own only when nothing at all (no
+// frame, no ping, no pong) has arrived from the server for interval, made
+// up to two grains of 1/256 of it (at most 100 ms each) longer: one so
+// that a server pinging on the same interval, a little late, is not raced,
+// one so that the pings of many connections in one process go out
+// together. A device whose server pings or talks so sends none. When that
+// ping's pong does not arrive within timeout the connection is dropped and
+// redialled, so a half-open connection is noticed within interval+timeout
+// (plus those grains) of the last thing heard: within two intervals when
+// timeout is at most interval less 1/128 of it, as the defaults are. On an inbound websocket client (Handler) frames and
+// pongs count, its pings do not. An interval of 0 disables the device's own
+// pings (it still answers the server's) and timeout is then ignored; a
+// negative interval, or a timeout that is not positive with pings on, makes
+// New fail. Default: DefaultPingInterval (30 s) and DefaultPingTimeout
+// (10 s).
 func WithPing(interval, timeout time.Duration) Option {
 	return func(o *options) { o.pingInterval, o.pingTimeout = interval, timeout }
 }

@@ -115,6 +115,7 @@ func (p *peer) readLoop() (ended bool) {
 		typ, rd, err := p.conn.Reader(readCtx)
 		var buf *bytes.Buffer
 		if err == nil {
+			p.heard.Store(mono()) // the server is there: no ping needed
 			buf = getReadBuf()
 			_, err = buf.ReadFrom(rd)
 		}

@@ -519,13 +519,13 @@ func (c *Component) wakeConnect(r *wakeRun, cfg Config, cb *callbackRunner) (*wa
 	server := *cfg.Server
 	log := c.opts.logger.With("server", redactURL(server))
 	c.state.set(StateConnecting, nil)
-	conn, raw, status, _, err := c.dial(r.ctx, cfg)
+	d, status, _, err := c.dial(r.ctx, cfg)
 	if err != nil {
 		return nil, c.dialFailed(log, server, status, err)
 	}
 	// r.ctx as parent: past the cap a stalled connection is cut off after
 	// closeGrace.
-	s := c.newSession(r.ctx, conn, raw, server, log)
+	s := c.newSession(r.ctx, d, server, log)
 	if err := s.open(cb); err != nil {
 		c.dialFailures.Add(1)
 		c.state.set(StateDisconnected, err)
