@@ -93,6 +93,8 @@ func TestNewRefusesMalformedDeviceIDs(t *testing.T) {
 		"dev",
 		"c049ef8cf4e0",
 		"-c049ef8cf4e0",
+		"--c049ef8cf4e0",
+		"_x-c049ef8cf4e0",
 		"shellyplus1pm-",
 		"shellyplus1pm-c049ef8cf4e",    // 11 digits
 		"shellyplus1pm-c049ef8cf4e00",  // 13

@@ -463,7 +463,8 @@ func (c *Component) subscribers() []func(string, []byte) {
 const macLen = 12
 
 // checkDeviceID returns an error unless id is <model>-<12 hex digits>, the
-// model part made of ASCII letters, digits, '-' and '_'.
+// model part made of ASCII letters, digits, '-' and '_', starting with a
+// letter or digit.
 func checkDeviceID(id string) error {
 	bad := func(why string) error {
 		return fmt.Errorf("shellyws: device id %q: %s; want <model>-<12 hex digits of the MAC>, e.g. shellyplus1pm-c049ef8cf4e0", id, why)
@@ -472,6 +473,9 @@ func checkDeviceID(id string) error {
 		return bad("no model part and '-' before 12 hex digits")
 	}
 	model, mac := id[:len(id)-macLen-1], id[len(id)-macLen:]
+	if c := model[0]; c == '-' || c == '_' {
+		return bad("the model part starts with a letter or digit")
+	}
 	for i := 0; i < len(mac); i++ {
 		switch c := mac[i]; {
 		case c >= '0' && c <= '9', c >= 'a' && c <= 'f', c >= 'A' && c <= 'F':
