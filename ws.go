@@ -104,7 +104,8 @@ type Component struct {
 
 // New returns the component of the device whose id is deviceID, e.g.
 // "shellyplus1pm-c049ef8cf4e0" (the src of every frame it sends): a model
-// part of ASCII letters, digits, '-' and '_', then '-' and the 12 hex digits
+// part of ASCII letters, digits, '-' and '_' that starts with a letter or
+// digit, then '-' and the 12 hex digits
 // of the MAC, lower-case as most models write it or upper-case as the Wall
 // Display does ("ShellyWallDisplay-00082261E102"); any other id is an
 // error, since servers derive the MAC from it. It loads the
