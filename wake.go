@@ -526,13 +526,14 @@ func (c *Component) wakeConnect(r *wakeRun, cfg Config, cb *callbackRunner) (*wa
 	// r.ctx as parent: past the cap a stalled connection is cut off after
 	// closeGrace.
 	s := c.newSession(r.ctx, d, server, log)
+	start := c.opts.clock() // up from the full status on, as Run counts it
 	if err := s.open(cb); err != nil {
 		c.dialFailures.Add(1)
 		c.state.set(StateDisconnected, err)
 		log.Warn("shellyws: connection failed", "err", err)
 		return nil, err
 	}
-	oc := &wakeConn{p: s.peer, server: server, start: c.opts.clock(), done: make(chan struct{})}
+	oc := &wakeConn{p: s.peer, server: server, start: start, done: make(chan struct{})}
 	go func() {
 		defer close(oc.done)
 		oc.end = oc.p.run() // the wake ends it with stopWith
