@@ -2,9 +2,9 @@ package shellyws
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -27,20 +27,24 @@ import (
 // Run is the device's boot: it starts from the stored config, whatever
 // SetConfig stored before it was called, without a Restart.
 //
-// When the server closes the connection with 1008 (policy violation) or
-// 1013 (try again later), or refuses the handshake with HTTP 429 or 503, it
-// asks for a longer back-off: the next attempt waits as WithServerBackoff
-// decides (by default 60 to 120 s, or the handshake's Retry-After), beyond
-// the normal policy's cap. See Reboot for what a reboot does to Run.
+// When the server refuses the handshake with HTTP 429 or 503, or closes a
+// connection that had not yet proved healthy (see WithHealthyAfter) with
+// 1008 (policy violation) or 1013 (try again later), it asks for a longer
+// back-off: the next attempt waits as WithServerBackoff decides (by default
+// 60 to 120 s, or the handshake's Retry-After), beyond the normal policy's
+// cap, and a warning says so with the wait. A 1008 or 1013 close of a
+// connection that had been up longer is an ordinary drop with the normal
+// back-off: Home Assistant closes every socket with 1008 when it stops.
+// See Reboot for what a reboot does to Run.
 //
 // Run blocks until ctx ends, then closes the connection with status 1001,
 // waits for every goroutine it started (handlers, AfterReply functions and
 // callbacks included) and returns nil; no hook or callback is called after
-// it returned. It may be called only once; a second call returns
-// ErrAlreadyRunning.
+// it returned. It may be called only once, and not during a Wake: such a
+// call returns an error wrapping ErrAlreadyRunning.
 func (c *Component) Run(ctx context.Context) error {
-	if !c.running.CompareAndSwap(false, true) {
-		return ErrAlreadyRunning
+	if err := c.claimRun(runByRun); err != nil {
+		return err
 	}
 	cb := &callbackRunner{}
 	defer func() {
@@ -91,8 +95,9 @@ func (c *Component) Run(ctx context.Context) error {
 		var delay time.Duration
 		if a.serverBusy {
 			delay = c.opts.serverBackoff(a.retryAfter)
-			c.opts.logger.Warn("shellyws: the server asked for a longer back-off",
-				"in", delay, "retry_after", a.retryAfter)
+			// At the default level: a device silent for minutes must say why.
+			c.opts.logger.Warn(fmt.Sprintf("shellyws: server asked to back off (%s): retrying in %v", a.busyWhy, delay),
+				"server", redactURL(*cfg.Server), "retry_after", a.retryAfter)
 		} else {
 			if a.healthy {
 				bo.Reset()
@@ -187,13 +192,26 @@ func serverAsksBackoff(status int, hdr http.Header) (bool, time.Duration) {
 }
 
 // closeAsksBackoff reports whether the close status the server sent asks
-// for a longer back-off.
-func closeAsksBackoff(err error) bool {
+// for a longer back-off: 1008 or 1013 of a connection that had not proved
+// healthy. Of one that had, it is an ordinary drop (section 12, revised).
+func closeAsksBackoff(err error, healthy bool) bool {
+	if healthy {
+		return false
+	}
 	switch websocket.CloseStatus(err) {
 	case websocket.StatusPolicyViolation, websocket.StatusTryAgainLater:
 		return true
 	}
 	return false
+}
+
+// busyWhy says what asked for the back-off, for the log: "close 1013",
+// "HTTP 429".
+func busyWhy(httpStatus int, err error) string {
+	if httpStatus != 0 {
+		return "HTTP " + strconv.Itoa(httpStatus)
+	}
+	return "close " + strconv.Itoa(int(websocket.CloseStatus(err)))
 }
 
 // attempt is how one connection attempt ended.
@@ -203,9 +221,10 @@ type attempt struct {
 	// restarted: it ended because of Restart or Reboot.
 	restarted bool
 	// serverBusy: the server asked for a longer back-off; retryAfter is
-	// the wait its Retry-After gave, or 0.
+	// the wait its Retry-After gave, or 0; busyWhy is how it asked.
 	serverBusy bool
 	retryAfter time.Duration
+	busyWhy    string
 }
 
 // connect makes one connection and serves it until it ends.
@@ -216,7 +235,7 @@ func (c *Component) connect(ctx context.Context, cfg Config, restart context.Con
 	// connection with the config being replaced.
 	dialCtx, cancelDial := context.WithCancel(ctx)
 	c.watchRestart(restart, restartWatch{cancelDial: cancelDial})
-	conn, raw, status, hdr, err := c.dial(dialCtx, cfg)
+	d, status, hdr, err := c.dial(dialCtx, cfg)
 	c.unwatchRestart()
 	cancelDial()
 	if err != nil {
@@ -228,15 +247,15 @@ func (c *Component) connect(ctx context.Context, cfg Config, restart context.Con
 		}
 		c.dialFailed(log, server, status, err)
 		busy, retryAfter := serverAsksBackoff(status, hdr)
-		return attempt{serverBusy: busy, retryAfter: retryAfter}
+		return attempt{serverBusy: busy, retryAfter: retryAfter, busyWhy: busyWhy(status, err)}
 	}
-	s := c.newSession(ctx, conn, raw, server, log)
+	s := c.newSession(ctx, d, server, log)
 	start := c.opts.now()
 	connected, cause, restarted := s.run(ctx, restart, cb)
 	if !connected {
 		c.dialFailures.Add(1)
 		c.state.set(StateDisconnected, cause)
-		return attempt{restarted: restarted, serverBusy: closeAsksBackoff(cause)}
+		return attempt{restarted: restarted, serverBusy: closeAsksBackoff(cause, false), busyWhy: busyWhy(0, cause)}
 	}
 	c.disconnects.Add(1)
 	c.state.set(StateDisconnected, cause)
@@ -246,10 +265,12 @@ func (c *Component) connect(ctx context.Context, cfg Config, restart context.Con
 	if f := c.opts.onDisconnect; f != nil {
 		cb.post(func() { f(cause) })
 	}
+	healthy := c.opts.now().Sub(start) >= c.opts.healthyAfter
 	return attempt{
-		healthy:    c.opts.now().Sub(start) >= c.opts.healthyAfter,
+		healthy:    healthy,
 		restarted:  restarted,
-		serverBusy: closeAsksBackoff(cause),
+		serverBusy: closeAsksBackoff(cause, healthy),
+		busyWhy:    busyWhy(0, cause),
 	}
 }
 
@@ -271,9 +292,10 @@ type session struct {
 
 // newSession wraps a dialled connection as the outbound session; parent
 // bounds it (Run's context, or a wake's).
-func (c *Component) newSession(parent context.Context, conn *websocket.Conn, raw net.Conn, server string, log *slog.Logger) *session {
-	conn.SetReadLimit(c.opts.readLimit)
-	s := &session{peer: newPeer(parent, c, conn, raw, log, c.queue), server: server}
+func (c *Component) newSession(parent context.Context, d dialed, server string, log *slog.Logger) *session {
+	d.conn.SetReadLimit(c.opts.readLimit)
+	s := &session{peer: newPeer(parent, c, d.conn, d.raw, log, c.queue), server: server}
+	s.peer.heard = d.heard
 	s.peer.channel = ChannelOutbound
 	s.peer.dst.Store(new(outboundDst))
 	return s

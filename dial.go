@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -173,15 +174,24 @@ func (c *Component) tlsConfig(sslCA *string, host string) (*tls.Config, error) {
 	return tc, nil
 }
 
+// dialed is an outbound websocket just opened.
+type dialed struct {
+	conn *websocket.Conn
+	raw  net.Conn // the TCP connection beneath it
+	// heard is set to mono() by every ping and pong from the server; the
+	// session's peer keeps it up to date for frames too.
+	heard *atomic.Int64
+}
+
 // dial opens a websocket to server, bounded by the dial timeout, and returns
 // it with the TCP connection beneath it, or the HTTP status and headers of a
 // refused handshake. Every goroutine it starts that calls user code has
 // ended when it returns.
-func (c *Component) dial(ctx context.Context, cfg Config) (*websocket.Conn, net.Conn, int, http.Header, error) {
+func (c *Component) dial(ctx context.Context, cfg Config) (dialed, int, http.Header, error) {
 	server := *cfg.Server
 	u, err := url.Parse(server)
 	if err != nil {
-		return nil, nil, 0, nil, errors.New("invalid server URL")
+		return dialed{}, 0, nil, errors.New("invalid server URL")
 	}
 	transport := &http.Transport{
 		Proxy:                 nil, // a device talks to its server directly
@@ -192,7 +202,7 @@ func (c *Component) dial(ctx context.Context, cfg Config) (*websocket.Conn, net.
 	if u.Scheme == "wss" {
 		tc, err := c.tlsConfig(cfg.SSLCA, u.Hostname())
 		if err != nil {
-			return nil, nil, 0, nil, err
+			return dialed{}, 0, nil, err
 		}
 		if tc.InsecureSkipVerify {
 			c.opts.logger.Warn("shellyws: TLS certificate verification is off (ssl_ca \"*\")",
@@ -213,7 +223,7 @@ func (c *Component) dial(ctx context.Context, cfg Config) (*websocket.Conn, net.
 	// it aborts everything at once.
 	raw, err := dialTCP(dialCtx, "tcp", hostPort(u))
 	if err != nil {
-		return nil, nil, 0, nil, err
+		return dialed{}, 0, nil, err
 	}
 	var handed sync.Once
 	transport.DialContext = func(context.Context, string, string) (net.Conn, error) {
@@ -232,6 +242,8 @@ func (c *Component) dial(ctx context.Context, cfg Config) (*websocket.Conn, net.
 		u.User = nil
 		target = u.String()
 	}
+	heard := new(atomic.Int64)
+	touch := func() { heard.Store(mono()) }
 	conn, resp, err := websocket.Dial(dialCtx, target, &websocket.DialOptions{
 		HTTPClient: &http.Client{
 			Transport: transport,
@@ -239,15 +251,20 @@ func (c *Component) dial(ctx context.Context, cfg Config) (*websocket.Conn, net.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 		Subprotocols: []string{Subprotocol},
+		// A server's ping or pong proves the connection alive, as a
+		// frame does: the device then sends no ping of its own.
+		OnPingReceived: func(context.Context, []byte) bool { touch(); return true },
+		OnPongReceived: func(context.Context, []byte) { touch() },
 	})
 	if err != nil {
 		raw.Close() // whether or not net/http took it, the attempt is over
 		if resp != nil {
-			return nil, nil, resp.StatusCode, resp.Header, err
+			return dialed{}, resp.StatusCode, resp.Header, err
 		}
-		return nil, nil, 0, nil, err
+		return dialed{}, 0, nil, err
 	}
-	return conn, raw, 0, nil, nil
+	touch()
+	return dialed{conn: conn, raw: raw, heard: heard}, 0, nil, nil
 }
 
 // hostPort is the address to dial for u, with the scheme's default port.

@@ -508,7 +508,7 @@ func TestInboundWebsocketBadInputKeepsTheClient(t *testing.T) {
 		`not json`,
 		`[{"id":1,"method":"Ws.GetStatus"}]`,
 		`{"id":{},"method":"Ws.GetStatus"}`,
-		`{"id":1,"method":5}`,
+		`{"method":5}`, // with an id it is answered -103: TestBadMethodWithAnIDIsAnswered
 		`{"id":1,"src":1,"method":"Ws.GetStatus"}`,
 		`{"id":1,"result":{}}`,
 		`{"id":1,"method":"Ws.GetStatus"`,

@@ -40,6 +40,9 @@ type Event struct {
 	Fields map[string]any
 }
 
+// errEmptyKey refuses a status keyed by "": a key names a component.
+var errEmptyKey = errors.New(`a status key is empty; keys name components, e.g. "switch:0"`)
+
 // notification is a queued notification: its method and encoded params.
 type notification struct {
 	method string
@@ -144,7 +147,9 @@ type Stats struct {
 	Connects, Disconnects, DialFailures uint64
 	// Queued is how many notifications wait for the connection now.
 	Queued int
-	// Dropped counts notifications dropped because the queue was full.
+	// Dropped counts notifications dropped because the queue was full;
+	// not one lost with a connection after it was written (see
+	// NotifyStatus).
 	Dropped uint64
 	// Wakes counts calls of Wake that started a wake; Sleeps counts
 	// those that ended by falling asleep (idle time or cap), with the
@@ -158,10 +163,23 @@ type Stats struct {
 // is encoded now, so the caller may reuse the map; "ts" is added. It never
 // blocks: the notification is queued (see WithQueueSize) and sent after the
 // NotifyFullStatus of the current or next connection. A nil or empty delta,
-// or one whose only key is "ts", is an error and nothing is sent.
+// one whose only key is "ts", or one with an empty key is an error and
+// nothing is sent.
+//
+// Delivery is at most once. A notification written to the socket before the
+// device noticed that its server vanished (the kernel accepted it; nothing
+// acknowledges frames) is lost with the connection, and not counted in
+// Stats.Dropped. Once the connection's reader has seen its end, nothing more
+// is written to it: notifications stay queued for the next connection, and
+// one whose write failed is put back. A test that stops its server and then
+// publishes waits first until the state leaves StateConnected
+// (WaitForStateChange), as the example of WaitForStateChange shows.
 func (c *Component) NotifyStatus(delta map[string]any) error {
 	if _, onlyTS := delta["ts"]; len(delta) == 0 || (onlyTS && len(delta) == 1) {
 		return errors.New("shellyws: NotifyStatus: no component changed")
+	}
+	if _, empty := delta[""]; empty {
+		return fmt.Errorf("shellyws: NotifyStatus: %w", errEmptyKey)
 	}
 	params, err := paramsWithTS(c.opts.now(), delta)
 	if err != nil {
@@ -172,7 +190,8 @@ func (c *Component) NotifyStatus(delta map[string]any) error {
 }
 
 // NotifyEvent sends a NotifyEvent with events; "ts" is added to the
-// notification and to each event that has none. It queues like NotifyStatus.
+// notification and to each event that has none. It queues, and is delivered
+// at most once, like NotifyStatus.
 // No events, or an event without Component or Event, is an error and
 // nothing is sent.
 func (c *Component) NotifyEvent(events ...Event) error {

@@ -23,7 +23,8 @@ type Option func(*options)
 // StatusFunc returns the whole device status, the object Shelly.GetStatus
 // answers, keyed by component ("sys", "switch:0", ...). The component fills in
 // its own "ws" entry. It is called once per connection, to build the
-// NotifyFullStatus that opens it; ctx ends with the connection.
+// NotifyFullStatus that opens it; ctx ends with the connection. An error, or
+// an empty key, closes that connection with 1011 and it is dialled again.
 type StatusFunc func(ctx context.Context) (map[string]any, error)
 
 type options struct {
@@ -86,6 +87,8 @@ func defaultOptions() options {
 		queueSize:    DefaultQueueSize,
 		now:          time.Now,
 		bootTime:     DefaultBootTime,
+		awakeIdle:    DefaultAwakeIdle,
+		awakeMax:     DefaultAwakeMax,
 	}
 }
 
@@ -115,12 +118,18 @@ func (o *options) check() error {
 		return fmt.Errorf("shellyws: WithBootTime(%v): must not be negative", o.bootTime)
 	case o.now == nil:
 		return errors.New("shellyws: WithClock(nil): a clock is needed")
+	case o.awakeIdle <= 0:
+		return fmt.Errorf("shellyws: WithAwakeIdle(%v): must be positive, or a wake would end before anyone could ask", o.awakeIdle)
+	case o.awakeMax <= 0:
+		return fmt.Errorf("shellyws: WithAwakeMax(%v): must be positive, or a wake would end at once", o.awakeMax)
 	}
 	if o.logger == nil {
 		o.logger = slog.New(slog.DiscardHandler)
 	}
 	if o.newBackoff == nil {
 		o.newBackoff = func() backoff.BackOff { return DefaultBackoff() }
+	} else if b := o.newBackoff(); b == nil || isNilInterface(b) {
+		return errors.New("shellyws: WithBackoff: the factory returned a nil backoff; return a policy such as DefaultBackoff()")
 	}
 	if o.serverBackoff == nil {
 		o.serverBackoff = DefaultServerBackoff
@@ -174,8 +183,9 @@ func WithConfigStore(s ConfigStore) Option { return func(o *options) { o.store =
 // string and user info, where tokens live. Default (and nil): no logging.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
-// WithBackoff sets the reconnect policy. newBackoff is called once per Run;
-// the instance is reset after a connection proved healthy (see
+// WithBackoff sets the reconnect policy. New calls newBackoff once to check
+// that it returns a policy (nil makes New fail); then it is called once per
+// Run, and the instance is reset after a connection proved healthy (see
 // WithHealthyAfter) and after a restart, and a backoff.Stop from it is taken
 // as its MaxInterval or, failing that, 60 s, so the device never gives up.
 // It does not set the wait after the server asked for a longer back-off
@@ -188,7 +198,9 @@ func WithBackoff(newBackoff func() backoff.BackOff) Option {
 // WithHealthyAfter sets how long a connection must stay up before the
 // backoff is reset, so a server that accepts and drops at once cannot cause a
 // tight loop; 0 resets it after every connection that came up, a negative
-// value makes New fail. Default: DefaultHealthyAfter (10 s).
+// value makes New fail. A 1008 or 1013 close of a connection that was up
+// this long is an ordinary drop, not a request for the longer back-off of
+// WithServerBackoff. Default: DefaultHealthyAfter (10 s).
 func WithHealthyAfter(d time.Duration) Option { return func(o *options) { o.healthyAfter = d } }
 
 // WithRootCAs sets the built-in CA bundle used for ssl_ca "ca.pem" and null.
@@ -218,15 +230,22 @@ func WithDialTimeout(d time.Duration) Option { return func(o *options) { o.dialT
 // the connection; it must be positive. Default: DefaultWriteTimeout (10 s).
 func WithWriteTimeout(d time.Duration) Option { return func(o *options) { o.writeTimeout = d } }
 
-// WithPing sets the keepalive: a ping every interval (made up to 1/256 of
-// it, at most 100 ms, longer so that the pings of many connections in one
-// process go out together), and the connection is dropped and redialled
-// when its pong does not arrive within timeout, so a half-open connection
-// is noticed within interval+timeout plus that grain. An interval of 0
-// disables the device's own pings (it still answers the server's) and
-// timeout is then ignored; a negative interval, or a timeout that is not
-// positive with pings on, makes New fail. Default:
-// DefaultPingInterval (30 s) and DefaultPingTimeout (10 s).
+// WithPing sets the keepalive (protocol section 1): the device answers the
+// server's pings, and sends a ping of its own only when nothing at all (no
+// frame, no ping, no pong) has arrived from the server for interval, made
+// up to two grains of 1/256 of it (at most 100 ms each) longer: one so
+// that a server pinging on the same interval, a little late, is not raced,
+// one so that the pings of many connections in one process go out
+// together. A device whose server pings or talks so sends none. When that
+// ping's pong does not arrive within timeout the connection is dropped and
+// redialled, so a half-open connection is noticed within interval+timeout
+// (plus those grains) of the last thing heard: within two intervals when
+// timeout is at most interval less 1/128 of it, as the defaults are. On an inbound websocket client (Handler) frames and
+// pongs count, its pings do not. An interval of 0 disables the device's own
+// pings (it still answers the server's) and timeout is then ignored; a
+// negative interval, or a timeout that is not positive with pings on, makes
+// New fail. Default: DefaultPingInterval (30 s) and DefaultPingTimeout
+// (10 s).
 func WithPing(interval, timeout time.Duration) Option {
 	return func(o *options) { o.pingInterval, o.pingTimeout = interval, timeout }
 }
@@ -278,8 +297,9 @@ func WithOnConfigSaved(f func(Config)) Option { return func(o *options) { o.onCo
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
 
 // WithServerBackoff sets the wait after the server asked for a longer
-// back-off (a close with 1008 or 1013, a handshake refused with 429 or
-// 503; protocol section 12). f gets the Retry-After of a refused handshake,
+// back-off (a handshake refused with 429 or 503, or a close with 1008 or
+// 1013 of a connection that had not been up for WithHealthyAfter; protocol
+// section 12), which Run logs as a warning with the wait. f gets the Retry-After of a refused handshake,
 // capped at 300 s, or 0 when there was none, and returns the wait before the
 // next attempt; the normal backoff is left as it was. Tests pass a function
 // returning milliseconds. Default (and nil): DefaultServerBackoff.

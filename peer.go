@@ -66,6 +66,27 @@ type peer struct {
 	// drop a connection that is only busy.
 	waitingSlot atomic.Bool
 
+	// heard is mono() when something last arrived from the other side: a
+	// frame, a ping or a pong. The keepalive pings only after a whole
+	// interval of silence. It points at heardOwn, or for an outbound
+	// connection at the value the dial's ping and pong callbacks set.
+	heard    *atomic.Int64
+	heardOwn atomic.Int64
+
+	// inflight counts the requests dispatched and not yet answered. A
+	// restart waits for them (waitReplies): draining is set then, so no
+	// further request is dispatched, and drained, made by that wait, is
+	// signalled when the count drops to zero.
+	inflight atomic.Int32
+	draining atomic.Bool
+	drained  atomic.Pointer[chan struct{}]
+
+	// readEnded is set by the reader the instant it sees the connection
+	// end, before anything else: from then on notifications stay queued
+	// for the next connection instead of going to a socket the kernel may
+	// still accept writes on (a half-closed or proxied one).
+	readEnded atomic.Bool
+
 	// Lock order: writeMu and mu are never held together; either may be
 	// held while taking the queue's lock, and neither while calling user
 	// code (handlers run with no peer lock held).
@@ -79,10 +100,14 @@ type peer struct {
 	// while it runs: that context is not derived from ctx, whose children
 	// map and done channel would then stay with the connection.
 	statusCancel context.CancelFunc
-	ping         *time.Timer
-	flushing     bool // the flusher is running
-	ended        bool
-	end          peerEnd // the first reason the peer ended
+	// ping is the keepalive's one timer: it fires when the next ping may
+	// be due and, while pinging is set, when the pong is late.
+	ping      *time.Timer
+	pinging   bool
+	pingArmed int64 // mono() when the pong's deadline was armed
+	flushing  bool  // the flusher is running
+	ended     bool
+	end       peerEnd // the first reason the peer ended
 }
 
 // stopReason is why a peer ended.
@@ -166,6 +191,8 @@ func newPeer(parent context.Context, c *Component, conn *websocket.Conn, raw net
 		parent: parent,
 		slots:  make(chan struct{}, c.opts.maxInFlight),
 	}
+	p.heard = &p.heardOwn
+	p.heard.Store(mono()) // the handshake is the first thing heard
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.wg.Add(1) // for parentDone; finish takes it back if it never runs
 	p.stopParent = context.AfterFunc(parent, p.parentDone)

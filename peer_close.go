@@ -56,6 +56,12 @@ func (p *peer) stopWith(why peerEnd) {
 	if !first {
 		return
 	}
+	if why.reason == endRestart {
+		// The replies of requests already dispatched go out before the
+		// 1012, however the restart was called: a handler may call
+		// Restart itself rather than from AfterReply.
+		p.waitReplies(p.c.opts.writeTimeout)
+	}
 	if code := why.reason.closeCode(); code != 0 {
 		p.closeWith(code, why.reason.closeReason())
 	} else {
@@ -65,6 +71,40 @@ func (p *peer) stopWith(why peerEnd) {
 		}
 	}
 	p.cancel() // handlers, and a reader waiting for a slot, see the end
+}
+
+// waitReplies waits until every request dispatched has been answered, or
+// for d at most, and dispatches no further request meanwhile. It runs on a
+// goroutine of its own (see stopSoon), never the handler's.
+func (p *peer) waitReplies(d time.Duration) {
+	p.draining.Store(true)
+	if p.inflight.Load() == 0 {
+		return
+	}
+	ch := make(chan struct{}, 1)
+	p.drained.Store(&ch)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for p.inflight.Load() > 0 {
+		select {
+		case <-ch:
+		case <-t.C:
+			return
+		}
+	}
+}
+
+// answered counts a request as answered, waking waitReplies at zero.
+func (p *peer) answered() {
+	if p.inflight.Add(-1) != 0 {
+		return
+	}
+	if ch := p.drained.Load(); ch != nil {
+		select {
+		case *ch <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // stopSoon stops the peer for reason on a goroutine counted in wg, so the

@@ -115,10 +115,12 @@ func (p *peer) readLoop() (ended bool) {
 		typ, rd, err := p.conn.Reader(readCtx)
 		var buf *bytes.Buffer
 		if err == nil {
+			p.heard.Store(mono()) // the server is there: no ping needed
 			buf = getReadBuf()
 			_, err = buf.ReadFrom(rd)
 		}
 		if err != nil {
+			p.readEnded.Store(true) // first: the flusher checks it per frame
 			putReadBuf(buf)
 			p.fail("read", err)
 			p.readersEnded()
@@ -131,8 +133,17 @@ func (p *peer) readLoop() (ended bool) {
 		}
 		cl, err := decodeCall(p.ctx, p.channel, buf.Bytes()) // copies what it keeps
 		putReadBuf(buf)
+		if err != nil && cl != nil {
+			p.log.Debug("shellyws: answered a frame without a method name", "err", err)
+			p.reply(&cl.req, nil, errBadMethod)
+			continue
+		}
 		if err != nil {
 			p.log.Debug("shellyws: dropped a malformed frame", "err", err)
+			continue
+		}
+		if p.draining.Load() {
+			p.log.Debug("shellyws: restarting; request not executed", "method", cl.req.Method)
 			continue
 		}
 		select {
@@ -148,6 +159,7 @@ func (p *peer) readLoop() (ended bool) {
 				return true
 			}
 		}
+		p.inflight.Add(1) // before the handler could call Restart
 		r.startServing()
 		p.serve(cl)
 		if !r.doneServing() {
@@ -190,6 +202,7 @@ func putReadBuf(b *bytes.Buffer) {
 // gave AfterReply.
 func (p *peer) serve(cl *call) {
 	defer func() { <-p.slots }()
+	defer p.answered() // after the reply is written, or abandoned
 	defer cl.done(p.spawn)
 	var result any
 	trusted, err := p.authorizeRequest(&cl.req)
@@ -203,11 +216,15 @@ func (p *peer) serve(cl *call) {
 	if cl.req.ID == nil {
 		return
 	}
-	// The handler writes its own answer, under the lock that makes it the
-	// one writer for that moment: handing it to another goroutine would
-	// cost a thread wake-up per request.
+	p.reply(&cl.req, result, err)
+}
+
+// reply writes the response to req. The handler writes its own answer,
+// under the lock that makes it the one writer for that moment: handing it
+// to another goroutine would cost a thread wake-up per request.
+func (p *peer) reply(req *Request, result any, err error) {
 	bp := getBuf()
-	*bp = p.c.appendResponse(*bp, &cl.req, result, err)
+	*bp = p.c.appendResponse(*bp, req, result, err)
 	var werr error
 	p.writeMu.Lock()
 	if p.ctx.Err() == nil {

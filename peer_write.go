@@ -11,43 +11,92 @@ import (
 	"github.com/shellyws/shellyws/internal/frame"
 )
 
-// pingOnce runs on its timer's goroutine, counted in wg since it was armed.
-// A missing pong ends the peer; otherwise it arms the next ping.
+// The keepalive (protocol section 1): the device pings only after a whole
+// interval in which nothing arrived (no frame, no ping, no pong), and drops
+// the connection when that ping's pong is late. One timer per connection
+// serves both: it fires when a ping may be due and, while a ping waits for
+// its pong, at the pong's deadline. An idle round so allocates nothing of
+// the device's own: no context, no timer.
+
+// pingOnce runs on the timer's goroutine, counted in wg since it was armed.
 func (p *peer) pingOnce() {
 	defer p.wg.Done()
-	if p.waitingSlot.Load() {
-		p.rearmPing()
+	iv := p.c.opts.pingInterval
+	p.mu.Lock()
+	if !p.live {
+		p.mu.Unlock()
 		return
 	}
-	// Not derived from p.ctx, which would keep a children map for good:
-	// the end of the peer closes the connection, which ends Ping too.
-	ctx, cancel := context.WithTimeout(context.Background(), p.c.opts.pingTimeout)
-	err := p.conn.Ping(ctx)
-	timedOut := ctx.Err() == context.DeadlineExceeded
-	cancel()
-	if err != nil {
-		if timedOut && p.waitingSlot.Load() {
-			// The pong may well be waiting in the socket behind requests
-			// the device cannot take yet: busy, not dead.
-			p.rearmPing()
+	if p.pinging { // the pong's deadline
+		now := mono()
+		if p.waitingSlot.Load() || p.heard.Load() >= p.pingArmed {
+			// Busy, not dead: the pong may well be waiting in the socket
+			// behind requests the device cannot take yet. Or the pong (or
+			// a frame) came in the instant before the deadline, and Ping
+			// is returning. Another deadline decides.
+			p.pingArmed = now
+			p.armLocked(p.c.opts.pingTimeout)
+			p.mu.Unlock()
 			return
 		}
-		if timedOut {
-			err = fmt.Errorf("no pong within %v", p.c.opts.pingTimeout)
-		}
-		p.fail("ping", err)
+		p.mu.Unlock()
+		p.fail("ping", fmt.Errorf("no pong within %v", p.c.opts.pingTimeout))
 		return
 	}
-	p.rearmPing()
+	if wait := p.pingWait(iv, mono()); wait > 0 {
+		p.armLocked(alignedDelay(wait, pingGrain(iv), time.Now()))
+		p.mu.Unlock()
+		return
+	}
+	p.pinging = true
+	p.pingArmed = mono()
+	p.armLocked(p.c.opts.pingTimeout)
+	p.mu.Unlock()
+
+	// Ping returns with the pong, or when the connection closes: at the
+	// deadline above, or at the peer's end.
+	err := p.conn.Ping(context.Background())
+	if err == nil {
+		p.heard.Store(mono())
+	}
+	p.mu.Lock()
+	p.pinging = false
+	if p.ping.Stop() {
+		// The deadline had not fired: its count in wg is this one's now.
+		if err == nil && p.live {
+			p.ping.Reset(pingDelay(iv, time.Now()))
+			p.mu.Unlock()
+			return
+		}
+		p.wg.Done()
+	} // else the deadline's run is under way; it sees pinging false
+	p.mu.Unlock()
+	if err != nil {
+		p.fail("ping", err)
+	}
 }
 
-func (p *peer) rearmPing() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.live {
-		p.wg.Add(1)
-		p.ping.Reset(pingDelay(p.c.opts.pingInterval, time.Now()))
+// pingWait returns how long the keepalive waits before it pings, given
+// that now is mono(): the rest of an interval and a grain since something
+// last arrived, a whole interval while the reader waits for an in-flight
+// slot (no one reads pongs then), or zero when a ping is due. The grain of
+// slack lets a server that pings on the same interval, a little late, win
+// the race: its ping arrives first and the device sends none.
+func (p *peer) pingWait(iv time.Duration, now int64) time.Duration {
+	if p.waitingSlot.Load() {
+		return iv
 	}
+	if quiet, due := time.Duration(now-p.heard.Load()), iv+pingGrain(iv); quiet < due {
+		return due - quiet
+	}
+	return 0
+}
+
+// armLocked arms the keepalive's timer, which has fired or been stopped,
+// for d. The caller holds mu.
+func (p *peer) armLocked(d time.Duration) {
+	p.wg.Add(1)
+	p.ping.Reset(d)
 }
 
 // maxPingGrain bounds how late pingDelay makes a ping.
@@ -59,12 +108,20 @@ const maxPingGrain = 100 * time.Millisecond
 // rather than one by one, and the runtime wakes once per batch, not per
 // ping. now is real time, not WithClock's: the timer runs on real time.
 func pingDelay(iv time.Duration, now time.Time) time.Duration {
-	g := int64(min(iv/256, maxPingGrain))
+	return alignedDelay(iv, pingGrain(iv), now)
+}
+
+// pingGrain is the grain of the keepalive of interval iv.
+func pingGrain(iv time.Duration) time.Duration { return min(iv/256, maxPingGrain) }
+
+// alignedDelay is d, made up to g longer so that it ends on a multiple of g
+// of the clock.
+func alignedDelay(d, g time.Duration, now time.Time) time.Duration {
 	if g <= 0 {
-		return iv
+		return d
 	}
-	at := now.Add(iv).UnixNano()
-	return iv + time.Duration((g-at%g)%g)
+	at := now.Add(d).UnixNano()
+	return d + time.Duration((int64(g)-at%int64(g))%int64(g))
 }
 
 // notify queues a notification for the peer once it has a dst. It runs on
@@ -80,7 +137,7 @@ func (p *peer) notify(method string, params []byte) {
 func (p *peer) kick() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !p.live || p.flushing {
+	if !p.live || p.flushing || p.readEnded.Load() {
 		return
 	}
 	p.flushing = true
@@ -112,7 +169,8 @@ func (p *peer) flush() {
 }
 
 // flushQueue writes every queued notification. One that fails to go out is
-// put back at the head, so it is sent after the next NotifyFullStatus.
+// put back at the head, so it is sent after the next NotifyFullStatus; once
+// the reader has seen the connection end, none is taken out of the queue.
 func (p *peer) flushQueue() error {
 	p.writeMu.Lock()
 	defer p.writeMu.Unlock()
@@ -120,7 +178,7 @@ func (p *peer) flushQueue() error {
 	defer putBuf(bp)
 	for {
 		dst := p.dst.Load()
-		if dst == nil {
+		if dst == nil || p.readEnded.Load() {
 			return nil
 		}
 		n, ok := p.queue.pop()

@@ -1,8 +1,14 @@
 package shellyws
 
 import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/stretchr/testify/assert"
 )
@@ -34,4 +40,96 @@ func TestPingDelay(t *testing.T) {
 		assert.GreaterOrEqual(t, got, tc.iv)
 		assert.LessOrEqual(t, got, tc.iv+min(tc.iv/256, maxPingGrain))
 	}
+}
+
+// A keepalive round that finds the server recently heard re-arms the timer
+// and allocates nothing.
+func TestKeepaliveQuietRoundAllocatesNothing(t *testing.T) {
+	c, err := New("shellyplus1pm-c049ef8cf4e0", WithPing(time.Hour, time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &peer{c: c, live: true}
+	p.heard = &p.heardOwn
+	p.ping = time.AfterFunc(time.Hour, func() {})
+	defer p.ping.Stop()
+	allocs := testing.AllocsPerRun(100, func() {
+		p.heard.Store(mono())
+		p.wg.Add(1) // as the timer's run is counted
+		p.pingOnce()
+		if p.ping.Stop() {
+			p.wg.Done()
+		}
+	})
+	assert.Zero(t, allocs)
+	p.wg.Wait()
+}
+
+// BenchmarkKeepaliveRound measures one keepalive round of the device over
+// loopback, allocations included (the server's pong handling runs in the
+// same process and is counted too): "quiet" finds the server recently
+// heard, "ping" pings and waits for the pong, "ping-with-context" is the
+// former round, a context.WithTimeout per ping.
+func BenchmarkKeepaliveRound(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.CloseNow()
+		for {
+			if _, _, err := ws.Read(context.Background()); err != nil {
+				return
+			}
+		}
+	}))
+	defer srv.Close()
+	conn, _, err := websocket.Dial(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := New("shellyplus1pm-c049ef8cf4e0", WithPing(time.Hour, time.Minute))
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := newPeer(context.Background(), c, conn, nil, c.opts.logger, c.queue)
+	p.live = true
+	p.ping = time.AfterFunc(time.Hour, func() {})
+	p.wg.Add(1)
+	go p.readLoop() // reads the pongs
+	round := func() {
+		p.wg.Add(1)
+		p.pingOnce()
+		if p.ping.Stop() {
+			p.wg.Done()
+		}
+	}
+	b.Run("quiet", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			p.heard.Store(mono())
+			round()
+		}
+	})
+	b.Run("ping", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			p.heard.Store(mono() - int64(2*time.Hour)) // nothing heard for two intervals
+			round()
+		}
+	})
+	b.Run("ping-with-context", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			if err := conn.Ping(ctx); err != nil {
+				b.Fatal(err)
+			}
+			cancel()
+		}
+	})
+	p.mu.Lock()
+	p.live = false
+	p.mu.Unlock()
+	p.finish(0, "")
 }

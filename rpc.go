@@ -322,9 +322,15 @@ func newCall(parent context.Context, ch Channel, id json.RawMessage, src, method
 }
 
 // decodeCall turns a request frame received on ch into a call; data may be
-// reused once it returns.
+// reused once it returns. A frame whose method is not a non-empty string
+// is an error, returned with the call to answer it (errBadMethod) when it
+// has an id, nil otherwise.
 func decodeCall(parent context.Context, ch Channel, data []byte) (*call, error) {
 	fr, err := frame.Decode(data)
+	if errors.Is(err, frame.ErrBadMethod) && fr.ID != nil {
+		fr = fr.Detach()
+		return newCall(parent, ch, fr.ID, fr.Src, "", nil), err
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -387,6 +393,9 @@ func (cl *call) done(start func(func())) {
 		}
 	})
 }
+
+// errBadMethod answers a request whose method is not a non-empty string.
+var errBadMethod = &Error{Code: CodeInvalidArgument, Message: "Invalid argument 'method': must be a non-empty string"}
 
 // dispatch calls the Dispatcher, turning a panic into a 500 so that one bad
 // handler cannot take the device down; the panic is logged with its stack.

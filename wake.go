@@ -28,13 +28,14 @@ const maxWakeDials = 2
 
 // WithAwakeIdle sets how long a wake stays up after the last request was
 // answered, on any channel (the outbound connection or a Handler), or after
-// its first notifications went out when nobody asks anything. Default:
-// DefaultAwakeIdle (3 s).
+// its first notifications went out when nobody asks anything; zero or
+// negative makes New fail. Default: DefaultAwakeIdle (3 s).
 func WithAwakeIdle(d time.Duration) Option { return func(o *options) { o.awakeIdle = d } }
 
 // WithAwakeMax caps one wake, however busy: at the cap the device sleeps
 // even with requests in flight or a HoldAwake held, so a chatty server
-// cannot drain the battery. Default: DefaultAwakeMax (60 s).
+// cannot drain the battery; zero or negative makes New fail. Default:
+// DefaultAwakeMax (60 s).
 func WithAwakeMax(d time.Duration) Option { return func(o *options) { o.awakeMax = d } }
 
 // WithBootClock makes notification timestamps ("ts") seconds since boot,
@@ -113,8 +114,9 @@ type WakeResult struct {
 // back-off wait, and sends NotifyFullStatus first, then the notifications
 // queued before the wake. A failed dial, or a connection lost during the
 // wake, is retried once at once, unless the server asked for a longer
-// back-off (close 1008 or 1013, handshake refused with 429 or 503): the
-// next wake is the retry then. Nothing more is dialled in this wake, but
+// back-off (a handshake refused with 429 or 503, a close with 1008 or 1013
+// of a connection not yet healthy; see Run): the next wake is the retry
+// then. Nothing more is dialled in this wake, but
 // the wake goes on: a Handler's inbound channel answers, so a device
 // pointed at a wrong server can still be re-pointed.
 //
@@ -139,19 +141,19 @@ type WakeResult struct {
 //
 // Wake returns after every goroutine it started has ended, callbacks
 // included; nothing of the component runs while it sleeps. Its error is
-// ctx's when ctx ended the wake, or ErrAlreadyRunning when Run or another
-// Wake is running; Run and Wake never run at once.
+// ctx's when ctx ended the wake, or one wrapping ErrAlreadyRunning when Run
+// was called or another Wake is running; Run and Wake never run at once.
 //
 // The period between wakes is the embedder's: it counts from falling
 // asleep, i.e. from Wake's return. A simulator with many devices should
 // schedule the next wake with time.AfterFunc rather than a sleeping
 // goroutine, so that a sleeping device holds no goroutine at all.
 func (c *Component) Wake(ctx context.Context) (WakeResult, error) {
-	if !c.running.CompareAndSwap(false, true) {
-		return WakeResult{}, ErrAlreadyRunning
+	if err := c.claimRun(runByWake); err != nil {
+		return WakeResult{}, err
 	}
-	defer c.running.Store(false)
-	idle, maxAwake := c.awakeTimes()
+	defer c.running.Store(notRunning)
+	idle, maxAwake := c.opts.awakeIdle, c.opts.awakeMax
 	start := time.Now()
 	w := &c.wake
 	requests := w.requests.Load()
@@ -176,7 +178,7 @@ func (c *Component) Wake(ctx context.Context) (WakeResult, error) {
 			if run.ctx.Err() == nil {
 				res.Err = err
 			}
-			backOff = asksForBackoff(err)
+			backOff = asksForBackoff(err, false)
 		}
 	}
 	dial()
@@ -199,8 +201,9 @@ wait:
 			end = run.why(ctx)
 			break wait
 		case <-connDone:
+			healthy := c.opts.clock().Sub(oc.start) >= c.opts.healthyAfter
 			res.Err = c.wakeConnLost(oc, cb)
-			backOff = backOff || asksForBackoff(res.Err)
+			backOff = backOff || asksForBackoff(res.Err, healthy)
 			oc = nil
 			dial()
 			floor = max(floor, mono())
@@ -400,17 +403,6 @@ func (c *Component) initWake() {
 	}
 }
 
-func (c *Component) awakeTimes() (idle, maxAwake time.Duration) {
-	idle, maxAwake = c.opts.awakeIdle, c.opts.awakeMax
-	if idle <= 0 {
-		idle = DefaultAwakeIdle
-	}
-	if maxAwake <= 0 {
-		maxAwake = DefaultAwakeMax
-	}
-	return idle, maxAwake
-}
-
 // beginWake boots the device: a Reboot is over, the clock restarts, and
 // the component is awake (no longer StateAsleep) from here on.
 func (c *Component) beginWake(parent context.Context, capAt time.Time) *wakeRun {
@@ -516,6 +508,7 @@ func (c *Component) idleLeft(idle time.Duration, floor int64, connected bool) ti
 type wakeConn struct {
 	p      *peer
 	server string
+	start  time.Time     // when it came up, on WithClock's clock
 	done   chan struct{} // closed when the peer has ended
 	end    peerEnd       // why; read after done
 }
@@ -526,20 +519,21 @@ func (c *Component) wakeConnect(r *wakeRun, cfg Config, cb *callbackRunner) (*wa
 	server := *cfg.Server
 	log := c.opts.logger.With("server", redactURL(server))
 	c.state.set(StateConnecting, nil)
-	conn, raw, status, _, err := c.dial(r.ctx, cfg)
+	d, status, _, err := c.dial(r.ctx, cfg)
 	if err != nil {
 		return nil, c.dialFailed(log, server, status, err)
 	}
 	// r.ctx as parent: past the cap a stalled connection is cut off after
 	// closeGrace.
-	s := c.newSession(r.ctx, conn, raw, server, log)
+	s := c.newSession(r.ctx, d, server, log)
+	start := c.opts.clock() // up from the full status on, as Run counts it
 	if err := s.open(cb); err != nil {
 		c.dialFailures.Add(1)
 		c.state.set(StateDisconnected, err)
 		log.Warn("shellyws: connection failed", "err", err)
 		return nil, err
 	}
-	oc := &wakeConn{p: s.peer, server: server, done: make(chan struct{})}
+	oc := &wakeConn{p: s.peer, server: server, start: start, done: make(chan struct{})}
 	go func() {
 		defer close(oc.done)
 		oc.end = oc.p.run() // the wake ends it with stopWith
@@ -548,10 +542,11 @@ func (c *Component) wakeConnect(r *wakeRun, cfg Config, cb *callbackRunner) (*wa
 }
 
 // asksForBackoff reports whether err is the server asking for a longer
-// wait (protocol section 12): a close with 1008 or 1013, or a handshake
-// refused with 429 or 503. A sleeping device does not wait for it, nor
-// retry into it: it sleeps, and its next wake is the retry.
-func asksForBackoff(err error) bool {
+// wait (protocol section 12): a close with 1008 or 1013 of a connection
+// that had not proved healthy, or a handshake refused with 429 or 503. A
+// sleeping device does not wait for it, nor retry into it: it sleeps, and
+// its next wake is the retry.
+func asksForBackoff(err error, healthy bool) bool {
 	var cerr *ConnError
 	if !errors.As(err, &cerr) {
 		return false
@@ -559,7 +554,7 @@ func asksForBackoff(err error) bool {
 	if asks, _ := serverAsksBackoff(cerr.HTTPStatus, nil); asks {
 		return true
 	}
-	return closeAsksBackoff(cerr.Err)
+	return closeAsksBackoff(cerr.Err, healthy)
 }
 
 // wakeConnLost records a connection that ended on its own during a wake.

@@ -13,8 +13,9 @@ import (
 var (
 	// ErrClosed is returned by AwaitConnected after Run has returned.
 	ErrClosed = errors.New("shellyws: component closed")
-	// ErrAlreadyRunning is returned by a second call of Run.
-	ErrAlreadyRunning = errors.New("shellyws: Run called twice")
+	// ErrAlreadyRunning is returned by Run or Wake while the component
+	// already runs, in Run or in a Wake: the two never run at once.
+	ErrAlreadyRunning = errors.New("shellyws: already running (Run or Wake)")
 	// ErrRestarted is the cause of a connection closed by Restart.
 	ErrRestarted = errors.New("shellyws: restarted to apply the stored config")
 	// ErrRebooted is the cause of a connection dropped by Reboot.
@@ -26,6 +27,36 @@ var (
 	// loaded or parsed; the device keeps retrying.
 	ErrNoUserCA = errors.New("shellyws: no usable user CA")
 )
+
+// Who runs a component: Run (for good) or a Wake (while it lasts).
+const (
+	notRunning int32 = iota
+	runByRun
+	runByWake
+)
+
+// alreadyRunning is ErrAlreadyRunning saying which call clashed with what.
+type alreadyRunning string
+
+func (e alreadyRunning) Error() string      { return string(e) }
+func (alreadyRunning) Is(target error) bool { return target == ErrAlreadyRunning }
+
+// claimRun makes caller (runByRun or runByWake) the one that runs c, or
+// returns an error wrapping ErrAlreadyRunning that names the clash.
+func (c *Component) claimRun(caller int32) error {
+	if c.running.CompareAndSwap(notRunning, caller) {
+		return nil
+	}
+	switch holder := c.running.Load(); {
+	case caller == runByRun && holder == runByRun:
+		return alreadyRunning("shellyws: Run was already called; a component runs once")
+	case caller == runByRun:
+		return alreadyRunning("shellyws: a Wake is running; Run and Wake never run at once")
+	case holder == runByWake:
+		return alreadyRunning("shellyws: another Wake is running")
+	}
+	return alreadyRunning("shellyws: Run was called; a device that runs does not wake")
+}
 
 // Component is the Outbound Websocket component of one device: its config,
 // its status and, while Run runs, its connection to the configured server.
@@ -57,7 +88,7 @@ type Component struct {
 	down     bool                 // between Reboot and the end of the boot
 	live     atomic.Pointer[peer] // the outbound connection while it is up
 
-	running atomic.Bool
+	running atomic.Int32 // who runs the component: notRunning, runByRun or runByWake
 	state   *stateBox
 	queue   *notifyQueue
 
@@ -72,13 +103,18 @@ type Component struct {
 }
 
 // New returns the component of the device whose id is deviceID, e.g.
-// "shellyplus1pm-c049ef8cf4e0" (the src of every frame it sends). It loads the
+// "shellyplus1pm-c049ef8cf4e0" (the src of every frame it sends): a model
+// part of ASCII letters, digits, '-' and '_' that starts with a letter or
+// digit, then '-' and the 12 hex digits
+// of the MAC, lower-case as most models write it or upper-case as the Wall
+// Display does ("ShellyWallDisplay-00082261E102"); any other id is an
+// error, since servers derive the MAC from it. It loads the
 // config from the store (see WithConfigStore); a store that fails to load is
 // an error, never silently replaced with defaults. An option given a value
 // that would make a broken device is an error naming that option.
 func New(deviceID string, opts ...Option) (*Component, error) {
-	if deviceID == "" {
-		return nil, errors.New("shellyws: New needs a device id")
+	if err := checkDeviceID(deviceID); err != nil {
+		return nil, err
 	}
 	o := defaultOptions()
 	for _, opt := range opts {
@@ -166,7 +202,11 @@ func (c *Component) updateConfig(change func(Config) (Config, error)) (bool, err
 // Restart applies the stored config: the current connection, if any, is
 // closed with status 1012 (service restart), a dial under way is abandoned,
 // and Run dials again at once with the new config, or stays quiet if it is
-// disabled. It returns at once. For Shelly.Reboot see Reboot.
+// disabled. Before the 1012 the replies of the requests already dispatched
+// on the connection go out (for at most the write timeout; requests that
+// arrive meanwhile are not executed), so a handler may call Restart itself
+// and still have its answer delivered. It returns at once. For
+// Shelly.Reboot see Reboot.
 func (c *Component) Restart() {
 	c.mu.Lock()
 	c.active = c.stored.Clone()
@@ -420,15 +460,45 @@ func (c *Component) subscribers() []func(string, []byte) {
 	return list
 }
 
-// macFromID derives the MAC the way Home Assistant does:
-// src.split("-")[1].upper().
-func macFromID(id string) string {
-	_, rest, ok := strings.Cut(id, "-")
-	if !ok {
-		return strings.ToUpper(id)
+// macLen is the length of the MAC at the end of a device id.
+const macLen = 12
+
+// checkDeviceID returns an error unless id is <model>-<12 hex digits>, the
+// model part made of ASCII letters, digits, '-' and '_', starting with a
+// letter or digit.
+func checkDeviceID(id string) error {
+	bad := func(why string) error {
+		return fmt.Errorf("shellyws: device id %q: %s; want <model>-<12 hex digits of the MAC>, e.g. shellyplus1pm-c049ef8cf4e0", id, why)
 	}
-	mac, _, _ := strings.Cut(rest, "-")
-	return strings.ToUpper(mac)
+	if len(id) < macLen+2 || id[len(id)-macLen-1] != '-' {
+		return bad("no model part and '-' before 12 hex digits")
+	}
+	model, mac := id[:len(id)-macLen-1], id[len(id)-macLen:]
+	if c := model[0]; c == '-' || c == '_' {
+		return bad("the model part starts with a letter or digit")
+	}
+	for i := 0; i < len(mac); i++ {
+		switch c := mac[i]; {
+		case c >= '0' && c <= '9', c >= 'a' && c <= 'f', c >= 'A' && c <= 'F':
+		default:
+			return bad("the MAC part is not 12 hex digits")
+		}
+	}
+	for i := 0; i < len(model); i++ {
+		switch c := model[i]; {
+		case c >= '0' && c <= '9', c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c == '-', c == '_':
+		default:
+			return bad("the model part may hold only ASCII letters, digits, '-' and '_' (before 12 hex digits)")
+		}
+	}
+	return nil
+}
+
+// macFromID returns the MAC at the end of a valid id, upper-case, as
+// sys.mac reports it; for the usual one-'-' ids it is what Home Assistant
+// derives (src.split("-")[1].upper()).
+func macFromID(id string) string {
+	return strings.ToUpper(id[len(id)-macLen:])
 }
 
 // fullStatusParams builds the params of NotifyFullStatus: the embedder's
@@ -442,6 +512,9 @@ func (c *Component) fullStatusParams(ctx context.Context) ([]byte, error) {
 		}
 		status = make(map[string]any, len(src)+1)
 		for k, v := range src {
+			if k == "" {
+				return nil, fmt.Errorf("full status: %w", errEmptyKey)
+			}
 			status[k] = v
 		}
 	} else {

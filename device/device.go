@@ -391,7 +391,14 @@ func New(o Options) (*Device, error) {
 		if d.clockSync == 0 {
 			d.clockSync = DefaultClockSync
 		}
-		opts = append(opts, shellyws.WithBootClock(), shellyws.WithAwakeIdle(o.AwakeIdle), shellyws.WithAwakeMax(o.AwakeMax))
+		opts = append(opts, shellyws.WithBootClock())
+		// Zero is the library's default here; the library refuses it.
+		if o.AwakeIdle > 0 {
+			opts = append(opts, shellyws.WithAwakeIdle(o.AwakeIdle))
+		}
+		if o.AwakeMax > 0 {
+			opts = append(opts, shellyws.WithAwakeMax(o.AwakeMax))
+		}
 	}
 	opts = append(opts, o.Extra...)
 	comp, err := shellyws.New(d.id, opts...)

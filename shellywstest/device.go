@@ -13,9 +13,9 @@ import (
 
 // FastBackoff returns an option that makes a device under test reconnect
 // within milliseconds: its backoff starts at 1 ms and is capped at 20 ms,
-// and a server's request for a longer back-off (close 1008 or 1013, a
-// handshake refused with 429 or 503) is honoured after 1 ms instead of a
-// minute or more. A test needs no import of the backoff module for it.
+// and a server's request for a longer back-off (a handshake refused with
+// 429 or 503, a close 1008 or 1013 of a young connection) is honoured
+// after 1 ms instead of a minute or more. A test needs no import of the backoff module for it.
 func FastBackoff() shellyws.Option {
 	return both(
 		shellyws.WithBackoff(func() backoff.BackOff {

@@ -27,6 +27,9 @@
 //   - For devices built on shellyws: [FastBackoff] makes them reconnect in
 //     milliseconds, [StartComponent] runs one for the test and
 //     [RunComponent] also waits until it is connected.
+//   - [DigestTransport], [ParseChallenge] and [FrameAuth] call a device whose
+//     password is set, over HTTP and in RPC frames, without re-deriving the
+//     digest.
 //
 // # When the device is connected
 //
@@ -37,9 +40,16 @@
 // after reading the full status waits with Component.AwaitConnected
 // (RunComponent does), since the server may read the frame an instant
 // before the device's write returns.
-//   - [DigestTransport], [ParseChallenge] and [FrameAuth] call a device whose
-//     password is set, over HTTP and in RPC frames, without re-deriving the
-//     digest.
+//
+// # Frames nobody reads
+//
+// Each connection keeps the frames the test has not read yet, up to 4,096
+// ([DefaultQueueSize]; [WithQueueSize] changes it). Once that many sit
+// unread, the server closes the connection with 1008 (policy violation)
+// and its Err wraps [ErrQueueOverflow]; the device sees a dropped
+// connection and redials. A test whose device keeps publishing while the
+// test does not read (a soak, a burst of notifications) reads them with
+// [Conn.Next] as they come, or raises the limit.
 //
 // Every wait takes a context. The helpers ending in T ([Server.AcceptT],
 // [Conn.CallT], ...) bound the wait by [DefaultTimeout] and fail the test with

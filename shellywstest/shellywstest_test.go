@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -744,4 +745,17 @@ func TestNextMethodSkipsOtherNotifications(t *testing.T) {
 	assert.Contains(t, ue.Problem, "response")
 	f = conn.NextMethodT(t, "NotifyEvent")
 	assert.Contains(t, string(f.Params), `"ts":4`)
+}
+
+// The package doc says how many unread frames close a connection, with the
+// number DefaultQueueSize holds.
+func TestDocSaysWhenUnreadFramesCloseTheConnection(t *testing.T) {
+	src, err := os.ReadFile("doc.go")
+	require.NoError(t, err)
+	doc := strings.Join(strings.Fields(strings.ReplaceAll(string(src), "\n//", " ")), " ")
+	n := shellywstest.DefaultQueueSize
+	want := fmt.Sprintf("%d,%03d", n/1000, n%1000)
+	assert.Contains(t, doc, want+" ([DefaultQueueSize]", "the limit, as the constant holds it")
+	assert.Contains(t, doc, "closes the connection with 1008")
+	assert.Contains(t, doc, "[ErrQueueOverflow]")
 }

@@ -602,7 +602,7 @@ func (c *serverConn) fault() (ended bool) {
 			[]byte(`{"id":true,"method":"Shelly.GetStatus"}`),
 			[]byte(`{"id":{"x":1},"method":"Shelly.GetStatus"}`),
 			[]byte(`{"id":null,"method":"Shelly.GetStatus"}`),
-			[]byte(`{"id":"m1","method":7}`),
+			[]byte(`{"method":7}`), // with an id it is answered -103
 			[]byte(`[{"id":"m2","method":"Shelly.GetStatus"}]`),
 			[]byte(`{"id":"m3","method":"Shelly.GetStatus"`),
 			[]byte(`{"method":"Shelly.GetStatus"}`),

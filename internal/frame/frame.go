@@ -25,19 +25,25 @@ type Request struct {
 	Auth json.RawMessage
 }
 
-// Errors returned by Decode. Each means the frame is dropped unanswered.
+// Errors returned by Decode. Each means the frame is not executed; all but
+// ErrBadMethod mean it is dropped unanswered.
 var (
-	ErrNotObject  = errors.New("frame is not a JSON object")
-	ErrBadID      = errors.New("id is neither a number nor a string")
-	ErrBadMethod  = errors.New("method is missing or not a string")
+	ErrNotObject = errors.New("frame is not a JSON object")
+	ErrBadID     = errors.New("id is neither a number nor a string")
+	// ErrBadMethod: method is not a string, or an empty one. The frame is
+	// a request all the same, answered -103 when it has an id.
+	ErrBadMethod  = errors.New("method is not a non-empty string")
 	ErrBadSrc     = errors.New("src is not a string")
 	ErrMalformed  = errors.New("frame is not valid JSON")
 	ErrNotRequest = errors.New("frame has no method")
 )
 
 // Decode parses one request frame. It never panics; any error means the frame
-// is malformed and must be dropped without a reply. ID and Params alias data:
-// copy them before data is reused.
+// is malformed and is not executed. With ErrBadMethod the returned Request
+// holds the ID (nil if none) and the Src (if a string), so that the caller
+// can answer -103; every other error returns a zero Request and the frame
+// is dropped without a reply. ID and Params alias data: copy them before
+// data is reused.
 //
 // Only the top level is scanned, by hand, so a request costs two string
 // allocations instead of a map of copies. Keys are matched exactly: JSON keys
@@ -117,7 +123,11 @@ func Decode(data []byte) (Request, error) {
 	}
 	var ok bool
 	if r.Method, ok = stringValue(method); !ok || r.Method == "" {
-		return Request{}, ErrBadMethod
+		bad := Request{ID: r.ID}
+		if len(src) > 0 && !isNull(src) {
+			bad.Src, _ = stringValue(src)
+		}
+		return bad, ErrBadMethod
 	}
 	if len(src) > 0 && !isNull(src) {
 		if r.Src, ok = stringValue(src); !ok {

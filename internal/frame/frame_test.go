@@ -176,8 +176,28 @@ func TestDecodeErrors(t *testing.T) {
 			)
 			require.NotPanics(t, func() { req, err = frame.Decode([]byte(tt.in)) })
 			require.ErrorIs(t, err, tt.want)
+			if tt.want == frame.ErrBadMethod {
+				return // it keeps the id to answer with; see TestDecodeBadMethodKeepsTheID
+			}
 			assert.Zero(t, req, "a failed decode returns no partial request")
 		})
+	}
+}
+
+// A frame with an id whose method is not a non-empty string asked for an
+// answer: ErrBadMethod comes with the id, and the src when it is a string,
+// so the device can answer -103; nothing else of the frame.
+func TestDecodeBadMethodKeepsTheID(t *testing.T) {
+	for in, want := range map[string]frame.Request{
+		`{"id":1,"src":"a","method":5,"params":{"x":1}}`: {ID: json.RawMessage(`1`), Src: "a"},
+		`{"id":"x","method":true}`:                       {ID: json.RawMessage(`"x"`)},
+		`{"id":0,"src":7,"method":["a"]}`:                {ID: json.RawMessage(`0`)},
+		`{"id":2,"src":null,"method":""}`:                {ID: json.RawMessage(`2`)},
+		`{"src":"a","method":{}}`:                        {Src: "a"},
+	} {
+		got, err := frame.Decode([]byte(in))
+		require.ErrorIs(t, err, frame.ErrBadMethod, in)
+		assert.Equal(t, want, got, in)
 	}
 }
 

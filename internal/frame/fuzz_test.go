@@ -3,6 +3,7 @@ package frame_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"testing"
 	"unicode/utf8"
 
@@ -15,6 +16,17 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"id":1,"method":"a"}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		req, err := frame.Decode(data)
+		if errors.Is(err, frame.ErrBadMethod) {
+			// Answered -103 with the id: that answer must be well formed.
+			out := frame.AppendError(nil, req.ID, "dev", req.Src, -103, "bad method")
+			if req.ID != nil && !json.Valid(out) {
+				t.Fatalf("-103 frame %q is not valid JSON (request %q)", out, data)
+			}
+			if req.Method != "" || req.Params != nil || req.Auth != nil {
+				t.Fatalf("ErrBadMethod of %q kept more than id and src: %+v", data, req)
+			}
+			return
+		}
 		if err != nil {
 			return
 		}

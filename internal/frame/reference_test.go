@@ -36,7 +36,11 @@ func referenceDecode(data []byte) (Request, error) {
 		return Request{}, ErrNotRequest
 	}
 	if method[0] != '"' || json.Unmarshal(method, &r.Method) != nil || r.Method == "" {
-		return Request{}, ErrBadMethod
+		bad := Request{ID: r.ID}
+		if src := fields["src"]; len(src) > 0 && src[0] == '"' {
+			_ = json.Unmarshal(src, &bad.Src)
+		}
+		return bad, ErrBadMethod
 	}
 	if src := fields["src"]; len(src) > 0 && !isNull(src) {
 		if src[0] != '"' || json.Unmarshal(src, &r.Src) != nil {
@@ -57,6 +61,7 @@ func FuzzDecodeMatchesReference(f *testing.F) {
 		` { "method" : "m" , "params" : null } `,
 		`{"method":"m","src":"\u00e9\ud83d\ude00"}`,
 		`[1]`, `{}`, ``, `{"method":1}`, `{"id":true,"method":"m"}`,
+		`{"id":"x","src":"\u00e9","method":5}`, `{"id":1,"src":2,"method":""}`,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -65,6 +70,13 @@ func FuzzDecodeMatchesReference(f *testing.F) {
 		want, wantErr := referenceDecode(data)
 		if !errors.Is(gotErr, wantErr) && gotErr != wantErr {
 			t.Fatalf("Decode(%q) error %v, reference %v", data, gotErr, wantErr)
+		}
+		if errors.Is(gotErr, ErrBadMethod) {
+			// What the -103 answer is built from.
+			if !bytes.Equal(got.ID, want.ID) || got.Src != want.Src || got.Method != "" || got.Params != nil {
+				t.Fatalf("Decode(%q) = %+v with ErrBadMethod, reference %+v", data, got, want)
+			}
+			return
 		}
 		if gotErr != nil {
 			return
