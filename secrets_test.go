@@ -3,8 +3,8 @@ package shellyws_test
 import (
 	"errors"
 	"fmt"
-	"net/http"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
