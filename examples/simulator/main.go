@@ -38,6 +38,7 @@ import (
 
 	"github.com/shellyws/shellyws"
 	"github.com/shellyws/shellyws/examples/simulator/device"
+	"github.com/shellyws/shellyws/internal/redact"
 	"github.com/shellyws/shellyws/examples/simulator/profile"
 )
 
@@ -390,11 +391,16 @@ func main() {
 }
 
 // run is the whole program, returning its exit status; tests call it.
+// Everything it prints but the usage text goes through a redacting writer
+// (internal/redact): no password, ha1, URL user info or URL query value
+// reaches the output, whoever prints it.
 func run(args []string, stdout, stderr io.Writer) int {
 	s, err := parseFlags(args)
+	help := stdout
+	stdout, stderr = redact.Writer(stdout), redact.Writer(stderr)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
-		fmt.Fprint(stdout, usageText)
+		fmt.Fprint(help, usageText)
 		return 0
 	case err != nil:
 		fmt.Fprintf(stderr, "simulator: %v\nRun 'simulator -h' for usage.\n", err)

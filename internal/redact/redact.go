@@ -3,7 +3,9 @@
 // methods. It works by rule, not by call site:
 //
 //   - a URL keeps its scheme, host, port, path and query keys, and loses its
-//     user info, every query value and its fragment;
+//     user info, every query value and its fragment; only the query of a
+//     device's own GET /rpc/<Method>, which holds the call's params, keeps
+//     the values that are not secret;
 //   - the value of a secret-named key (see SecretKey) is masked, as a log
 //     attribute, a JSON member or a key=value pair;
 //   - a run of 64 or more hex digits, the shape of an ha1 or a digest
@@ -16,7 +18,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
+	"net/url"
 	"regexp"
 	"strings"
 )
@@ -47,6 +51,8 @@ func SecretKey(key string) bool {
 // info becomes Mask@, each query value Mask (a query part without "=",
 // which is all value, too), and the fragment Mask. Everything else is
 // kept as written, so the result still says which server and path it was.
+// A path holding /rpc/ is a device's RPC over HTTP: its query is params,
+// of which only the secret ones are masked.
 func URL(raw string) string {
 	var b strings.Builder
 	b.Grow(len(raw))
@@ -72,7 +78,10 @@ func URL(raw string) string {
 	}
 	path, query, hasQuery := strings.Cut(rest, "?")
 	b.WriteString(path)
-	if hasQuery {
+	if hasQuery && strings.Contains(path, "/rpc/") {
+		b.WriteByte('?')
+		b.WriteString(rpcQuery(query))
+	} else if hasQuery {
 		b.WriteByte('?')
 		for i, part := range strings.Split(query, "&") {
 			if i > 0 {
@@ -93,6 +102,27 @@ func URL(raw string) string {
 		b.WriteString("#" + Mask)
 	}
 	return b.String()
+}
+
+// rpcQuery redacts the query of a device's GET /rpc/<Method>, which holds
+// the call's params rather than credentials: a secret-named param, or a
+// value that holds a secret once unescaped, is masked; the rest is kept.
+func rpcQuery(query string) string {
+	parts := strings.Split(query, "&")
+	for i, part := range parts {
+		key, val, hasVal := strings.Cut(part, "=")
+		if !hasVal || val == "" {
+			continue
+		}
+		plain, err := url.QueryUnescape(val)
+		if err != nil {
+			plain = val
+		}
+		if SecretKey(key) || Text(plain) != plain {
+			parts[i] = key + "=" + Mask
+		}
+	}
+	return strings.Join(parts, "&")
 }
 
 var (
@@ -307,4 +337,24 @@ func (h *handler) WithAttrs(attrs []slog.Attr) slog.Handler {
 
 func (h *handler) WithGroup(name string) slog.Handler {
 	return &handler{next: h.next.WithGroup(name)}
+}
+
+// writer redacts what it writes; see Writer.
+type writer struct{ w io.Writer }
+
+// Writer returns w with the text of every Write redacted by Text. It
+// redacts each Write on its own, so writers of whole lines or records
+// (fmt.Fprintf, slog's handlers) never split a secret between two.
+func Writer(w io.Writer) io.Writer {
+	if _, ok := w.(writer); ok {
+		return w
+	}
+	return writer{w: w}
+}
+
+func (x writer) Write(p []byte) (int, error) {
+	if _, err := io.WriteString(x.w, Text(string(p))); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }

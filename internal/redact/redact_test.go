@@ -43,6 +43,10 @@ func TestURL(t *testing.T) {
 		{"/shelly?token=" + token, "/shelly?token=REDACTED"},
 		{"ws://[::1/x?t=" + token, "ws://[::1/x?t=REDACTED"}, // unparsable, redacted all the same
 		{"", ""},
+		// A device's RPC over HTTP: the query is params.
+		{`http://h/rpc/Ws.SetConfig?config={"ssl_ca":"*"}&id=0`, `http://h/rpc/Ws.SetConfig?config={"ssl_ca":"*"}&id=0`},
+		{"/rpc/Shelly.SetAuth?user=admin&ha1=" + ha1, "/rpc/Shelly.SetAuth?user=admin&ha1=REDACTED"},
+		{"/rpc/Ws.SetConfig?config=" + url.QueryEscape(`{"server":"wss://x/?token=`+token+`"}`), "/rpc/Ws.SetConfig?config=REDACTED"},
 	} {
 		got := URL(tc.in)
 		assert.Equal(t, tc.want, got, tc.in)
@@ -141,4 +145,15 @@ func FuzzText(f *testing.F) {
 			t.Fatalf("%q leaks in %q", secret, planted)
 		}
 	})
+}
+
+func TestWriter(t *testing.T) {
+	var buf bytes.Buffer
+	w := Writer(&buf)
+	assert.Equal(t, w, Writer(w), "wrapped once")
+	line := "dialing ws://h/p?token=" + token + "\n"
+	n, err := fmt.Fprint(w, line)
+	require.NoError(t, err)
+	assert.Equal(t, len(line), n, "the caller's length")
+	assert.Equal(t, "dialing ws://h/p?token=REDACTED\n", buf.String())
 }
