@@ -38,8 +38,8 @@ import (
 
 	"github.com/shellyws/shellyws"
 	"github.com/shellyws/shellyws/examples/simulator/device"
-	"github.com/shellyws/shellyws/internal/redact"
 	"github.com/shellyws/shellyws/examples/simulator/profile"
+	"github.com/shellyws/shellyws/internal/redact"
 )
 
 const usageText = `Usage: simulator [flags]
