@@ -3,7 +3,10 @@
 package main
 
 import (
+	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -113,4 +116,29 @@ func TestSecretsNeverInUsageErrors(t *testing.T) {
 	out := p.out.String()
 	assertNothingLeaks(t, out)
 	assert.Contains(t, out, "-server")
+}
+
+// TestPasswordFileKeepsThePasswordOutOfPs: with -password-file the
+// password is not on the command line other users see, and it works.
+func TestPasswordFileKeepsThePasswordOutOfPs(t *testing.T) {
+	const id = "shellyplus1pm-a1b2c3d4e5f8"
+	file := filepath.Join(t.TempDir(), "password")
+	require.NoError(t, os.WriteFile(file, []byte(leakPassword+"\n"), 0o600))
+	srv := shellywstest.NewServer(t)
+	p := startSimulator(t, "-server", srv.URL(), "-id", id, "-http", "127.0.0.1:0", "-password-file", file)
+	p.out.waitFor(t, "/rpc/Ws.GetConfig'\n")
+	m := authCurlRe.FindStringSubmatch(p.out.String())
+	require.NotNil(t, m, p.out.String())
+	srv.AcceptT(t).ExpectFullStatusT(t)
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p.cmd.Process.Pid))
+	if err == nil { // Linux; ps reads the same
+		assert.NotContains(t, string(cmdline), leakPassword)
+		assert.Contains(t, string(cmdline), file)
+	}
+	status, _ := digestGet(t, m[1]+"/rpc/Ws.GetConfig", leakPassword)
+	assert.Equal(t, http.StatusOK, status)
+	status, _ = digestGet(t, m[1]+"/rpc/Ws.GetConfig", "")
+	assert.Equal(t, http.StatusUnauthorized, status)
+	p.stop(t)
+	assertNothingLeaks(t, p.out.String(), id)
 }
