@@ -182,9 +182,10 @@ type Handler struct {
 
 	auth *authGate // nonce table of the device's own channels (authgate.go)
 
-	mu      sync.Mutex
-	closed  bool
-	clients int
+	mu       sync.Mutex
+	closed   bool
+	clients  int
+	authBoot authEpoch // the boot the nonce table belongs to
 	wg      sync.WaitGroup // websocket clients
 }
 
@@ -220,7 +221,7 @@ func NewHandler(c *Component, opts ...HandlerOption) *Handler {
 		ctx:       ctx,
 		cancel:    cancel,
 		httpSlots: make(chan struct{}, c.opts.maxInFlight),
-		auth:      newAuthGate(c),
+		auth:      newAuthGate(),
 	}
 }
 
