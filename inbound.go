@@ -185,8 +185,8 @@ type Handler struct {
 	mu       sync.Mutex
 	closed   bool
 	clients  int
-	authBoot authEpoch // the boot the nonce table belongs to
-	wg      sync.WaitGroup // websocket clients
+	authBoot authEpoch      // the boot the nonce table belongs to
+	wg       sync.WaitGroup // websocket clients
 }
 
 // NewHandler returns the inbound channels of c, serving c's Dispatcher.
