@@ -230,3 +230,42 @@ func TestDigestTransportConcurrent(t *testing.T) {
 	wg.Wait()
 	assert.Equal(t, map[int]int{http.StatusOK: requests}, statuses)
 }
+
+// TestAuthSleepForgetsNonces: deep sleep loses RAM too: a nonce from one
+// wake is unknown in the next.
+func TestAuthSleepForgetsNonces(t *testing.T) {
+	c := newSleeper(t, shellyws.DefaultConfig(), shellyws.WithAwakeIdle(200*time.Millisecond),
+		shellyws.WithAuthStore(shellyws.NewMemoryAuthStore(shellyws.PasswordAuth("shellyplusht-e86beae8ca14", testPassword))))
+	base := serveInbound(t, c)
+	uri := "/rpc/Ws.GetStatus"
+	ha1 := shellyws.ComputeHA1(c.ID(), testPassword)
+	get := func(authz string) *http.Response {
+		req, err := http.NewRequestWithContext(testCtx(t), http.MethodGet, base+uri, nil)
+		require.NoError(t, err)
+		if authz != "" {
+			req.Header.Set("Authorization", authz)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp
+	}
+	header := func(nonce, nc string) string {
+		resp := sha(ha1 + ":" + nonce + ":" + nc + ":c:auth:" + sha("GET:"+uri))
+		return fmt.Sprintf(`Digest username="admin", realm=%q, nonce=%q, uri=%q, cnonce="c", nc=%s, qop=auth, response=%q, algorithm=SHA-256`,
+			c.ID(), nonce, uri, nc, resp)
+	}
+
+	out := startWake(t, c)
+	ch, err := shellywstest.ParseWWWAuthenticate(get("").Header.Get("WWW-Authenticate"))
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, get(header(ch.Nonce, "00000001")).StatusCode)
+	awaitWake(t, out)
+
+	startWake(t, c)
+	resp := get(header(ch.Nonce, "00000002"))
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	fresh, err := shellywstest.ParseWWWAuthenticate(resp.Header.Get("WWW-Authenticate"))
+	require.NoError(t, err)
+	assert.False(t, fresh.Stale, "unknown after the sleep, not stale")
+}
