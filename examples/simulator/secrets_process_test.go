@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -58,7 +59,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	const id = "shellyplus1pm-a1b2c3d4e5f7"
 	srv := shellywstest.NewServer(t, shellywstest.WithPath("/api/shelly/remote"))
 	p := startSimulator(t, "-v", "-server", leakURL(srv.Addr()), "-id", id, "-http", "127.0.0.1:0",
-		"-password", leakPassword, "-state", t.TempDir())
+		"-password", leakPassword, "-state", t.TempDir(), "-metrics", "127.0.0.1:0")
 	p.out.waitFor(t, "/rpc/Ws.GetConfig'\n")
 	m := authCurlRe.FindStringSubmatch(p.out.String())
 	require.NotNil(t, m, p.out.String())
@@ -77,6 +78,11 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	moved := "wss://" + leakUser + "@fm.example/shelly?token=" + leakToken2
 	c.CallT(t, "Ws.SetConfig", map[string]any{"config": map[string]any{"server": moved}}, nil)
 	p.out.waitFor(t, "<- Ws.SetConfig")
+	metricsURL := regexp.MustCompile(`metrics on (\S+/metrics)`).FindStringSubmatch(p.out.String())
+	require.NotNil(t, metricsURL, p.out.String())
+	status, metrics := digestGet(t, metricsURL[1], "")
+	require.Equal(t, http.StatusOK, status)
+	assertNothingLeaks(t, metrics, id) // labels and values
 	p.stop(t)
 
 	out := p.out.String()
