@@ -252,8 +252,11 @@ func (c *Component) AuthInfo() AuthInfo {
 // SetAuth validates a, stores it and applies it at once, as Shelly.SetAuth
 // does: from the next request on, the inbound channels ask for the new
 // credentials (or none, when a is off). An enabled a must have the device
-// id as realm. Errors are *Error values with CodeInvalidArgument, or
-// CodeInternal when the store fails; the stored state is then unchanged.
+// id as realm. Errors are *Error values with CodeInvalidArgument, or wrap
+// an *Error with CodeInternal "Failed to save auth" when the store fails:
+// that is what the wire gets (the store's error, which names a file of the
+// device, is wrapped for the caller and logged); the stored state is then
+// unchanged.
 func (c *Component) SetAuth(a AuthConfig) error {
 	if err := a.Validate(); err != nil {
 		return err
@@ -265,8 +268,10 @@ func (c *Component) SetAuth(a AuthConfig) error {
 	c.auth.mu.Lock()
 	defer c.auth.mu.Unlock()
 	if err := c.auth.store.Save(a); err != nil {
-		// The store's error names a file, never the ha1.
-		return Errorf(CodeInternal, "Failed to save auth: %v", err)
+		// The store's error names a file of the device: the wire gets the
+		// generic *Error (AsError finds it), the log and the caller the cause.
+		c.opts.logger.Error("shellyws: saving the auth state failed", "err", err)
+		return fmt.Errorf("%w: %w", Errorf(CodeInternal, "Failed to save auth"), err)
 	}
 	c.auth.cur.Store(&a)
 	return nil

@@ -661,7 +661,8 @@ func TestAuthBadAuthObjects(t *testing.T) {
 	}
 	objs := []string{
 		`"x"`, `[]`, `1`, `true`, `{}`,
-		set("nc", `"1"`), set("nc", `0`), set("nc", `-1`), set("nc", `1.5`), set("nc", `1e0`),
+		// A string nc is hex digits of a value from 1 (a "1" is taken).
+		set("nc", `"0x1"`), set("nc", `"00000000"`), set("nc", `"123456789"`), set("nc", `""`), set("nc", `0`), set("nc", `-1`), set("nc", `1.5`), set("nc", `1e0`),
 		set("nc", `99999999999999999999`), set("nc", `4294967296`), set("nc", `{}`),
 		set("response", `"`+strings.Repeat("g", 64)+`"`), set("response", `5`), set("response", ""),
 		set("algorithm", `"MD5"`), set("algorithm", `7`),

@@ -1,6 +1,7 @@
 package shellyws
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -28,6 +29,10 @@ const (
 	// LockoutDuration is how long requests are answered 429 once failed
 	// attempts filled the nonce table.
 	LockoutDuration = 2 * time.Second
+	// NCWindow is how far below the highest nc seen on a nonce an unused
+	// nc is still accepted: concurrent requests on one nonce may arrive
+	// in any order. Room for 64 concurrent requests and as many again.
+	NCWindow = 128
 )
 
 // TooManyFailuresMessage is the message of the 429 answered while locked out.
@@ -45,8 +50,9 @@ const (
 )
 
 // credential is one parsed attempt: an Authorization header or an auth
-// object. ncText is nc as it enters the hash (8 hex digits on HTTP, plain
-// decimal in frames), nc its value.
+// object. ncText is nc as it enters the hash: as the client wrote it (8
+// hex digits on HTTP; in frames a number in decimal or a string of hex
+// digits), nc its value.
 type credential struct {
 	username, realm, nonce, cnonce, response string
 	ncText                                   string
@@ -54,16 +60,15 @@ type credential struct {
 	ha2                                      string
 }
 
-// authGate is a Handler's nonce table. It is bounded: at most MaxLiveNonces
-// entries, whatever clients send. Entries issued in answer to a failed
-// attempt are marked failed until their nonce is used successfully; when
-// marks would fill the table the gate locks for LockoutDuration and then
-// forgets them.
+// authGate is a Handler's nonce table, as a device keeps it in RAM. It is
+// bounded: at most MaxLiveNonces entries, whatever clients send. Each
+// wrong credential counts one failure on the entry issued in answer to it,
+// until that nonce is used successfully; when failures would fill the
+// table the gate locks for LockoutDuration and then forgets them. It knows
+// nothing of the Component: time, realm and ha1 are its caller's.
 type authGate struct {
-	c   *Component
-	key [32]byte // authenticates nonces, so an evicted one can still be told stale
-
 	mu          sync.Mutex
+	key         [32]byte // authenticates nonces, so an evicted one can still be told stale
 	nonces      []nonceEntry
 	lockedUntil time.Time
 }
@@ -72,14 +77,71 @@ type nonceEntry struct {
 	nonce   string
 	issued  time.Time
 	lastUse time.Time
-	lastNC  uint64
-	failed  bool
+	fails   int    // wrong credentials answered with this nonce
+	maxNC   uint64 // the highest nc used
+	seen    ncBits // which of the NCWindow ncs up to maxNC were used
 }
 
-func newAuthGate(c *Component) *authGate {
-	g := &authGate{c: c}
+// ncBits is a window of NCWindow bits: bit i is nc maxNC-i.
+type ncBits [NCWindow / 64]uint64
+
+func (b *ncBits) has(i uint64) bool { return b[i/64]&(1<<(i%64)) != 0 }
+func (b *ncBits) set(i uint64)      { b[i/64] |= 1 << (i % 64) }
+
+// shift moves every bit n places up, dropping those past the window.
+func (b *ncBits) shift(n uint64) {
+	if n >= NCWindow {
+		*b = ncBits{}
+		return
+	}
+	words, bitsN := int(n/64), n%64
+	for i := len(b) - 1; i >= 0; i-- {
+		var v uint64
+		if j := i - words; j >= 0 {
+			v = b[j] << bitsN
+			if bitsN > 0 && j > 0 {
+				v |= b[j-1] >> (64 - bitsN)
+			}
+		}
+		b[i] = v
+	}
+}
+
+// useNC records nc as used and reports whether it may be: nc from 1, not
+// used before, and within NCWindow of the highest nc seen (RFC 7616 asks
+// only that a count is not used twice; concurrent requests on one nonce
+// arrive in any order).
+func (e *nonceEntry) useNC(nc uint64) bool {
+	switch {
+	case nc == 0:
+		return false
+	case nc > e.maxNC:
+		e.seen.shift(nc - e.maxNC)
+		e.maxNC = nc
+		e.seen.set(0)
+		return true
+	case e.maxNC-nc >= NCWindow:
+		return false // below the window: it may have been used
+	case e.seen.has(e.maxNC - nc):
+		return false // a replay
+	}
+	e.seen.set(e.maxNC - nc)
+	return true
+}
+
+func newAuthGate() *authGate {
+	g := &authGate{}
 	_, _ = rand.Read(g.key[:])
 	return g
+}
+
+// reset forgets every nonce, failure and lockout, and takes a new key, as
+// a reboot loses RAM: no nonce issued before is known after it.
+func (g *authGate) reset() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.nonces, g.lockedUntil = nil, time.Time{}
+	_, _ = rand.Read(g.key[:])
 }
 
 // verdict is what the gate decided about one request.
@@ -92,50 +154,55 @@ type verdict struct {
 }
 
 // check decides a request carrying creds (none: a bare request, which is
-// challenged, not failed). The first credential that verifies admits it.
-func (g *authGate) check(a AuthConfig, creds ...*credential) verdict {
-	now := g.c.wallClock()
+// challenged, not failed) against realm and ha1 at now. The first
+// credential that verifies admits it; every other one checked is a
+// failure, unless it is stale (right password, nonce no longer live).
+func (g *authGate) check(realm, ha1 string, now time.Time, creds ...*credential) verdict {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if now.Before(g.lockedUntil) {
 		return verdict{locked: true, retryAfter: g.lockedUntil.Sub(now)}
 	}
-	failed, stale := false, false
+	fails, stale := 0, false
 	for _, cr := range creds {
 		if cr == nil {
 			continue
 		}
-		ok, s := g.verify(a, cr, now)
-		if ok {
+		ok, s := g.verify(realm, ha1, cr, now)
+		switch {
+		case ok:
 			return verdict{ok: true}
+		case s:
+			stale = true
+		default:
+			fails++
 		}
-		failed, stale = true, stale || s
 	}
-	if failed {
+	if fails > 0 {
 		marks := 0
 		for _, e := range g.nonces {
-			if e.failed && now.Sub(e.issued) < NonceLifetime {
-				marks++
+			if now.Sub(e.issued) < NonceLifetime {
+				marks += e.fails
 			}
 		}
-		if marks+1 >= MaxLiveNonces {
+		if marks+fails >= MaxLiveNonces {
 			g.lockedUntil = now.Add(LockoutDuration)
 			for i := range g.nonces {
-				g.nonces[i].failed = false // forgotten once the lockout ends
+				g.nonces[i].fails = 0 // forgotten once the lockout ends
 			}
 			return verdict{locked: true, retryAfter: LockoutDuration}
 		}
 	}
-	return verdict{nonce: g.issue(now, failed), stale: stale}
+	return verdict{nonce: g.issue(now, fails), stale: stale}
 }
 
 // verify checks one credential; stale reports a correct response with a
-// nonce of ours that is no longer usable. A correct one moves its nonce's
-// nc forward.
-func (g *authGate) verify(a AuthConfig, cr *credential, now time.Time) (ok, stale bool) {
-	want := hexSHA256(a.HA1 + ":" + cr.nonce + ":" + cr.ncText + ":" + cr.cnonce + ":auth:" + cr.ha2)
+// nonce of ours that is no longer live (expired, evicted). A correct one
+// records its nc as used.
+func (g *authGate) verify(realm, ha1 string, cr *credential, now time.Time) (ok, stale bool) {
+	want := hexSHA256(ha1 + ":" + cr.nonce + ":" + cr.ncText + ":" + cr.cnonce + ":auth:" + cr.ha2)
 	respOK := subtle.ConstantTimeCompare([]byte(want), []byte(strings.ToLower(cr.response))) == 1
-	if cr.username != AuthUser || cr.realm != a.Realm {
+	if cr.username != AuthUser || cr.realm != realm {
 		return false, false
 	}
 	i := g.find(cr.nonce)
@@ -149,10 +216,10 @@ func (g *authGate) verify(a AuthConfig, cr *credential, now time.Time) (ok, stal
 		g.remove(i)
 		return false, respOK
 	}
-	if !respOK || cr.nc <= e.lastNC {
+	if !respOK || !e.useNC(cr.nc) {
 		return false, false
 	}
-	e.lastNC, e.lastUse, e.failed = cr.nc, now, false
+	e.lastUse, e.fails = now, 0
 	return true, false
 }
 
@@ -171,10 +238,11 @@ func (g *authGate) remove(i int) {
 	g.nonces = g.nonces[:last]
 }
 
-// issue adds a fresh nonce, making room by dropping an expired entry, else
-// the least recently used one not marked failed. check locks out before
-// marks can fill the table, so there always is one.
-func (g *authGate) issue(now time.Time, failed bool) string {
+// issue adds a fresh nonce carrying fails failures, making room by
+// dropping an expired entry, else the least recently used one without
+// failures. check locks out before failures can fill the table, so there
+// always is one.
+func (g *authGate) issue(now time.Time, fails int) string {
 	if g.nonces == nil {
 		g.nonces = make([]nonceEntry, 0, MaxLiveNonces)
 	}
@@ -185,7 +253,7 @@ func (g *authGate) issue(now time.Time, failed bool) string {
 				victim = i
 				break
 			}
-			if !e.failed && (victim < 0 || e.lastUse.Before(g.nonces[victim].lastUse)) {
+			if e.fails == 0 && (victim < 0 || e.lastUse.Before(g.nonces[victim].lastUse)) {
 				victim = i
 			}
 		}
@@ -195,7 +263,7 @@ func (g *authGate) issue(now time.Time, failed bool) string {
 		g.remove(victim)
 	}
 	n := g.mint(now)
-	g.nonces = append(g.nonces, nonceEntry{nonce: n, issued: now, lastUse: now, failed: failed})
+	g.nonces = append(g.nonces, nonceEntry{nonce: n, issued: now, lastUse: now, fails: fails})
 	return n
 }
 
@@ -227,6 +295,30 @@ func (g *authGate) authentic(nonce string) (issued time.Time, ok bool) {
 		return time.Time{}, false
 	}
 	return time.Unix(0, int64(binary.BigEndian.Uint64(b[:8]))), true
+}
+
+// checkAuth runs the gate for a request of h's device: on WithClock's
+// clock, and with the table emptied first when the device rebooted or
+// slept since the gate was last used (nonces live in RAM).
+func (h *Handler) checkAuth(a AuthConfig, creds ...*credential) verdict {
+	power, _ := h.c.powerState()
+	boot := authEpoch{power: power, wakes: h.c.wake.wakes.Load()}
+	h.mu.Lock()
+	if h.authBoot != boot {
+		if h.authBoot.power != nil {
+			h.auth.reset()
+		}
+		h.authBoot = boot
+	}
+	h.mu.Unlock()
+	return h.auth.check(a.Realm, a.HA1, h.c.wallClock(), creds...)
+}
+
+// authEpoch tells one boot of a device from the next: a reboot makes a new
+// power context, a wake counts up.
+type authEpoch struct {
+	power context.Context
+	wakes uint64
 }
 
 // isExempt reports whether method never needs authentication.
@@ -285,7 +377,7 @@ func (h *Handler) authorizeFrame(req *Request) error {
 	if len(req.auth) > 0 {
 		cr, _ = parseAuthObject(req.auth)
 	}
-	v := h.auth.check(a, cr)
+	v := h.checkAuth(a, cr)
 	switch {
 	case v.ok:
 		return nil
@@ -309,7 +401,7 @@ func (h *Handler) authorizeHTTP(w http.ResponseWriter, r *http.Request, method s
 	if !ok {
 		return false
 	}
-	v := h.auth.check(a, cr)
+	v := h.checkAuth(a, cr)
 	if v.ok {
 		return true
 	}
@@ -344,7 +436,7 @@ func (h *Handler) authorizePostFrame(w http.ResponseWriter, r *http.Request, bod
 	if !ok {
 		return false
 	}
-	v := h.auth.check(a, cr, hdr)
+	v := h.checkAuth(a, cr, hdr)
 	if v.ok {
 		return true
 	}
@@ -553,8 +645,8 @@ func (p digestParams) credential(r *http.Request) (*credential, error) {
 // parseAuthObject parses a frame's "auth" object:
 // {"realm","username","nonce","cnonce","response","algorithm","nc"}.
 // nonce and cnonce may be strings or integers (clients send both) and enter
-// the hash as written; nc is an integer from 1, 1 when absent (aioshelly
-// sends none), in plain decimal; algorithm, when given, must be SHA-256.
+// the hash as written; nc is 1 when absent (aioshelly sends none), else
+// see parseFrameNC; algorithm, when given, must be SHA-256.
 func parseAuthObject(raw json.RawMessage) (*credential, error) {
 	var f map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &f); err != nil || f == nil {
@@ -604,16 +696,40 @@ func parseAuthObject(raw json.RawMessage) (*credential, error) {
 		}
 	}
 	if v, ok := f["nc"]; ok && !isJSONNull(v) {
-		if !isIntToken(v) || v[0] == '-' || v[0] == '0' || len(v) > 10 {
-			return nil, errors.New("nc must be an integer from 1")
+		if cr.ncText, cr.nc, err = parseFrameNC(v); err != nil {
+			return nil, err
 		}
-		n, err := strconv.ParseUint(string(v), 10, 32)
-		if err != nil {
-			return nil, errors.New("nc must be an integer from 1")
-		}
-		cr.ncText, cr.nc = string(v), n
 	}
 	return cr, nil
+}
+
+// errFrameNC is the error of an auth object's nc of neither form.
+var errFrameNC = errors.New("nc must be an integer from 1 or a string of 1 to 8 hex digits")
+
+// parseFrameNC parses an auth object's nc: a JSON integer from 1 (as
+// aioshelly counts; it enters the hash in plain decimal, as written) or a
+// string of 1 to 8 hex digits of a value from 1 (RFC 7616's form, which
+// matterbridge-shelly sends: "00000001"; it enters the hash as sent).
+func parseFrameNC(v json.RawMessage) (text string, nc uint64, err error) {
+	if len(v) > 0 && v[0] == '"' {
+		var s string
+		if json.Unmarshal(v, &s) != nil || len(s) == 0 || len(s) > 8 || !isHex(s, len(s)) {
+			return "", 0, errFrameNC
+		}
+		n, err := strconv.ParseUint(s, 16, 32)
+		if err != nil || n == 0 {
+			return "", 0, errFrameNC
+		}
+		return s, n, nil
+	}
+	if !isIntToken(v) || v[0] == '-' || v[0] == '0' || len(v) > 10 {
+		return "", 0, errFrameNC
+	}
+	n, err := strconv.ParseUint(string(v), 10, 32)
+	if err != nil {
+		return "", 0, errFrameNC
+	}
+	return string(v), n, nil
 }
 
 // isIntToken reports whether v is a JSON integer: an optional minus and

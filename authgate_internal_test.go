@@ -2,6 +2,7 @@ package shellyws
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -10,19 +11,18 @@ import (
 // A flood of bare requests and wrong credentials, from any number of
 // clients, never grows the nonce table past MaxLiveNonces.
 func TestAuthGateBounded(t *testing.T) {
-	c := &Component{id: "shellyplus1pm-c049ef8cf4e0", opts: defaultOptions()}
+	id := "shellyplus1pm-c049ef8cf4e0"
 	now := time.Unix(1_700_000_000, 0)
-	c.opts.now = func() time.Time { return now }
-	g := newAuthGate(c)
-	a := PasswordAuth(c.id, "pw")
+	g := newAuthGate()
+	a := PasswordAuth(id, "pw")
 	locks := 0
 	for i := range 10_000 {
 		var cr *credential
 		if i%2 == 1 {
-			cr = &credential{username: AuthUser, realm: c.id, nonce: fmt.Sprint("guess", i), cnonce: "c",
+			cr = &credential{username: AuthUser, realm: id, nonce: fmt.Sprint("guess", i), cnonce: "c",
 				response: strings.Repeat("0", 64), ncText: "1", nc: 1, ha2: frameHA2}
 		}
-		if v := g.check(a, cr); v.locked {
+		if v := g.check(a.Realm, a.HA1, now, cr); v.locked {
 			locks++
 			now = now.Add(LockoutDuration)
 		}
@@ -36,5 +36,33 @@ func TestAuthGateBounded(t *testing.T) {
 	// 5,000 failures lock out once per MaxLiveNonces of them.
 	if want := 5000 / MaxLiveNonces; locks != want {
 		t.Errorf("%d lockouts, want %d", locks, want)
+	}
+}
+
+// useNC against a plain set of the ncs used: every nc accepted at most
+// once, any order within NCWindow of the highest, never one below.
+func TestUseNCWindow(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for round := range 200 {
+		var e nonceEntry
+		used := map[uint64]bool{}
+		var highest uint64
+		for range 400 {
+			var nc uint64
+			switch rng.IntN(4) {
+			case 0:
+				nc = highest + uint64(rng.IntN(3*NCWindow)) // jumps, across words too
+			default:
+				nc = uint64(max(0, int(highest)-rng.IntN(NCWindow+20)))
+			}
+			want := nc >= 1 && !used[nc] && (nc > highest || highest-nc < NCWindow)
+			if got := e.useNC(nc); got != want {
+				t.Fatalf("round %d: nc %d with highest %d: got %v, want %v", round, nc, highest, got, want)
+			}
+			if want {
+				used[nc] = true
+				highest = max(highest, nc)
+			}
+		}
 	}
 }

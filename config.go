@@ -266,10 +266,13 @@ type storeFile struct {
 }
 
 // read returns the file's contents, nil when it does not exist; an
-// unreadable file is an error naming what it holds and wrapping bad.
+// unreadable file is an error naming what it holds and wrapping bad. It
+// first removes the temporary files a crash during a write left behind,
+// as far as it can: a directory it may not list does not stop the device.
 func (f *storeFile) read(what string, bad error) ([]byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	_ = atomicfile.RemoveStale(f.path)
 	data, err := os.ReadFile(f.path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/shellyws/shellyws/internal/redact"
 )
 
 // Subprotocol is the websocket subprotocol the device requests. Servers
@@ -22,7 +24,7 @@ import (
 const Subprotocol = "json-rpc"
 
 // ConnError describes why a connection attempt failed or a connection was
-// lost. Its text never contains the server URL's query or user info.
+// lost. Its text never contains the server URL's query values or user info.
 type ConnError struct {
 	// Op is what ended the connection: "dial", "status" (the full status
 	// could not be built), "read", "write", "ping" (no pong in time),
@@ -30,7 +32,7 @@ type ConnError struct {
 	// (Run's or Wake's context ended) or "sleep" (a wake ended; see
 	// ErrAsleep).
 	Op string
-	// Server is the server URL without query and user info.
+	// Server is the server URL with its user info and query values masked.
 	Server string
 	// HTTPStatus is the status of a refused handshake, or 0.
 	HTTPStatus int
@@ -48,20 +50,9 @@ func (e *ConnError) Error() string {
 // Unwrap returns the cause.
 func (e *ConnError) Unwrap() error { return e.Err }
 
-// redactURL returns the URL without user info, query and fragment.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "<invalid URL>"
-	}
-	u.User = nil
-	if u.RawQuery != "" || u.ForceQuery {
-		u.RawQuery = "REDACTED"
-	}
-	u.Fragment = ""
-	u.RawFragment = ""
-	return u.String()
-}
+// redactURL returns the URL with its user info, query values and fragment
+// masked (internal/redact).
+func redactURL(raw string) string { return redact.URL(raw) }
 
 // secretsOf lists the substrings of raw that must not leak: its query and
 // user info, raw and decoded.
@@ -107,7 +98,7 @@ type redactedError struct {
 func (e *redactedError) Error() string { return e.msg }
 func (e *redactedError) Unwrap() error { return e.cause }
 
-func redact(err error, server string) error {
+func redactErr(err error, server string) error {
 	if err == nil {
 		return nil
 	}
@@ -139,7 +130,7 @@ func (c *Component) connError(op, server string, httpStatus int, err error) *Con
 		Server:     redactURL(server),
 		HTTPStatus: httpStatus,
 		CloseCode:  websocket.CloseStatus(err),
-		Err:        redact(err, server),
+		Err:        redactErr(err, server),
 	}
 }
 

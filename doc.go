@@ -27,7 +27,8 @@
 //     (Shelly.Reboot, called from AfterReply): connections dropped, queue
 //     emptied, a fresh NotifyFullStatus after the boot time.
 //   - Handler serves the same Dispatcher on a device's inbound channels
-//     (HTTP GET and POST /rpc, websocket /rpc, GET /shelly).
+//     (HTTP GET and POST /rpc, websocket /rpc, GET /shelly); NewHTTPServer
+//     and LimitListener put it on a web server with a device's limits.
 //   - AuthConfig and an AuthStore (MemoryAuthStore, FileAuthStore) hold the
 //     device password's hash; Component.SetAuth and Shelly.SetAuth set it,
 //     and the Handler then asks every inbound request but

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/coder/websocket"
 
@@ -24,6 +26,7 @@ const (
 	DefaultMaxRequestSize  = 64 << 10
 	DefaultMaxClients      = 8
 	DefaultClientQueueSize = 25
+	DefaultAuthTimeout     = 10 * time.Second
 )
 
 // deviceInfoMethod is the method GET /shelly answers with.
@@ -37,6 +40,7 @@ type handlerOptions struct {
 	maxClients      int
 	clientQueueSize int
 	originPatterns  []string
+	authTimeout     time.Duration
 }
 
 // WithMaxRequestSize bounds what one request may carry: an HTTP body, a
@@ -54,6 +58,17 @@ func WithMaxRequestSize(n int64) HandlerOption {
 // channel off. Default: DefaultMaxClients (8).
 func WithMaxClients(n int) HandlerOption {
 	return func(o *handlerOptions) { o.maxClients = n }
+}
+
+// WithAuthTimeout sets how long a websocket client may stay connected,
+// once authentication is on, without sending a request that
+// authenticates: after d from its handshake it is closed with 1008
+// (policy violation), so that clients which never authenticate cannot
+// hold every WithMaxClients slot and keep the owner out. Exempt requests
+// (Shelly.GetDeviceInfo) do not count. A value below 1 means the default.
+// Default: DefaultAuthTimeout (10 s).
+func WithAuthTimeout(d time.Duration) HandlerOption {
+	return func(o *handlerOptions) { o.authTimeout = d }
 }
 
 // WithClientQueueSize bounds the notifications waiting for one slow
@@ -138,7 +153,9 @@ func WithOriginPatterns(patterns ...string) HandlerOption {
 // challenge), POST /rpc with either. Nonces follow the firmware: valid
 // NonceLifetime, reusable with a strictly increasing nc, at most
 // MaxLiveNonces, and LockoutDuration of 429 answers once failed attempts
-// fill the table. The websocket handshake itself is not challenged.
+// fill the table. The websocket handshake itself is not challenged, but a
+// client that has not authenticated within WithAuthTimeout of it is closed
+// with 1008, so that clients which never do cannot hold every slot.
 //
 // Component.Reboot drops every websocket client of the handler without a
 // close frame and cancels the context of requests in flight.
@@ -165,10 +182,11 @@ type Handler struct {
 
 	auth *authGate // nonce table of the device's own channels (authgate.go)
 
-	mu      sync.Mutex
-	closed  bool
-	clients int
-	wg      sync.WaitGroup // websocket clients
+	mu       sync.Mutex
+	closed   bool
+	clients  int
+	authBoot authEpoch      // the boot the nonce table belongs to
+	wg       sync.WaitGroup // websocket clients
 }
 
 // NewHandler returns the inbound channels of c, serving c's Dispatcher.
@@ -178,9 +196,13 @@ func NewHandler(c *Component, opts ...HandlerOption) *Handler {
 		maxRequestSize:  DefaultMaxRequestSize,
 		maxClients:      DefaultMaxClients,
 		clientQueueSize: DefaultClientQueueSize,
+		authTimeout:     DefaultAuthTimeout,
 	}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if o.authTimeout < 1 {
+		o.authTimeout = DefaultAuthTimeout
 	}
 	if o.maxRequestSize < 1 {
 		o.maxRequestSize = DefaultMaxRequestSize
@@ -199,7 +221,7 @@ func NewHandler(c *Component, opts ...HandlerOption) *Handler {
 		ctx:       ctx,
 		cancel:    cancel,
 		httpSlots: make(chan struct{}, c.opts.maxInFlight),
-		auth:      newAuthGate(c),
+		auth:      newAuthGate(),
 	}
 }
 
@@ -585,11 +607,57 @@ func (h *Handler) serveWebsocket(w http.ResponseWriter, r *http.Request) {
 	p := newPeer(h.ctx, h.c, conn, nil, log, newNotifyQueue(h.opts.clientQueueSize))
 	p.dstFromSrc = true
 	p.channel = ChannelInboundWebsocket
-	p.authorize = h.authorizeFrame
+	var authed atomic.Bool
+	p.authorize = func(req *Request) error {
+		err := h.authorizeFrame(req)
+		if err == nil && (!h.c.auth.get().Enable || !isExempt(req.Method)) {
+			authed.Store(true)
+		}
+		return err
+	}
+	deadline := h.authDeadline(&authed)
+	defer deadline.stop()
 	unsubscribe := h.c.subscribe(p.notify)
 	defer unsubscribe()
 	log.Debug("shellyws: inbound websocket client connected")
-	if end := p.run(stopOn{h.ctx, endShutdown}, stopOn{power, endReboot}, stopOn{h.c.wakeDone(), endSleep}); end.err != nil {
+	end := p.run(stopOn{h.ctx, endShutdown}, stopOn{power, endReboot}, stopOn{h.c.wakeDone(), endSleep},
+		stopOn{deadline.ctx, endPolicy})
+	switch {
+	case end.reason == endPolicy:
+		log.Debug("shellyws: inbound websocket client closed: not authenticated in time", "timeout", h.opts.authTimeout)
+	case end.err != nil:
 		log.Debug("shellyws: inbound websocket client gone", "op", end.op, "err", end.err)
 	}
+}
+
+// authDeadline is the auth timeout of one websocket client: its ctx ends
+// when the timeout passed with authentication on and authed still false.
+type authDeadline struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	timer  *time.Timer
+	wg     sync.WaitGroup // the timer's function, once armed
+}
+
+// authDeadline arms the auth timeout of a client that just connected.
+func (h *Handler) authDeadline(authed *atomic.Bool) *authDeadline {
+	d := &authDeadline{}
+	d.ctx, d.cancel = context.WithCancel(context.Background())
+	d.wg.Add(1)
+	d.timer = time.AfterFunc(h.opts.authTimeout, func() {
+		defer d.wg.Done()
+		if !authed.Load() && h.c.auth.get().Enable {
+			d.cancel()
+		}
+	})
+	return d
+}
+
+// stop disarms the timeout and waits for its function, should it run.
+func (d *authDeadline) stop() {
+	if d.timer.Stop() {
+		d.wg.Done()
+	}
+	d.wg.Wait()
+	d.cancel()
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+
+	"github.com/shellyws/shellyws/internal/redact"
 )
 
 // Option configures a Component. Options set behavioural dependencies; the
@@ -126,6 +128,7 @@ func (o *options) check() error {
 	if o.logger == nil {
 		o.logger = slog.New(slog.DiscardHandler)
 	}
+	o.logger = redact.Logger(o.logger) // secrets never reach the log, whoever logs them
 	if o.newBackoff == nil {
 		o.newBackoff = func() backoff.BackOff { return DefaultBackoff() }
 	} else if b := o.newBackoff(); b == nil || isNilInterface(b) {
@@ -179,8 +182,10 @@ func WithDispatcher(d Dispatcher) Option { return func(o *options) { o.dispatche
 // (and nil): a MemoryStore holding DefaultConfig().
 func WithConfigStore(s ConfigStore) Option { return func(o *options) { o.store = s } }
 
-// WithLogger sets the logger. Server URLs are logged without their query
-// string and user info, where tokens live. Default (and nil): no logging.
+// WithLogger sets the logger. Everything the component logs goes through
+// a redacting handler first: URLs lose their user info and query values,
+// values of secret-named attributes (password, ha1, response, token, ...)
+// and 64-hex-digit runs are masked. Default (and nil): no logging.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
 // WithBackoff sets the reconnect policy. New calls newBackoff once to check

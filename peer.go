@@ -126,6 +126,8 @@ const (
 	endReboot
 	// endSleep: a wake of a sleeping device ended; close 1000.
 	endSleep
+	// endPolicy: an inbound client did not authenticate in time; close 1008.
+	endPolicy
 )
 
 // closeCode is the close status a stop sends, 0 for none.
@@ -137,6 +139,8 @@ func (r stopReason) closeCode() websocket.StatusCode {
 		return websocket.StatusServiceRestart
 	case endSleep:
 		return websocket.StatusNormalClosure
+	case endPolicy:
+		return websocket.StatusPolicyViolation
 	}
 	return 0
 }
@@ -150,6 +154,8 @@ func (r stopReason) closeReason() string {
 		return "restart"
 	case endSleep:
 		return "sleep"
+	case endPolicy:
+		return "authentication timeout"
 	}
 	return ""
 }

@@ -563,7 +563,7 @@ func (c *Component) wakeConnLost(oc *wakeConn, cb *callbackRunner) error {
 	cause := c.connError(oc.end.op, oc.server, 0, oc.end.err)
 	c.disconnects.Add(1)
 	c.state.set(StateDisconnected, cause)
-	c.opts.logger.Warn("shellyws: disconnected", "server", oc.server, "err", cause)
+	c.opts.logger.Warn("shellyws: disconnected", "server", redactURL(oc.server), "err", cause)
 	if f := c.opts.onDisconnect; f != nil {
 		cb.post(func() { f(cause) })
 	}

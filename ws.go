@@ -183,7 +183,10 @@ func (c *Component) updateConfig(change func(Config) (Config, error)) (bool, err
 	if err == nil {
 		err = c.opts.store.Save(next)
 		if err != nil {
-			err = Errorf(CodeInternal, "Failed to save config: %v", err)
+			// The store's error names a file of the device: the wire gets
+			// the generic *Error (AsError finds it), the log and the caller the cause.
+			c.opts.logger.Error("shellyws: saving the config failed", "err", err)
+			err = fmt.Errorf("%w: %w", Errorf(CodeInternal, "Failed to save config"), err)
 		}
 	}
 	if err == nil {

@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/coder/websocket"
+
+	"github.com/shellyws/shellyws/internal/redact"
 )
 
 // Conn is one device connection as the server sees it. Its methods are safe
@@ -478,10 +480,11 @@ const transcriptWidth = 200
 // bytes.
 func trim(b []byte) string {
 	var buf bytes.Buffer
+	// Redacted before it is cut, so no secret is cut past recognition.
 	if json.Compact(&buf, b) == nil {
-		b = buf.Bytes()
+		b = []byte(redact.Text(buf.String()))
 	} else {
-		quoted := strconv.Quote(string(b))
+		quoted := strconv.Quote(redact.Text(string(b)))
 		b = []byte(quoted)
 	}
 	if len(b) <= transcriptWidth {

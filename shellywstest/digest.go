@@ -134,21 +134,32 @@ func DigestAuthorization(ch Challenge, password, method, uri string, nc uint64) 
 
 // DigestTransport is an http.RoundTripper that answers a device's digest
 // challenges as curl --digest -u admin:PASSWORD does: a request answered
-// 401 with a Digest challenge is sent again once with credentials. The
-// nonce is kept and reused with a growing nc, so later requests need no
-// extra round trip. Requests with a body must have GetBody set
-// (http.NewRequest does for common bodies). Safe for concurrent use,
-// though requests racing with one nonce may arrive out of nc order and be
-// challenged (and retried) once more.
+// 401 with a Digest challenge is sent again with credentials, and once
+// more if that answer says the nonce was stale. The nonce is kept and
+// reused with a growing nc, so later requests need no extra round trip.
+// Requests with a body must have GetBody set (http.NewRequest does for
+// common bodies).
+//
+// Safe for concurrent use: while it has no nonce yet, one request asks for
+// the challenge and the others wait for it, so that concurrent requests
+// share one nonce (with distinct ncs, which the device accepts in any
+// order within shellyws.NCWindow) instead of each costing the device a
+// nonce of its own.
 type DigestTransport struct {
 	Password string
 	// Base sends the requests; nil means http.DefaultTransport.
 	Base http.RoundTripper
 
-	mu sync.Mutex
-	ch *Challenge
-	nc uint64
+	mu      sync.Mutex
+	ch      *Challenge
+	nc      uint64
+	probing chan struct{} // closed when the request asking for a challenge is answered
+	open    bool          // the device answered without a challenge
 }
+
+// maxDigestAttempts bounds the sends of one request: without credentials
+// or with the kept nonce, with a fresh one, and once more after a stale.
+const maxDigestAttempts = 3
 
 // RoundTrip implements http.RoundTripper.
 func (t *DigestTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -156,48 +167,94 @@ func (t *DigestTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	first := req.Clone(req.Context())
-	if hdr, ok := t.next(req); ok {
-		first.Header.Set("Authorization", hdr)
-	}
-	resp, err := base.RoundTrip(first)
-	if err != nil || resp.StatusCode != http.StatusUnauthorized {
-		return resp, err
-	}
-	ch, perr := ParseWWWAuthenticate(resp.Header.Get("WWW-Authenticate"))
-	if perr != nil {
-		return resp, nil
-	}
-	retry := req.Clone(req.Context())
-	if req.Body != nil && req.Body != http.NoBody {
-		if req.GetBody == nil {
+	for attempt := 1; ; attempt++ {
+		hdr, used, wait, probe := t.next(req)
+		if wait != nil {
+			select {
+			case <-wait:
+				attempt-- // nothing was sent
+				continue
+			case <-req.Context().Done():
+				return nil, req.Context().Err()
+			}
+		}
+		out := req.Clone(req.Context())
+		if attempt > 1 && hasBody(req) {
+			body, err := req.GetBody() // set: checked before the resend
+			if err != nil {
+				return nil, err
+			}
+			out.Body = body
+		}
+		if hdr != "" {
+			out.Header.Set("Authorization", hdr)
+		}
+		resp, err := base.RoundTrip(out)
+		var ch *Challenge
+		if err == nil && resp.StatusCode == http.StatusUnauthorized {
+			if c, perr := ParseWWWAuthenticate(resp.Header.Get("WWW-Authenticate")); perr == nil {
+				ch = &c
+			}
+		}
+		if probe {
+			t.endProbe(ch, err == nil && ch == nil)
+		}
+		// A refusal of fresh credentials that is not stale is a wrong password.
+		if ch == nil || attempt >= maxDigestAttempts || (attempt > 1 && !ch.Stale) {
+			return resp, err
+		}
+		if hasBody(req) && req.GetBody == nil {
 			return resp, nil // cannot resend the body: hand back the 401
 		}
-		body, err := req.GetBody()
-		if err != nil {
-			return resp, nil
-		}
-		retry.Body = body
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		t.adopt(used, *ch)
 	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	resp.Body.Close()
-	t.mu.Lock()
-	t.ch, t.nc = &ch, 0
-	t.mu.Unlock()
-	hdr, _ := t.next(req)
-	retry.Header.Set("Authorization", hdr)
-	return base.RoundTrip(retry)
 }
 
-// next returns the header for req with the kept nonce, if there is one.
-func (t *DigestTransport) next(req *http.Request) (string, bool) {
+func hasBody(req *http.Request) bool { return req.Body != nil && req.Body != http.NoBody }
+
+// next returns the Authorization header for req with the kept nonce, and
+// that nonce; without one, either a channel to wait on while another
+// request asks for the challenge, or probe true: this request asks.
+func (t *DigestTransport) next(req *http.Request) (hdr, nonce string, wait chan struct{}, probe bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.ch == nil {
-		return "", false
+	switch {
+	case t.ch != nil:
+		t.nc++
+		return DigestAuthorization(*t.ch, t.Password, req.Method, req.URL.RequestURI(), t.nc), t.ch.Nonce, nil, false
+	case t.open:
+		return "", "", nil, false
+	case t.probing != nil:
+		return "", "", t.probing, false
 	}
-	t.nc++
-	return DigestAuthorization(*t.ch, t.Password, req.Method, req.URL.RequestURI(), t.nc), true
+	t.probing = make(chan struct{})
+	return "", "", nil, true
+}
+
+// endProbe ends the wait for a challenge: ch is the one that came, open
+// says the device answered without one.
+func (t *DigestTransport) endProbe(ch *Challenge, open bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if ch != nil && t.ch == nil {
+		t.ch, t.nc = ch, 0
+	}
+	t.open = t.open || open
+	close(t.probing)
+	t.probing = nil
+}
+
+// adopt takes ch's nonce, unless another request replaced the nonce that
+// was used (or none) already: concurrent refusals then share one fresh
+// nonce instead of each replacing the other's.
+func (t *DigestTransport) adopt(used string, ch Challenge) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ch == nil || t.ch.Nonce == used {
+		t.ch, t.nc = &ch, 0
+	}
 }
 
 func newCnonce() string {

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/shellyws/shellyws/internal/redact"
 )
 
 // DefaultTimeout bounds every wait of the helpers ending in T.
@@ -87,7 +89,8 @@ func WithPath(p string) Option {
 
 // WithLogf sets a transcript hook, called with one line (printf style, no
 // trailing newline) for every frame in and out and for each connect, close
-// and handshake rejection; the format is described in the package doc. It may
+// and handshake rejection, with secrets masked (URL user info and query
+// values, ha1s, passwords); the format is described in the package doc. It may
 // be called from several goroutines at once, never while the server holds a
 // lock; t.Logf qualifies. Default: no transcript.
 func WithLogf(f func(format string, args ...any)) Option {
@@ -597,9 +600,11 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 }
 
-// logf writes a transcript line if WithLogf set a hook.
+// logf writes a transcript line if WithLogf set a hook, with its secrets
+// masked (URL user info and query values, ha1s, passwords; see
+// internal/redact).
 func (s *Server) logf(format string, args ...any) {
 	if s.opts.logf != nil {
-		s.opts.logf(format, args...)
+		s.opts.logf("%s", redact.Text(fmt.Sprintf(format, args...)))
 	}
 }

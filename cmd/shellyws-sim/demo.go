@@ -304,7 +304,8 @@ func demoAuth(ctx context.Context, s *settings, conn *shellywstest.Conn, dev *de
 	if err := show(plain, "-i ", "/rpc/Ws.GetConfig", true); err != nil {
 		return err
 	}
-	if err := show(digest, "--digest -u admin:"+password+" ", "/rpc/Ws.GetConfig", false); err != nil {
+	// The password is never printed, not even the demo's.
+	if err := show(digest, "--digest -u 'admin:<password>' ", "/rpc/Ws.GetConfig", false); err != nil {
 		return err
 	}
 	if err := show(plain, "", "/shelly", false); err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/shellyws/shellyws"
 	"github.com/shellyws/shellyws/device"
+	"github.com/shellyws/shellyws/internal/redact"
 )
 
 // statusEvery is how often -devices N prints its status line.
@@ -480,7 +481,7 @@ func describeRequest(req *shellyws.Request, err error) string {
 	b.WriteString("<- ")
 	b.WriteString(req.Method)
 	if len(req.Params) > 0 {
-		p := string(req.Params)
+		p := redact.Text(string(req.Params)) // before cutting: a cut secret is not recognised
 		if len(p) > 120 {
 			p = p[:120] + "…"
 		}

@@ -58,7 +58,8 @@ func httpPort(addr string) int {
 }
 
 // inbound is one device's web server: shellyws.Handler, the device's
-// inbound channels, on an http.Server. It stops listening while the device
+// inbound channels, on shellyws.NewHTTPServer with its limits, on a
+// shellyws.LimitListener. It stops listening while the device
 // is down (rebooting or asleep) and listens again on the same address when
 // it is up.
 type inbound struct {
@@ -105,19 +106,22 @@ func serveInbound(addr string, d *device.Device, logger *slog.Logger) (*inbound,
 		log:     logger,
 		conns:   map[net.Conn]struct{}{},
 	}
-	in.srv = &http.Server{
-		Handler:           simControl(h),
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-		ConnState:         in.track,
-	}
+	// A device's limits: idle and slow clients closed within 10 s, at
+	// most shellyws.DefaultMaxConns connections (see serveLocked).
+	in.srv = shellyws.NewHTTPServer(simControl(h))
+	in.srv.ErrorLog = slog.NewLogLogger(logger.Handler(), slog.LevelWarn)
+	in.srv.ConnState = in.track
 	in.mu.Lock()
 	in.serveLocked(ln)
 	in.mu.Unlock()
 	return in, nil
 }
 
+// serveLocked serves on ln, holding at most shellyws.DefaultMaxConns
+// connections (websocket clients included), as a device with its handful
+// of sockets; more are refused at once.
 func (in *inbound) serveLocked(ln net.Listener) {
+	ln = shellyws.LimitListener(ln, shellyws.DefaultMaxConns)
 	in.ln = ln
 	served := make(chan error, 1)
 	in.served = served

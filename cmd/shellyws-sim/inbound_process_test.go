@@ -3,13 +3,17 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"regexp"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +22,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/shellyws/shellyws"
 	"github.com/shellyws/shellyws/device"
 	"github.com/shellyws/shellyws/shellywstest"
 )
@@ -222,4 +227,87 @@ func TestHTTPFlagListenFailure(t *testing.T) {
 		assert.Equal(t, tc.code, p.exitCode(t, waitTimeout), tc.addr)
 		assert.Contains(t, p.out.String(), tc.msg)
 	}
+}
+
+// TestInboundBoundedUnderHostileClients: the -http server holds at most
+// shellyws.DefaultMaxConns connections per device, refuses the rest at
+// once, closes a keep-alive connection left idle within 10 s, and answers
+// GET /shelly within 1 s once the attacker's connections are gone.
+func TestInboundBoundedUnderHostileClients(t *testing.T) {
+	srv := shellywstest.NewServer(t)
+	p := startSimulator(t, "-server", srv.URL(), "-id", "shellyplus1pm-aabbccdd0031", "-http", "127.0.0.1:0")
+	base := inboundURL(t, p)
+	addr := strings.TrimPrefix(base, "http://")
+	srv.AcceptT(t).ExpectFullStatusT(t)
+
+	// A keep-alive connection that asks once, then idles.
+	idle, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer idle.Close()
+	idleSince := time.Now()
+	_, err = io.WriteString(idle, "GET /shelly HTTP/1.1\r\nHost: x\r\n\r\n")
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(bufio.NewReader(idle), nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+
+	// A flood of connections that send nothing: the device keeps only a
+	// handful and refuses the rest at once.
+	const flood = 200
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range flood {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			continue // refused so fast that connect saw the reset
+		}
+		conns = append(conns, c)
+	}
+	var open atomic.Int32
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Go(func() {
+			// A refused connection reads EOF or a reset at once.
+			_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			_, err := c.Read(make([]byte, 1))
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				open.Add(1) // still held by the device
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("%d of %d connections held open", open.Load(), flood)
+	assert.LessOrEqual(t, int(open.Load())+1, shellyws.DefaultMaxConns, "at most DefaultMaxConns per device, the idle one included")
+
+	// The attack stops: GET /shelly is answered within 1 s.
+	for _, c := range conns {
+		c.Close()
+	}
+	conns = nil
+	stopped := time.Now()
+	require.Eventually(t, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/shelly", nil)
+		resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Do(req)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, time.Second, 10*time.Millisecond, "GET /shelly within 1 s once the attack stopped")
+	t.Logf("answered %v after the attack stopped", time.Since(stopped).Round(time.Millisecond))
+
+	// The idle keep-alive connection is closed within 10 s of its answer.
+	require.NoError(t, idle.SetReadDeadline(idleSince.Add(shellyws.DefaultHTTPIdleTimeout+3*time.Second)))
+	_, err = io.Copy(io.Discard, idle)
+	var ne net.Error
+	assert.False(t, errors.As(err, &ne) && ne.Timeout(), "an idle keep-alive connection stays open past 10 s")
+	t.Logf("idle connection closed after %v", time.Since(idleSince).Round(100*time.Millisecond))
+	p.stop(t)
 }

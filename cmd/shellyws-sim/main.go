@@ -39,6 +39,7 @@ import (
 	"github.com/shellyws/shellyws"
 	"github.com/shellyws/shellyws/device"
 	"github.com/shellyws/shellyws/device/profile"
+	"github.com/shellyws/shellyws/internal/redact"
 )
 
 const usageText = `Usage: simulator [flags]
@@ -50,7 +51,8 @@ answers (see -profile help).
 Without -server and -state it runs a demo: it starts a test server on
 127.0.0.1, points one simulated device at it, prints their conversation,
 calls the device's own web server (on 127.0.0.1) the way curl would, and
-exits. Only -id, -password and -v apply to the demo (a Plus 1PM).
+exits. Only -id, -password, -password-file and -v apply to the demo (a Plus
+1PM).
 
 With -server (or a -state directory that holds a server) it is a device for
 a real server and runs until interrupted; Ctrl-C or SIGTERM closes the
@@ -138,6 +140,15 @@ Flags:
                  the auth state is kept in DIR/<id>.auth.json like the ws
                  config: -password overrides it (and is saved), '' turns
                  it off. In the demo, the password the server sets.
+                 Every local user sees PASS in ps and /proc; prefer
+                 -password-file
+  -password-file FILE
+                 like -password, with the password read from the first
+                 line of FILE (its line ending dropped; an empty line is an
+                 error). Safer than -password: the command line, which ps
+                 shows every user of the machine, holds only the file's
+                 name, and FILE can be readable by you alone (chmod 600).
+                 Not with -password
   -local-addr CIDR
                  dial from source addresses of CIDR, spread over the
                  devices: device i of the process dials from host address
@@ -205,7 +216,7 @@ type settings struct {
 	httpAddr  string // "" without -http
 	verbose   bool
 
-	password    string // -password; see authStore in devices.go
+	password    string // -password or -password-file's; see openAuthStore in devices.go
 	passwordSet bool
 	profiles    []*device.Model // never empty after parseFlags
 	profileSet  bool
@@ -230,6 +241,21 @@ const (
 	maxWakeup    = 7 * 24 * time.Hour
 	maxAwake     = time.Hour
 )
+
+// readPasswordFile returns the first line of path without its line ending.
+// Its errors never quote the file's contents.
+func readPasswordFile(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", usageErr("-password-file: %v", err)
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	line = strings.TrimSuffix(line, "\r")
+	if line == "" {
+		return "", usageErr("-password-file %s: the first line is empty; write the password there", path)
+	}
+	return line, nil
+}
 
 // demo reports whether the flags ask for the embedded demo.
 func (s *settings) demo() bool { return !s.serverSet && s.stateDir == "" }
@@ -260,6 +286,7 @@ func parseFlags(args []string) (*settings, error) {
 	fs.StringVar(&s.httpAddr, "http", "", "")
 	fs.BoolVar(&s.verbose, "v", false, "")
 	fs.StringVar(&s.password, "password", "", "")
+	passwordFile := fs.String("password-file", "", "")
 	profiles := profile.Default
 	fs.StringVar(&profiles, "profile", profile.Default, "")
 	fs.DurationVar(&s.telemetry, "telemetry", 0, "")
@@ -283,7 +310,15 @@ func parseFlags(args []string) (*settings, error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	s.serverSet, s.idSet, s.sslCASet = set["server"], set["id"], set["ssl-ca"]
-	s.passwordSet = set["password"]
+	s.passwordSet = set["password"] || set["password-file"]
+	if set["password-file"] {
+		if set["password"] {
+			return nil, usageErr("-password and -password-file: give one of them")
+		}
+		if s.password, err = readPasswordFile(*passwordFile); err != nil {
+			return nil, err
+		}
+	}
 	s.profileSet = set["profile"]
 	if profiles == "help" {
 		s.profileHelp = true
@@ -377,7 +412,7 @@ func parseFlags(args []string) (*settings, error) {
 	if s.demo() {
 		for _, name := range []string{"ssl-ca", "user-ca", "devices", "http", "profile", "telemetry", "boot-time", "local-addr", "shard", "metrics", "wakeup-period", "awake-idle", "awake-max"} {
 			if set[name] {
-				return nil, usageErr("-%s needs -server or -state; the demo takes only -id, -password and -v", name)
+				return nil, usageErr("-%s needs -server or -state; the demo takes only -id, -password, -password-file and -v", name)
 			}
 		}
 	}
@@ -397,11 +432,16 @@ func main() {
 }
 
 // run is the whole program, returning its exit status; tests call it.
+// Everything it prints but the usage text goes through a redacting writer
+// (internal/redact): no password, ha1, URL user info or URL query value
+// reaches the output, whoever prints it.
 func run(args []string, stdout, stderr io.Writer) int {
 	s, err := parseFlags(args)
+	help := stdout
+	stdout, stderr = redact.Writer(stdout), redact.Writer(stderr)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
-		fmt.Fprint(stdout, usageText)
+		fmt.Fprint(help, usageText)
 		return 0
 	case err != nil:
 		fmt.Fprintf(stderr, "simulator: %v\nRun 'simulator -h' for usage.\n", err)

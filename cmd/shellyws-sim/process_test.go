@@ -124,7 +124,7 @@ func TestDemo(t *testing.T) {
 		"go run ./cmd/shellyws-sim -server ws://127.0.0.1:8765/shelly -http 127.0.0.1:8080\n",
 		"curl 'http://127.0.0.1:8080/rpc/Ws.GetConfig'\n",
 		"<- server call Shelly.SetAuth",
-		"curl --digest -u admin:demo-pass 'http://127.0.0.1:",
+		"curl --digest -u 'admin:<password>' 'http://127.0.0.1:", `"ha1":"REDACTED"`,
 		`"auth_domain":"shellyplus1pm-`, `"auth_en":true`,
 		"curl --digest -u admin:PASS 'http://127.0.0.1:8080/rpc/Ws.GetConfig'\n",
 		"Done in",

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,6 +15,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/shellyws/shellyws"
+	"github.com/shellyws/shellyws/internal/redact"
 )
 
 // printer serialises lines from the device's goroutines, the test server's
@@ -117,19 +117,9 @@ func describe(err error) string {
 	return msg
 }
 
-// redactURL hides a server URL's query and user info, where tokens live,
-// as the library does in its logs.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return raw
-	}
-	u.User = nil
-	if u.RawQuery != "" {
-		u.RawQuery = "…"
-	}
-	return u.String()
-}
+// redactURL masks a server URL's user info and query values, where tokens
+// live, as the library does in its logs.
+func redactURL(raw string) string { return redact.URL(raw) }
 
 // roundDelay shows a backoff delay at a readable precision.
 func roundDelay(d time.Duration) time.Duration {

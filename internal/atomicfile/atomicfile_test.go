@@ -366,3 +366,29 @@ func TestWriteMissingDirectory(t *testing.T) {
 	require.Error(t, err)
 	assert.ErrorIs(t, err, fs.ErrNotExist)
 }
+
+// TestRemoveStale: the temporary files of path that a crash left are
+// removed; another path's, files of other shapes, and temporaries made
+// after the first look at the directory (writes in progress) are not.
+func TestRemoveStale(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "cfg.json")
+	for _, name := range []string{".cfg.json.tmp-1", ".cfg.json.tmp-4294967295", ".other.json.tmp-2", "cfg.json",
+		".cfg.json.tmp-", ".cfg.json.tmp-12x", "cfg.json.tmp-3"} {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte("x"), 0o600))
+	}
+	require.NoError(t, os.Mkdir(filepath.Join(dir, ".cfg.json.tmp-9"), 0o700))
+	require.NoError(t, RemoveStale(target))
+	assert.ElementsMatch(t, []string{".other.json.tmp-2", "cfg.json", ".cfg.json.tmp-", ".cfg.json.tmp-12x", "cfg.json.tmp-3", ".cfg.json.tmp-9"},
+		dirEntries(t, dir))
+
+	// Made after the first look: this process's own, left alone.
+	require.NoError(t, os.WriteFile(filepath.Join(dir, ".cfg.json.tmp-5"), nil, 0o600))
+	require.NoError(t, RemoveStale(target))
+	assert.Contains(t, dirEntries(t, dir), ".cfg.json.tmp-5")
+	// The other path's, when its store starts.
+	require.NoError(t, RemoveStale(filepath.Join(dir, "other.json")))
+	assert.NotContains(t, dirEntries(t, dir), ".other.json.tmp-2")
+	// A missing directory holds none.
+	require.NoError(t, RemoveStale(filepath.Join(dir, "nope", "x.json")))
+}
