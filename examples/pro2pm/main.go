@@ -92,14 +92,17 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	srv := &http.Server{Handler: shellyws.NewHandler(d.Component()), ReadHeaderTimeout: 10 * time.Second}
+	// The device's own web server, with a real device's limits (timeouts,
+	// at most DefaultMaxConns connections).
+	h := shellyws.NewHandler(d.Component())
+	srv := shellyws.NewHTTPServer(h)
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		log.Error("pro2pm", "err", err)
 		os.Exit(1)
 	}
 	go func() {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(shellyws.LimitListener(ln, shellyws.DefaultMaxConns)); !errors.Is(err, http.ErrServerClosed) {
 			log.Error("pro2pm: web server", "err", err)
 		}
 	}()
@@ -112,6 +115,7 @@ func main() {
 		log.Error("pro2pm", "err", err)
 	}
 	_ = srv.Close()
+	h.Close()
 }
 
 // board stands in for the real hardware: relays that log, loads of 60 W.
