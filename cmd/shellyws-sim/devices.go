@@ -44,7 +44,11 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 	if err != nil {
 		return fail("%v", err)
 	}
-	logger := slog.New(slog.DiscardHandler)
+	notes := &notesHandler{notes: &notes{out: out}}
+	if s.devices > 1 {
+		notes.every = time.Second
+	}
+	logger := slog.New(notes)
 	if s.verbose {
 		logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
