@@ -44,11 +44,11 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 	if err != nil {
 		return fail("%v", err)
 	}
-	notes := &notesHandler{notes: &notes{out: out}}
+	backoffLines := &notesHandler{notes: &notes{out: out}}
 	if s.devices > 1 {
-		notes.every = time.Second
+		backoffLines.every = time.Second
 	}
-	logger := slog.New(notes)
+	logger := slog.New(backoffLines)
 	if s.verbose {
 		logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
