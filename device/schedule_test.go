@@ -185,3 +185,33 @@ func TestScheduleMethodsWhereTheModelHasThem(t *testing.T) {
 		assert.Equal(t, want, err == nil, "%s: %v", name, err)
 	}
 }
+
+// TestScriptsAndJobsSurviveAProcessRestart: with StateDir, a device built
+// again from the same directory (a new process) has the scripts (code,
+// name, enable), the jobs and schedule_rev; its enabled script runs.
+func TestScriptsAndJobsSurviveAProcessRestart(t *testing.T) {
+	dir := t.TempDir()
+	o := device.Options{Model: kitModel(t), ID: kitID, StateDir: dir}
+	_, _, c, _ := connect(t, o)
+	call(t, c, "Script.Create", map[string]any{"name": "kept"})
+	code := scriptCode(5000)
+	putCode(t, c, 1, code, 1024)
+	call(t, c, "Script.SetConfig", map[string]any{"id": 1, "config": map[string]any{"enable": true}})
+	call(t, c, "Schedule.Create", map[string]any{"enable": false, "timespec": "@sunrise+30m * * SAT,SUN", "calls": switchOn})
+	jobs := call(t, c, "Schedule.List", nil)
+
+	d2, err := device.New(o)
+	require.NoError(t, err)
+	dispatch := func(method string, params string) map[string]any {
+		res, err := d2.Dispatch(context.Background(), &shellyws.Request{Method: method, Params: json.RawMessage(params)})
+		require.NoError(t, err, method)
+		raw, err := json.Marshal(res)
+		require.NoError(t, err)
+		return obj(t, raw)
+	}
+	assert.Equal(t, jobs, dispatch("Schedule.List", `{}`))
+	assert.Equal(t, jobs["rev"], dispatch("Sys.GetStatus", `{}`)["schedule_rev"])
+	assert.Equal(t, map[string]any{"data": code, "left": 0.0}, dispatch("Script.GetCode", `{"id":1}`))
+	assert.Equal(t, map[string]any{"id": 1.0, "name": "kept", "enable": true}, dispatch("Script.GetConfig", `{"id":1}`))
+	assert.Equal(t, true, dispatch("Script.GetStatus", `{"id":1}`)["running"], "enable: running after the boot")
+}

@@ -276,14 +276,15 @@ func (d *Device) componentKeys(keys []string) []string {
 	for i := 0; same && i < len(list); i++ {
 		same = list[i].ID == m.initial[i].ID
 	}
+	if same {
+		d.mu.Unlock()
+		return keys // the dump's script keys
+	}
 	ids := make([]int, len(list))
 	for i, s := range list {
 		ids[i] = s.ID
 	}
 	d.mu.Unlock()
-	if same {
-		return keys // the dump's script keys
-	}
 	out := make([]string, 0, len(keys)+len(ids))
 	done := false
 	insert := func() {
