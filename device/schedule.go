@@ -15,10 +15,13 @@ import (
 // (protocol section 15.6).
 const SourceSchedule = "schedule"
 
-// Schedule limits, as the firmware documents them.
+// Schedule limits: jobs and calls as the firmware documents them; the
+// sizes bound what a device stores.
 const (
-	maxJobs     = 20
-	maxJobCalls = 5
+	maxJobs       = 20
+	maxJobCalls   = 5
+	maxCallMethod = 128  // bytes of a call's method name
+	maxCallParams = 4096 // bytes of a call's params
 )
 
 // maxArm bounds how long the schedule timer sleeps before it looks at the
@@ -222,7 +225,7 @@ func (p *jobParams) apply(j *job) error {
 }
 
 // parseCalls checks a job's calls: 1 to 5 objects, each with a method
-// and, if any, object params.
+// and, if any, object params, of bounded sizes.
 func parseCalls(raw json.RawMessage) ([]jobCall, error) {
 	bad := func(why string) error {
 		return shellyws.Errorf(shellyws.CodeInvalidArgument, "Invalid argument 'calls': %s", why)
@@ -245,6 +248,9 @@ func parseCalls(raw json.RawMessage) ([]jobCall, error) {
 		}
 		if call.Method == nil || *call.Method == "" {
 			return nil, bad("each call needs a 'method'")
+		}
+		if len(*call.Method) > maxCallMethod || len(call.Params) > maxCallParams {
+			return nil, bad(fmt.Sprintf("a method name takes at most %d bytes and params at most %d", maxCallMethod, maxCallParams))
 		}
 		params := call.Params
 		if string(params) == "null" {

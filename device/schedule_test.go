@@ -71,6 +71,8 @@ func TestScheduleCRUDAndErrors(t *testing.T) {
 		{"Schedule.Create", map[string]any{"timespec": "@sunrise", "calls": "x"}, shellyws.CodeInvalidArgument, "array"},
 		{"Schedule.Create", map[string]any{"timespec": "@sunrise", "calls": []any{switchOn[0], switchOn[0], switchOn[0], switchOn[0], switchOn[0], switchOn[0]}}, shellyws.CodeInvalidArgument, "1 to 5"},
 		{"Schedule.Create", map[string]any{"timespec": 5, "calls": switchOn}, shellyws.CodeInvalidArgument, "timespec"},
+		{"Schedule.Create", map[string]any{"timespec": "@sunrise", "calls": []any{map[string]any{"method": strings.Repeat("M", 129)}}}, shellyws.CodeInvalidArgument, "at most"},
+		{"Schedule.Create", map[string]any{"timespec": "@sunrise", "calls": []any{map[string]any{"method": "KVS.Set", "params": map[string]any{"value": strings.Repeat("v", 4096)}}}}, shellyws.CodeInvalidArgument, "at most"},
 		{"Schedule.Update", map[string]any{"id": 9, "enable": false}, shellyws.CodeNotFound, "not found"},
 		{"Schedule.Update", map[string]any{"enable": false}, shellyws.CodeInvalidArgument, "'id'"},
 		{"Schedule.Update", map[string]any{"id": 1, "timespec": "bad"}, shellyws.CodeInvalidArgument, "timespec"},
