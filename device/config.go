@@ -187,6 +187,9 @@ func (d *Device) setConfig(key string, in *jsonv.Object) (bool, error) {
 	if pt, ok := d.partOf(key).(configurable); ok {
 		pt.configLocked(d, merged)
 	}
+	if key == "sys" {
+		d.armSchedulesLocked() // sys.location drives them
+	}
 	d.mu.Unlock()
 	d.notify(map[string]any{"sys": sys})
 	d.configChanged(key, restart, rev)

@@ -549,6 +549,7 @@ func (d *Device) Run(ctx context.Context) error {
 	if d.telemetry > 0 {
 		d.telemetryTimer = d.startTimerLocked(d.telemetry, d.telemetryTick)
 	}
+	d.armSchedulesLocked()
 	d.mu.Unlock()
 
 	err := d.comp.Run(ctx)
@@ -758,10 +759,14 @@ func (d *Device) Boot() {
 }
 
 // sourceOf is the source a change asked for by req reports: HTTP_in over
-// HTTP, WS_in on a websocket (outbound or inbound).
+// HTTP, WS_in on a websocket (outbound or inbound), schedule for a
+// schedule job's call.
 func sourceOf(req *shellyws.Request) string {
-	if req.Channel == shellyws.ChannelHTTP {
+	switch {
+	case req.Channel == shellyws.ChannelHTTP:
 		return SourceHTTP
+	case req.Channel == 0 && req.Src == SourceSchedule:
+		return SourceSchedule // a job's call (schedule.go)
 	}
 	return SourceWS
 }

@@ -27,6 +27,7 @@ type model struct {
 	cfgRev  int           // sys.cfg_rev of the dump
 	hasSys  bool          // the dump's status has sys
 	resetIn bool          // the dump's sys status reports reset_reason
+	scripts *scriptModel  // the Script service's (script.go); nil where the model has none
 }
 
 // modelOf returns p's method table, built on first use: a Model is
@@ -90,7 +91,7 @@ var actions = map[string]map[string]handler{
 }
 
 func buildModel(p *Model) *model {
-	m := &model{p: p, mux: shellyws.NewMux()}
+	m := &model{p: p, mux: shellyws.NewMux(), scripts: newScriptModel(p)}
 	if sys := p.Status.Object("sys"); sys != nil {
 		m.hasSys = true
 		m.resetIn = sys.Has("reset_reason")
@@ -120,8 +121,8 @@ func buildModel(p *Model) *model {
 	seen := map[string]bool{}
 	for _, key := range p.Keys {
 		typ := keyType(key)
-		if key == "ws" || seen[typ] {
-			continue
+		if key == "ws" || seen[typ] || (typ == "script" && m.scripts != nil) {
+			continue // Script.* are the Script service's (script.go)
 		}
 		seen[typ] = true
 		ns := Namespace(typ)
@@ -308,12 +309,12 @@ func getComponents(d *Device, _ context.Context, req *shellyws.Request) (any, er
 		for _, k := range keys[p.Offset:min(len(keys), p.Offset+ComponentsPageSize)] {
 			e := componentEntry{Key: k}
 			var err error
-			if withStatus && (d.p.Status.Has(k) || k == "ws") {
+			if withStatus && (d.p.Status.Has(k) || k == "ws" || d.scriptComponent(k)) {
 				if e.Status, err = d.componentStatus(k); err != nil {
 					return nil, err
 				}
 			}
-			if withConfig && (d.p.Config.Has(k) || k == "ws") {
+			if withConfig && (d.p.Config.Has(k) || k == "ws" || d.scriptComponent(k)) {
 				if e.Config, err = d.componentConfig(k); err != nil {
 					return nil, err
 				}

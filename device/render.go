@@ -116,6 +116,9 @@ func (d *Device) componentStatus(key string) (json.RawMessage, error) {
 	if key == shellyws.ComponentKey {
 		return json.Marshal(d.comp.GetStatus())
 	}
+	if d.scriptComponent(key) {
+		return d.scriptStatus(key)
+	}
 	v, ok := d.p.Status.Get(key)
 	if !ok {
 		return nil, shellyws.Errorf(shellyws.CodeNotFound, "No status for %s", key)
@@ -143,6 +146,9 @@ func (d *Device) componentConfig(key string) (json.RawMessage, error) {
 	if key == shellyws.ComponentKey {
 		return json.Marshal(d.comp.GetConfig())
 	}
+	if d.scriptComponent(key) {
+		return d.scriptConfig(key)
+	}
 	d.mu.Lock()
 	var v jsonv.Value
 	ok := true
@@ -160,9 +166,9 @@ func (d *Device) componentConfig(key string) (json.RawMessage, error) {
 	return d.render(v, patch)
 }
 
-// allKeys are the dump's component keys plus ws.
+// allKeys are the device's component keys plus ws.
 func (d *Device) allKeys() []string {
-	keys := d.p.Keys
+	keys := d.componentKeys(d.p.Keys)
 	for _, k := range keys {
 		if k == shellyws.ComponentKey {
 			return keys
@@ -174,7 +180,7 @@ func (d *Device) allKeys() []string {
 // object renders the keys of the dump object top, each with its value from
 // get, and ws at the end where the dump lacks it.
 func (d *Device) object(top *jsonv.Object, get func(string) (json.RawMessage, error)) (json.RawMessage, error) {
-	keys := top.Keys
+	keys := d.componentKeys(top.Keys)
 	if !top.Has(shellyws.ComponentKey) {
 		keys = append(keys[:len(keys):len(keys)], shellyws.ComponentKey)
 	}
@@ -206,8 +212,9 @@ func (d *Device) configJSON() (json.RawMessage, error) {
 
 // fullStatus is the status NotifyFullStatus carries (the component adds ws).
 func (d *Device) fullStatus(context.Context) (map[string]any, error) {
-	m := make(map[string]any, len(d.p.Status.Keys))
-	for _, k := range d.p.Status.Keys {
+	keys := d.componentKeys(d.p.Status.Keys)
+	m := make(map[string]any, len(keys))
+	for _, k := range keys {
 		v, err := d.componentStatus(k)
 		if err != nil {
 			return nil, err
