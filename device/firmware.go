@@ -200,19 +200,26 @@ func (r *otaRun) releaseHold() {
 	}
 }
 
-// checkVersion checks a version offered by Options or OfferUpdates: the
-// characters of firmware versions ("1.2.0-beta1", "1.5.99-dev114743").
-func checkVersion(stage, v string) error {
-	if v == "" {
-		return nil
-	}
+// CheckVersion reports whether v can be offered as a firmware update
+// (Options.UpdateStable, OfferUpdates): what firmware versions are made of
+// ("1.2.0-beta1", "1.5.99-dev114743"), at most 64 characters; "" (none
+// offered) is fine. A fw_id is built from it, so nothing else may be in it.
+func CheckVersion(v string) error {
 	if len(v) > maxVersion {
-		return fmt.Errorf("device: %s update %q: at most %d characters", stage, v, maxVersion)
+		return fmt.Errorf("at most %d characters", maxVersion)
 	}
 	for _, c := range v {
 		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '.' || c == '-' || c == '_' || c == '+') {
-			return fmt.Errorf("device: %s update %q: want a version such as 1.2.0 or 1.3.0-beta1 (letters, digits, '.', '-', '_', '+')", stage, v)
+			return errors.New("want a version such as 1.2.0 or 1.3.0-beta1 (letters, digits, '.', '-', '_', '+')")
 		}
+	}
+	return nil
+}
+
+// checkVersion is CheckVersion naming the stage.
+func checkVersion(stage, v string) error {
+	if err := CheckVersion(v); err != nil {
+		return fmt.Errorf("device: %s version %q: %w", stage, v, err)
 	}
 	return nil
 }

@@ -183,9 +183,9 @@ func sysOf(t *testing.T, d *device.Device) map[string]json.RawMessage {
 
 func TestBadOfferedVersion(t *testing.T) {
 	_, err := device.New(withModel(device.Options{UpdateStable: ptr("9.9.9 ; rm")}))
-	assert.ErrorContains(t, err, "stable update")
+	assert.ErrorContains(t, err, "stable version")
 	_, err = device.New(withModel(device.Options{UpdateBeta: ptr(strings.Repeat("1", 65))}))
-	assert.ErrorContains(t, err, "beta update")
+	assert.ErrorContains(t, err, "beta version")
 }
 
 // TestUpdateByStage: null at once, the events of the update, then the
