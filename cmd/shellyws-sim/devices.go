@@ -17,6 +17,7 @@ import (
 
 	"github.com/shellyws/shellyws"
 	"github.com/shellyws/shellyws/device"
+	"github.com/shellyws/shellyws/internal/jsonv"
 )
 
 // statusEvery is how often -devices N prints its status line.
@@ -484,7 +485,7 @@ func describeRequest(req *shellyws.Request, err error) string {
 	b.WriteString("<- ")
 	b.WriteString(req.Method)
 	if len(req.Params) > 0 {
-		p := string(req.Params)
+		p := scrubParams(req.Params)
 		if len(p) > 120 {
 			p = p[:120] + "…"
 		}
@@ -498,6 +499,54 @@ func describeRequest(req *shellyws.Request, err error) string {
 		fmt.Fprintf(&b, ": error %d %s", e.Code, e.Message)
 	}
 	return b.String()
+}
+
+// secretKeys are params whose values the transcript never shows.
+var secretKeys = map[string]bool{"pass": true, "password": true, "ha1": true}
+
+// scrubParams is params for the transcript: as sent, but with the values
+// of secretKeys hidden and URLs (Shelly.Update's url, Ws.SetConfig's
+// server, webhook urls) without user info and query.
+func scrubParams(params json.RawMessage) string {
+	v, err := jsonv.Parse(params)
+	if err != nil {
+		return "(params not shown: not JSON)"
+	}
+	changed := false
+	var walk func(v jsonv.Value) jsonv.Value
+	walk = func(v jsonv.Value) jsonv.Value {
+		switch t := v.(type) {
+		case *jsonv.Object:
+			for i, k := range t.Keys {
+				if _, isStr := t.Vals[i].(string); isStr && secretKeys[strings.ToLower(k)] {
+					t.Vals[i], changed = "…", true
+					continue
+				}
+				t.Vals[i] = walk(t.Vals[i])
+			}
+		case []jsonv.Value:
+			for i := range t {
+				t[i] = walk(t[i])
+			}
+		case string:
+			if strings.Contains(t, "://") {
+				if r := redactURL(t); r != t {
+					changed = true
+					return r
+				}
+			}
+		}
+		return v
+	}
+	v = walk(v)
+	if !changed {
+		return string(params)
+	}
+	b, err := jsonv.AppendJSON(nil, v, "", "", nil)
+	if err != nil {
+		return "(params not shown)"
+	}
+	return string(b)
 }
 
 func clock() string { return time.Now().Format("15:04:05") }

@@ -2,11 +2,14 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/shellyws/shellyws"
 )
 
 // TestParseUpdateFlags: -update-stable, -update-beta and -ota-time
@@ -48,4 +51,29 @@ func TestParseUpdateFlags(t *testing.T) {
 	for _, flag := range []string{"-update-stable VER", "-update-beta VER", "-ota-time DUR"} {
 		assert.Contains(t, stdout.String(), flag)
 	}
+}
+
+// TestDescribeRequestHidesSecrets: the single device's transcript of
+// requests shows no URL credentials or query values (Shelly.Update's url,
+// Ws.SetConfig's server) and no password or ha1.
+func TestDescribeRequestHidesSecrets(t *testing.T) {
+	for _, tc := range []struct {
+		method, params string
+		keep           []string
+	}{
+		{"Shelly.Update", `{"url":"http://admin:hunter22@127.0.0.1:8000/fw.zip?token=s3cr3t"}`, []string{"Shelly.Update", "127.0.0.1:8000/fw.zip"}},
+		{"Ws.SetConfig", `{"config":{"server":"wss://fm.example/shelly?token=s3cr3t","enable":true}}`, []string{"fm.example/shelly", `"enable":true`}},
+		{"Shelly.SetAuth", `{"user":"admin","realm":"shellyplus1pm-aabbccdd0020","ha1":"hunter22hunter22"}`, []string{"realm"}},
+		{"MQTT.SetConfig", `{"config":{"user":"u","pass":"hunter22"}}`, []string{`"user":"u"`}},
+	} {
+		got := describeRequest(&shellyws.Request{Method: tc.method, Params: json.RawMessage(tc.params), Src: "fm"}, nil)
+		for _, secret := range []string{"hunter22", "s3cr3t"} {
+			assert.NotContains(t, got, secret, tc.method)
+		}
+		for _, k := range tc.keep {
+			assert.Contains(t, got, k, tc.method)
+		}
+	}
+	got := describeRequest(&shellyws.Request{Method: "Switch.Set", Params: json.RawMessage(`{"id":0,"on":true}`)}, nil)
+	assert.Equal(t, `<- Switch.Set {"id":0,"on":true}`, got, "nothing secret: as sent")
 }
