@@ -286,6 +286,9 @@ func New(o Options) (*Device, error) {
 	if err := p.CheckID(o.ID); err != nil {
 		return nil, err
 	}
+	if err := checkUpdates(&o); err != nil {
+		return nil, err
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -38,6 +38,10 @@
 //     toggle_after; initial_state at boot; energy counted while on),
 //     Cover.Open, Close, Stop and GoToPosition (the position moves over
 //     time), Light/RGB/RGBW/CCT.Set and Toggle (brightness).
+//   - Shelly.CheckForUpdate and Shelly.Update (by stage or url): the
+//     ota_* events over Options.OTATime, then a reboot into the new
+//     version, which is stored (protocol section 15.2). The offer is the
+//     dump's, Options.UpdateStable/UpdateBeta's, or Device.OfferUpdates'.
 //   - Ws.GetConfig, SetConfig and GetStatus, from package shellyws.
 //
 // Unknown methods get 404 "No handler for <method>".

@@ -159,8 +159,13 @@ func (d *Device) componentConfig(key string) (json.RawMessage, error) {
 		return nil, shellyws.Errorf(shellyws.CodeNotFound, "No config for %s", key)
 	}
 	var patch jsonv.Patch
-	if obj, ok := v.(*jsonv.Object); ok && key == "sys" && obj.Has("cfg_rev") {
-		patch = jsonv.Patch{{Key: "cfg_rev", Val: d.cfgRev}}
+	if obj, ok := v.(*jsonv.Object); ok && key == "sys" {
+		if obj.Has("cfg_rev") {
+			patch = jsonv.Patch{{Key: "cfg_rev", Val: d.cfgRev}}
+		}
+		if fw := d.sysFwIDLocked(); fw != "" && obj.Object("device").Has("fw_id") {
+			patch = append(patch, jsonv.Field{Key: "device", Val: jsonv.Patch{{Key: "fw_id", Val: fw}}})
+		}
 	}
 	d.mu.Unlock()
 	return d.render(v, patch)

@@ -103,6 +103,10 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 			WakeupPeriod: s.wakeupFor(p),
 			AwakeIdle:    s.awakeIdle,
 			AwakeMax:     s.awakeMax,
+
+			UpdateStable: s.updateStable,
+			UpdateBeta:   s.updateBeta,
+			OTATime:      s.otaTime,
 		}
 		o.FirstWake = firstWake(s, p, i)
 		var reporter *retryReporter

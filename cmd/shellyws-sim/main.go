@@ -81,6 +81,19 @@ Flags:
                  every DUR, e.g. 10s, as metering devices do (default: off,
                  readings stay at the dump's values)
   -boot-time DUR how long a rebooted device takes to come back (default 1s)
+  -update-stable VER
+                 offer firmware VER as the stable update
+                 (sys.available_updates, Shelly.CheckForUpdate); '' offers
+                 none. Default: what the model's dump offers. Shelly.Update
+                 {"stage":"stable"} then installs it: ota_begin,
+                 ota_progress, ota_success, a reboot into ver VER, kept
+                 with -state
+  -update-beta VER
+                 the same for the beta stage
+  -ota-time DUR  how long Shelly.Update takes from ota_begin to the reboot
+                 (default 10s). Shelly.Update {"url":...} GETs the url
+                 (body discarded): an error or a non-2xx answer ends in
+                 ota_error and no reboot
   -wakeup-period DUR
                  the period of the models that sleep: those whose dump has
                  a wakeup_period (plusht-gen2, ht-gen3, plussmoke-gen2,
@@ -231,6 +244,9 @@ type settings struct {
 	wakeupPeriod time.Duration // device.Options.WakeupPeriod: 0 the model's, <0 never sleep
 	awakeIdle    time.Duration
 	awakeMax     time.Duration
+
+	updateStable, updateBeta *string // nil without -update-stable, -update-beta
+	otaTime                  time.Duration
 }
 
 // Bounds of the duration flags.
@@ -240,6 +256,8 @@ const (
 	maxBootTime  = 10 * time.Minute
 	maxWakeup    = 7 * 24 * time.Hour
 	maxAwake     = time.Hour
+	minOTATime   = 100 * time.Millisecond
+	maxOTATime   = time.Hour
 )
 
 // readPasswordFile returns the first line of path without its line ending.
@@ -297,6 +315,9 @@ func parseFlags(args []string) (*settings, error) {
 	fs.DurationVar(&s.wakeupPeriod, "wakeup-period", 0, "")
 	fs.DurationVar(&s.awakeIdle, "awake-idle", shellyws.DefaultAwakeIdle, "")
 	fs.DurationVar(&s.awakeMax, "awake-max", shellyws.DefaultAwakeMax, "")
+	updateStable := fs.String("update-stable", "", "")
+	updateBeta := fs.String("update-beta", "", "")
+	fs.DurationVar(&s.otaTime, "ota-time", device.DefaultOTATime, "")
 	err := fs.Parse(args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -344,6 +365,22 @@ func parseFlags(args []string) (*settings, error) {
 		if s.wakeupPeriod == 0 {
 			s.wakeupPeriod = -1 // always on, whatever the model
 		}
+	}
+	for _, f := range []struct {
+		name string
+		val  *string
+		dst  **string
+	}{{"update-stable", updateStable, &s.updateStable}, {"update-beta", updateBeta, &s.updateBeta}} {
+		if !set[f.name] {
+			continue
+		}
+		if err := device.CheckVersion(*f.val); err != nil {
+			return nil, usageErr("-%s %q: %v ('' offers none)", f.name, *f.val, err)
+		}
+		*f.dst = f.val
+	}
+	if s.otaTime < minOTATime || s.otaTime > maxOTATime {
+		return nil, usageErr("-ota-time %v: want %v to %v", s.otaTime, minOTATime, maxOTATime)
 	}
 	if s.awakeIdle <= 0 || s.awakeIdle > maxAwake {
 		return nil, usageErr("-awake-idle %v: want more than 0 and at most %v", s.awakeIdle, maxAwake)
@@ -410,7 +447,7 @@ func parseFlags(args []string) (*settings, error) {
 		}
 	}
 	if s.demo() {
-		for _, name := range []string{"ssl-ca", "user-ca", "devices", "http", "profile", "telemetry", "boot-time", "local-addr", "shard", "metrics", "wakeup-period", "awake-idle", "awake-max"} {
+		for _, name := range []string{"ssl-ca", "user-ca", "devices", "http", "profile", "telemetry", "boot-time", "local-addr", "shard", "metrics", "wakeup-period", "awake-idle", "awake-max", "update-stable", "update-beta", "ota-time"} {
 			if set[name] {
 				return nil, usageErr("-%s needs -server or -state; the demo takes only -id, -password, -password-file and -v", name)
 			}
