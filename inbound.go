@@ -18,6 +18,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/shellyws/shellyws/internal/digest"
 	"github.com/shellyws/shellyws/internal/frame"
 )
 
@@ -28,9 +29,6 @@ const (
 	DefaultClientQueueSize = 25
 	DefaultAuthTimeout     = 10 * time.Second
 )
-
-// deviceInfoMethod is the method GET /shelly answers with.
-const deviceInfoMethod = "Shelly.GetDeviceInfo"
 
 // HandlerOption configures a Handler.
 type HandlerOption func(*handlerOptions)
@@ -151,9 +149,9 @@ func WithOriginPatterns(patterns ...string) HandlerOption {
 // WWW-Authenticate challenge, so curl --digest -u admin:PASS works), RPC
 // frames with their "auth" object (a 401 error whose message is the JSON
 // challenge), POST /rpc with either. Nonces follow the firmware: valid
-// NonceLifetime, reusable with a strictly increasing nc, at most
-// MaxLiveNonces, and LockoutDuration of 429 answers once failed attempts
-// fill the table. The websocket handshake itself is not challenged, but a
+// an hour, reusable with any nc not used before within 128 of the highest,
+// at most 32 live, and 2 s of 429 answers once failed attempts (every
+// wrong credential) fill the table; a reboot or a wake forgets them. The websocket handshake itself is not challenged, but a
 // client that has not authenticated within WithAuthTimeout of it is closed
 // with 1008, so that clients which never do cannot hold every slot.
 //
@@ -180,7 +178,7 @@ type Handler struct {
 
 	httpSlots chan struct{} // in-flight HTTP requests
 
-	auth *authGate // nonce table of the device's own channels (authgate.go)
+	auth *digest.Gate // nonce table of the device's own channels (inbound_auth.go)
 
 	mu       sync.Mutex
 	closed   bool
@@ -221,7 +219,7 @@ func NewHandler(c *Component, opts ...HandlerOption) *Handler {
 		ctx:       ctx,
 		cancel:    cancel,
 		httpSlots: make(chan struct{}, c.opts.maxInFlight),
-		auth:      newAuthGate(),
+		auth:      digest.NewGate(c.wallClock),
 	}
 }
 
