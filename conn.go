@@ -15,6 +15,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/shellyws/shellyws/internal/frame"
+	"github.com/shellyws/shellyws/internal/redact"
 )
 
 // Run keeps the outbound connection up while ctx lives: it dials the
@@ -97,7 +98,7 @@ func (c *Component) Run(ctx context.Context) error {
 			delay = c.opts.serverBackoff(a.retryAfter)
 			// At the default level: a device silent for minutes must say why.
 			c.opts.logger.Warn(fmt.Sprintf("shellyws: server asked to back off (%s): retrying in %v", a.busyWhy, delay),
-				"server", redactURL(*cfg.Server), "retry_after", a.retryAfter)
+				"server", redact.URL(*cfg.Server), "retry_after", a.retryAfter)
 		} else {
 			if a.healthy {
 				bo.Reset()
@@ -230,7 +231,7 @@ type attempt struct {
 // connect makes one connection and serves it until it ends.
 func (c *Component) connect(ctx context.Context, cfg Config, restart context.Context, cb *callbackRunner) attempt {
 	server := *cfg.Server
-	log := c.opts.logger.With("server", redactURL(server))
+	log := c.opts.logger.With("server", redact.URL(server))
 	// A Restart or Reboot abandons the dial, which would otherwise open a
 	// connection with the config being replaced.
 	dialCtx, cancelDial := context.WithCancel(ctx)

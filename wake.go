@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/shellyws/shellyws/internal/frame"
+	"github.com/shellyws/shellyws/internal/redact"
 )
 
 // ErrAsleep is the cause of an outbound connection closed because the
@@ -517,7 +518,7 @@ type wakeConn struct {
 // starts serving the connection.
 func (c *Component) wakeConnect(r *wakeRun, cfg Config, cb *callbackRunner) (*wakeConn, error) {
 	server := *cfg.Server
-	log := c.opts.logger.With("server", redactURL(server))
+	log := c.opts.logger.With("server", redact.URL(server))
 	c.state.set(StateConnecting, nil)
 	d, status, _, err := c.dial(r.ctx, cfg)
 	if err != nil {
@@ -563,7 +564,7 @@ func (c *Component) wakeConnLost(oc *wakeConn, cb *callbackRunner) error {
 	cause := c.connError(oc.end.op, oc.server, 0, oc.end.err)
 	c.disconnects.Add(1)
 	c.state.set(StateDisconnected, cause)
-	c.opts.logger.Warn("shellyws: disconnected", "server", redactURL(oc.server), "err", cause)
+	c.opts.logger.Warn("shellyws: disconnected", "server", redact.URL(oc.server), "err", cause)
 	if f := c.opts.onDisconnect; f != nil {
 		cb.post(func() { f(cause) })
 	}
