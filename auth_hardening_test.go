@@ -37,7 +37,7 @@ func TestAuthIdleClientsDoNotHoldTheSlots(t *testing.T) {
 	// Seven idlers, one of them asking only the exempt method: every slot
 	// is taken and the next handshake is refused.
 	var idlers []*websocket.Conn
-	for i := range shellyws.DefaultMaxClients - 1 {
+	for i := range defaultMaxClients - 1 {
 		c := d.dial(t, nil)
 		if i == 0 {
 			resp, _ := call(t, ctx, c, `{"id":1,"src":"x","method":"Shelly.GetDeviceInfo"}`)

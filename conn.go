@@ -366,7 +366,7 @@ func (s *session) sendFullStatus() error {
 	}
 	bp := getBuf()
 	defer putBuf(bp)
-	*bp = frame.AppendNotification(*bp, s.c.id, outboundDst, MethodNotifyFullStatus, params)
+	*bp = frame.AppendNotification(*bp, s.c.id, outboundDst, methodNotifyFullStatus, params)
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	if err := s.write(*bp); err != nil {

@@ -214,10 +214,10 @@ func TestServerBackoffOnlyForYoungConnections(t *testing.T) {
 		longer  bool // the server's longer wait, not the normal policy
 		healthy bool // the normal policy is reset first
 	}{
-		{"1008 after a long session (Home Assistant stops)", shellyws.DefaultHealthyAfter, websocket.StatusPolicyViolation, false, true},
+		{"1008 after a long session (Home Assistant stops)", defaultHealthyAfter, websocket.StatusPolicyViolation, false, true},
 		{"1013 after a long session", time.Hour, websocket.StatusTryAgainLater, false, true},
 		{"1008 at once (Fleet Manager's limiter)", 0, websocket.StatusPolicyViolation, true, false},
-		{"1013 just short of healthy", shellyws.DefaultHealthyAfter - time.Millisecond, websocket.StatusTryAgainLater, true, false},
+		{"1013 just short of healthy", defaultHealthyAfter - time.Millisecond, websocket.StatusTryAgainLater, true, false},
 		{"1011 after a long session", time.Hour, websocket.StatusInternalError, false, true},
 	} {
 		beforeServer := len(sb.snapshot())
@@ -308,7 +308,7 @@ func TestWakeRetriesALongSessionClosedWith1008(t *testing.T) {
 	out := startWake(t, c)
 	conn := srv.AcceptT(t)
 	conn.ExpectFullStatusT(t)
-	clock.advance(shellyws.DefaultHealthyAfter)
+	clock.advance(defaultHealthyAfter)
 	require.NoError(t, conn.Close(websocket.StatusPolicyViolation, "home assistant stops"))
 	conn = srv.AcceptT(t)
 	conn.ExpectFullStatusT(t)

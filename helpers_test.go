@@ -22,6 +22,21 @@ const waitTimeout = 10 * time.Second
 
 const testDeviceID = "shellyplus1pm-c049ef8cf4e0"
 
+// The defaults the option docs state and the notification methods of the
+// wire, written here as documented, so that a test relying on one also
+// checks that the library keeps its word.
+const (
+	defaultHealthyAfter    = 10 * time.Second // WithHealthyAfter
+	defaultMaxInFlight     = 16               // WithMaxInFlight
+	defaultMaxClients      = 8                // WithMaxClients
+	defaultMaxRequestSize  = 64 << 10         // WithMaxRequestSize
+	defaultHTTPIdleTimeout = 10 * time.Second // NewHTTPServer's IdleTimeout
+
+	methodNotifyFullStatus = "NotifyFullStatus"
+	methodNotifyStatus     = "NotifyStatus"
+	methodNotifyEvent      = "NotifyEvent"
+)
+
 func testCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	t.Cleanup(cancel)

@@ -15,9 +15,9 @@ import (
 
 // Notification methods a device sends.
 const (
-	MethodNotifyFullStatus = "NotifyFullStatus"
-	MethodNotifyStatus     = "NotifyStatus"
-	MethodNotifyEvent      = "NotifyEvent"
+	methodNotifyFullStatus = "NotifyFullStatus"
+	methodNotifyStatus     = "NotifyStatus"
+	methodNotifyEvent      = "NotifyEvent"
 )
 
 // outboundDst is the dst of every notification on the outbound channel;
@@ -167,7 +167,7 @@ func (c *Component) NotifyStatus(delta map[string]any) error {
 	if err != nil {
 		return fmt.Errorf("shellyws: NotifyStatus: %w", err)
 	}
-	c.publish(notification{method: MethodNotifyStatus, params: params})
+	c.publish(notification{method: methodNotifyStatus, params: params})
 	return nil
 }
 
@@ -206,7 +206,7 @@ func (c *Component) NotifyEvent(events ...Event) error {
 	if err != nil {
 		return fmt.Errorf("shellyws: NotifyEvent: %w", err)
 	}
-	c.publish(notification{method: MethodNotifyEvent, params: params})
+	c.publish(notification{method: methodNotifyEvent, params: params})
 	return nil
 }
 

@@ -62,35 +62,35 @@ type options struct {
 	bootClock           bool
 }
 
-// Defaults, documented on the options that set them.
+// Defaults, stated in the docs of the options that set them.
 const (
-	DefaultHealthyAfter = 10 * time.Second
-	DefaultDialTimeout  = 20 * time.Second
-	DefaultWriteTimeout = 10 * time.Second
-	DefaultPingInterval = 30 * time.Second
-	DefaultPingTimeout  = 10 * time.Second
-	DefaultReadLimit    = 1 << 20
-	DefaultMaxInFlight  = 16
-	DefaultQueueSize    = 25
-	DefaultBootTime     = time.Second
+	defaultHealthyAfter = 10 * time.Second
+	defaultDialTimeout  = 20 * time.Second
+	defaultWriteTimeout = 10 * time.Second
+	defaultPingInterval = 30 * time.Second
+	defaultPingTimeout  = 10 * time.Second
+	defaultReadLimit    = 1 << 20
+	defaultMaxInFlight  = 16
+	defaultQueueSize    = 25
+	defaultBootTime     = time.Second
 )
 
 func defaultOptions() options {
 	return options{
 		logger:       slog.New(slog.DiscardHandler),
 		newBackoff:   func() backoff.BackOff { return DefaultBackoff() },
-		healthyAfter: DefaultHealthyAfter,
-		dialTimeout:  DefaultDialTimeout,
-		writeTimeout: DefaultWriteTimeout,
-		pingInterval: DefaultPingInterval,
-		pingTimeout:  DefaultPingTimeout,
-		readLimit:    DefaultReadLimit,
-		maxInFlight:  DefaultMaxInFlight,
-		queueSize:    DefaultQueueSize,
+		healthyAfter: defaultHealthyAfter,
+		dialTimeout:  defaultDialTimeout,
+		writeTimeout: defaultWriteTimeout,
+		pingInterval: defaultPingInterval,
+		pingTimeout:  defaultPingTimeout,
+		readLimit:    defaultReadLimit,
+		maxInFlight:  defaultMaxInFlight,
+		queueSize:    defaultQueueSize,
 		now:          time.Now,
-		bootTime:     DefaultBootTime,
-		awakeIdle:    DefaultAwakeIdle,
-		awakeMax:     DefaultAwakeMax,
+		bootTime:     defaultBootTime,
+		awakeIdle:    defaultAwakeIdle,
+		awakeMax:     defaultAwakeMax,
 	}
 }
 
@@ -205,7 +205,7 @@ func WithBackoff(newBackoff func() backoff.BackOff) Option {
 // tight loop; 0 resets it after every connection that came up, a negative
 // value makes New fail. A 1008 or 1013 close of a connection that was up
 // this long is an ordinary drop, not a request for the longer back-off of
-// WithServerBackoff. Default: DefaultHealthyAfter (10 s).
+// WithServerBackoff. Default: 10 s.
 func WithHealthyAfter(d time.Duration) Option { return func(o *options) { o.healthyAfter = d } }
 
 // WithRootCAs sets the built-in CA bundle used for ssl_ca "ca.pem" and null.
@@ -228,11 +228,11 @@ func WithDialContext(dial func(ctx context.Context, network, addr string) (net.C
 }
 
 // WithDialTimeout bounds one connection attempt: TCP, TLS and the websocket
-// handshake together; it must be positive. Default: DefaultDialTimeout (20 s).
+// handshake together; it must be positive. Default: 20 s.
 func WithDialTimeout(d time.Duration) Option { return func(o *options) { o.dialTimeout = d } }
 
 // WithWriteTimeout bounds each frame written; a write that times out drops
-// the connection; it must be positive. Default: DefaultWriteTimeout (10 s).
+// the connection; it must be positive. Default: 10 s.
 func WithWriteTimeout(d time.Duration) Option { return func(o *options) { o.writeTimeout = d } }
 
 // WithPing sets the keepalive (protocol section 1): the device answers the
@@ -245,32 +245,31 @@ func WithWriteTimeout(d time.Duration) Option { return func(o *options) { o.writ
 // ping's pong does not arrive within timeout the connection is dropped and
 // redialled, so a half-open connection is noticed within interval+timeout
 // (plus those grains) of the last thing heard: within two intervals when
-// timeout is at most interval less 1/128 of it, as the defaults are. On an inbound websocket client (Handler) frames and
-// pongs count, its pings do not. An interval of 0 disables the device's own
-// pings (it still answers the server's) and timeout is then ignored; a
-// negative interval, or a timeout that is not positive with pings on, makes
-// New fail. Default: DefaultPingInterval (30 s) and DefaultPingTimeout
-// (10 s).
+// timeout is at most interval less 1/128 of it, as the defaults are. On an
+// inbound websocket client (Handler) frames and pongs count, its pings do
+// not. An interval of 0 disables the device's own pings (it still answers
+// the server's) and timeout is then ignored; a negative interval, or a
+// timeout that is not positive with pings on, makes New fail. Default: an
+// interval of 30 s and a timeout of 10 s.
 func WithPing(interval, timeout time.Duration) Option {
 	return func(o *options) { o.pingInterval, o.pingTimeout = interval, timeout }
 }
 
 // WithReadLimit sets the largest frame accepted from the server; a larger
 // one closes the connection with status 1009 and the device redials.
-// It must be positive. Default: DefaultReadLimit (1 MiB), room for any real
-// request.
+// It must be positive. Default: 1 MiB, room for any real request.
 func WithReadLimit(n int64) Option { return func(o *options) { o.readLimit = n } }
 
 // WithMaxInFlight bounds how many requests of one connection are dispatched
 // at once; while all slots are taken the device stops reading, pushing back
-// on the server. It must be at least 1. Default: DefaultMaxInFlight (16).
+// on the server. It must be at least 1. Default: 16.
 func WithMaxInFlight(n int) Option { return func(o *options) { o.maxInFlight = n } }
 
 // WithQueueSize bounds the notifications kept while disconnected or while
 // the server reads slowly. When full, the oldest is dropped and counted in
 // Stats.Dropped, as the firmware does. It must be at least 1: the queue is
-// also how notifications reach a live connection. Default:
-// DefaultQueueSize (25).
+// also how notifications reach a live connection. Default: 25, the
+// firmware's queue length.
 func WithQueueSize(n int) Option { return func(o *options) { o.queueSize = n } }
 
 // WithFullStatus sets the source of the NotifyFullStatus sent first on every
@@ -314,7 +313,7 @@ func WithServerBackoff(f func(retryAfter time.Duration) time.Duration) Option {
 
 // WithBootTime sets how long the device stays down after Reboot before it
 // comes back and dials; 0 brings it back at once, a negative value makes
-// New fail. Default: DefaultBootTime (1 s).
+// New fail. Default: 1 s.
 func WithBootTime(d time.Duration) Option { return func(o *options) { o.bootTime = d } }
 
 // WithOnReboot sets a function called when Reboot took the device down,

@@ -19,8 +19,8 @@ var ErrAsleep = errors.New("shellyws: asleep")
 
 // Defaults of the wake cycle, documented on the options that set them.
 const (
-	DefaultAwakeIdle = 3 * time.Second
-	DefaultAwakeMax  = 60 * time.Second
+	defaultAwakeIdle = 3 * time.Second
+	defaultAwakeMax  = 60 * time.Second
 )
 
 // maxWakeDials is the outbound dial attempts of one wake: one and at most
@@ -30,13 +30,12 @@ const maxWakeDials = 2
 // WithAwakeIdle sets how long a wake stays up after the last request was
 // answered, on any channel (the outbound connection or a Handler), or after
 // its first notifications went out when nobody asks anything; zero or
-// negative makes New fail. Default: DefaultAwakeIdle (3 s).
+// negative makes New fail. Default: 3 s.
 func WithAwakeIdle(d time.Duration) Option { return func(o *options) { o.awakeIdle = d } }
 
 // WithAwakeMax caps one wake, however busy: at the cap the device sleeps
 // even with requests in flight or a HoldAwake held, so a chatty server
-// cannot drain the battery; zero or negative makes New fail. Default:
-// DefaultAwakeMax (60 s).
+// cannot drain the battery; zero or negative makes New fail. Default: 60 s.
 func WithAwakeMax(d time.Duration) Option { return func(o *options) { o.awakeMax = d } }
 
 // WithBootClock makes notification timestamps ("ts") seconds since boot,
@@ -583,7 +582,7 @@ func (c *Component) sleepOutbound(oc *wakeConn, cb *callbackRunner) bool {
 func (c *Component) writeSleepEvent(p *peer) error {
 	bp := getBuf()
 	defer putBuf(bp)
-	*bp = frame.AppendNotification(*bp, c.id, outboundDst, MethodNotifyEvent, sleepParams(c.opts.now()))
+	*bp = frame.AppendNotification(*bp, c.id, outboundDst, methodNotifyEvent, sleepParams(c.opts.now()))
 	p.writeMu.Lock()
 	defer p.writeMu.Unlock()
 	if err := p.ctx.Err(); err != nil {

@@ -306,7 +306,7 @@ func benchStorm(b *testing.B, name string, jitter float64) {
 	f.wait(b, all, "connect", f.connects.Load)
 	// Let every connection count as healthy, as a fleet that has been up a
 	// while does, so the backoff starts from its initial interval.
-	time.Sleep(shellyws.DefaultHealthyAfter)
+	time.Sleep(10 * time.Second) // WithHealthyAfter's default
 
 	back := f.expect(int64(2 * n))
 	start := time.Now()

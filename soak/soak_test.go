@@ -42,7 +42,7 @@ const (
 	writeTimeout   = time.Second
 	dialTimeout    = 2 * time.Second
 	readLimit      = 64 << 10
-	queueBound     = shellyws.DefaultQueueSize
+	queueBound     = 25 // WithQueueSize's default, the firmware's queue length
 )
 
 // Bounds of the checks at the end of the run.

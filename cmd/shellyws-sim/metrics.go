@@ -160,7 +160,7 @@ func (m *simMetrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.descDropped, prometheus.CounterValue, float64(st.Dropped))
 	// Every connection opens with a NotifyFullStatus and counts as up only
 	// once it is written. Stats has no count of the deltas and events sent.
-	ch <- prometheus.MustNewConstMetric(m.descSent, prometheus.CounterValue, float64(st.Connects), shellyws.MethodNotifyFullStatus)
+	ch <- prometheus.MustNewConstMetric(m.descSent, prometheus.CounterValue, float64(st.Connects), "NotifyFullStatus")
 }
 
 // method returns the observers of a request's method. known looks a
