@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/coder/websocket"
 
 	"github.com/shellyws/shellyws/internal/frame"
@@ -53,8 +52,7 @@ func (c *Component) Run(ctx context.Context) error {
 		c.state.set(StateClosed, nil)
 	}()
 	c.powerOn()
-	bo := c.opts.newBackoff()
-	bo.Reset()
+	attempt := 0 // waits in a row, counted for the backoff policy
 	for {
 		if ctx.Err() != nil {
 			return nil
@@ -63,7 +61,7 @@ func (c *Component) Run(ctx context.Context) error {
 			if !c.boot(ctx) {
 				return nil
 			}
-			bo.Reset()
+			attempt = 0
 			continue
 		}
 		cfg, restart := c.activeConfig()
@@ -80,7 +78,7 @@ func (c *Component) Run(ctx context.Context) error {
 			case <-ctx.Done():
 				return nil
 			case <-restart.Done():
-				bo.Reset()
+				attempt = 0
 				continue
 			}
 		}
@@ -90,7 +88,7 @@ func (c *Component) Run(ctx context.Context) error {
 			return nil
 		}
 		if a.restarted {
-			bo.Reset()
+			attempt = 0
 			continue
 		}
 		var delay time.Duration
@@ -101,9 +99,10 @@ func (c *Component) Run(ctx context.Context) error {
 				"server", redact.URL(*cfg.Server), "retry_after", a.retryAfter)
 		} else {
 			if a.healthy {
-				bo.Reset()
+				attempt = 0
 			}
-			delay = nextDelay(bo)
+			attempt++
+			delay = c.nextDelay(attempt)
 			c.opts.logger.Info("shellyws: reconnecting", "in", delay)
 		}
 		t := time.NewTimer(delay)
@@ -113,7 +112,7 @@ func (c *Component) Run(ctx context.Context) error {
 			return nil
 		case <-restart.Done():
 			t.Stop()
-			bo.Reset()
+			attempt = 0
 		case <-t.C:
 		}
 	}
@@ -146,16 +145,13 @@ func (c *Component) boot(ctx context.Context) bool {
 	return true
 }
 
-// nextDelay never lets a policy give up: a device retries for ever.
-func nextDelay(bo backoff.BackOff) time.Duration {
-	d := bo.NextBackOff()
-	if d != backoff.Stop {
+// nextDelay is the backoff policy's wait before the attempt-th retry in a
+// row. It never lets a policy give up: a device retries for ever.
+func (c *Component) nextDelay(attempt int) time.Duration {
+	if d := c.opts.backoff(attempt); d >= 0 {
 		return d
 	}
-	if eb, ok := bo.(*backoff.ExponentialBackOff); ok && eb.MaxInterval > 0 {
-		return eb.MaxInterval
-	}
-	return 60 * time.Second
+	return maxBackoff
 }
 
 // Bounds of the server-requested back-off (protocol section 12).

@@ -6,11 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"reflect"
 	"time"
-
-	"github.com/cenkalti/backoff/v4"
 
 	"github.com/shellyws/shellyws/internal/redact"
 )
@@ -34,7 +33,7 @@ type options struct {
 	store         ConfigStore
 	authStore     AuthStore // see WithAuthStore in auth.go
 	logger        *slog.Logger
-	newBackoff    func() backoff.BackOff
+	backoff       func(attempt int) time.Duration
 	healthyAfter  time.Duration
 	rootCAs       *x509.CertPool
 	userCA        func() ([]byte, error)
@@ -78,7 +77,7 @@ const (
 func defaultOptions() options {
 	return options{
 		logger:       slog.New(slog.DiscardHandler),
-		newBackoff:   func() backoff.BackOff { return DefaultBackoff() },
+		backoff:      DefaultBackoff,
 		healthyAfter: defaultHealthyAfter,
 		dialTimeout:  defaultDialTimeout,
 		writeTimeout: defaultWriteTimeout,
@@ -129,10 +128,8 @@ func (o *options) check() error {
 		o.logger = slog.New(slog.DiscardHandler)
 	}
 	o.logger = redact.Logger(o.logger) // secrets never reach the log, whoever logs them
-	if o.newBackoff == nil {
-		o.newBackoff = func() backoff.BackOff { return DefaultBackoff() }
-	} else if b := o.newBackoff(); b == nil || isNilInterface(b) {
-		return errors.New("shellyws: WithBackoff: the factory returned a nil backoff; return a policy such as DefaultBackoff()")
+	if o.backoff == nil {
+		o.backoff = DefaultBackoff
 	}
 	if o.serverBackoff == nil {
 		o.serverBackoff = DefaultServerBackoff
@@ -157,18 +154,33 @@ func isNilInterface(v any) bool {
 	return false
 }
 
-// DefaultBackoff returns a new instance of the reconnect policy: exponential,
-// doubling from 1 s to a 60 s cap, randomized by ±50% so a fleet restarted
-// together does not retry in lock-step, and never giving up.
-func DefaultBackoff() *backoff.ExponentialBackOff {
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = time.Second
-	b.Multiplier = 2
-	b.MaxInterval = 60 * time.Second
-	b.RandomizationFactor = 0.5
-	b.MaxElapsedTime = 0 // the library default gives up after 15 minutes
-	b.Reset()
-	return b
+// maxBackoff is DefaultBackoff's cap, and the wait of a policy that would
+// give up.
+const maxBackoff = time.Minute
+
+// DefaultBackoff is the reconnect policy: ExponentialBackoff(time.Second,
+// time.Minute), doubling from 1 s to a 60 s cap, randomized by ±50 %.
+func DefaultBackoff(attempt int) time.Duration { return defaultBackoff(attempt) }
+
+var defaultBackoff = ExponentialBackoff(time.Second, maxBackoff)
+
+// ExponentialBackoff returns a reconnect policy for WithBackoff: the wait
+// before attempt n (from 1) is initial doubled n-1 times, at most maxDelay,
+// then randomized by ±50 % so that a fleet restarted together does not
+// retry in lock-step. An initial below 1 ms is taken as 1 ms and a
+// maxDelay below initial as initial, so no policy it makes can spin. The
+// policy keeps no state and is safe for concurrent use.
+func ExponentialBackoff(initial, maxDelay time.Duration) func(attempt int) time.Duration {
+	initial = max(initial, time.Millisecond)
+	maxDelay = max(maxDelay, initial)
+	return func(attempt int) time.Duration {
+		d := initial
+		for i := 1; i < attempt && d < maxDelay; i++ {
+			d *= 2
+		}
+		d = min(d, maxDelay)
+		return d/2 + time.Duration(rand.Int64N(int64(d)+1))
+	}
 }
 
 // WithDispatcher sets what answers the server's requests. Register the
@@ -188,16 +200,20 @@ func WithConfigStore(s ConfigStore) Option { return func(o *options) { o.store =
 // and 64-hex-digit runs are masked. Default (and nil): no logging.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
-// WithBackoff sets the reconnect policy. New calls newBackoff once to check
-// that it returns a policy (nil makes New fail); then it is called once per
-// Run, and the instance is reset after a connection proved healthy (see
-// WithHealthyAfter) and after a restart, and a backoff.Stop from it is taken
-// as its MaxInterval or, failing that, 60 s, so the device never gives up.
-// It does not set the wait after the server asked for a longer back-off
-// (see WithServerBackoff). Default (and nil): DefaultBackoff. Tests use
-// shellywstest.FastBackoff for reconnects in milliseconds.
-func WithBackoff(newBackoff func() backoff.BackOff) Option {
-	return func(o *options) { o.newBackoff = newBackoff }
+// WithBackoff sets the reconnect policy: delay returns the wait before the
+// next attempt, given how many waits in a row this is (1 for the first).
+// The count starts again after a connection proved healthy (see
+// WithHealthyAfter), after a restart and after a reboot, never after a
+// failure, so a server that accepts and drops at once cannot cause a tight
+// loop. A negative wait, from a policy that would give up, is taken as
+// 60 s: a device never gives up. delay is called on Run's goroutine; one
+// shared by many components must be safe for concurrent use, as those of
+// ExponentialBackoff are. It does not set the wait after the server asked
+// for a longer back-off (see WithServerBackoff). Default (and nil):
+// DefaultBackoff. Tests use shellywstest.FastBackoff for reconnects in
+// milliseconds.
+func WithBackoff(delay func(attempt int) time.Duration) Option {
+	return func(o *options) { o.backoff = delay }
 }
 
 // WithHealthyAfter sets how long a connection must stay up before the
