@@ -14,7 +14,7 @@ import (
 )
 
 // AuthUser is the only user a Gen2 device knows.
-const AuthUser = digest.User
+const AuthUser = "admin"
 
 // SetAuthMethod is the RPC method that sets or clears the device password.
 const SetAuthMethod = "Shelly.SetAuth"

@@ -26,7 +26,7 @@ const (
 // DefaultMaxConns is how many connections one device holds open at once,
 // the limit to give LimitListener: 8 websocket clients (WithMaxClients'
 // default) plus 8 HTTP connections.
-const DefaultMaxConns = 2 * defaultMaxClients
+const DefaultMaxConns = 16
 
 // maxHeaderBytes bounds a request's header: room for the longest query
 // string a Handler takes (defaultMaxRequestSize), so that its own 414

@@ -17,8 +17,8 @@ import (
 // internal/digest's.
 
 // checkAuth runs the gate (on WithClock's clock, see wallClock) for a
-// request of h's device, with the table emptied first when the device rebooted or
-// slept since the gate was last used (nonces live in RAM).
+// request of h's device, with the table emptied first when the device
+// rebooted or slept since the gate was last used (nonces live in RAM).
 func (h *Handler) checkAuth(a AuthConfig, creds ...*digest.Credential) digest.Verdict {
 	power, _ := h.c.powerState()
 	boot := authEpoch{power: power, wakes: h.c.wake.wakes.Load()}
@@ -171,14 +171,4 @@ func (h *Handler) refuseHTTP(w http.ResponseWriter, r *http.Request, a AuthConfi
 	w.Header().Set("WWW-Authenticate", digest.ChallengeHeader(a.Realm, v.Nonce, v.Stale))
 	h.log.Debug("shellyws: inbound HTTP request challenged", "remote", r.RemoteAddr, "path", r.URL.Path)
 	writeJSON(w, http.StatusUnauthorized, body(&Error{Code: CodeUnauthorized, Message: digest.ChallengeMessage(a.Realm, v.Nonce, v.Stale)}))
-}
-
-// wallClock is WithClock's clock, unlike opts.now never the boot clock of
-// WithBootClock, which restarts at every wake: nonces live an hour and
-// lockouts last 2 s of it.
-func (c *Component) wallClock() time.Time {
-	if c.opts.clock != nil {
-		return c.opts.clock()
-	}
-	return c.opts.now()
 }

@@ -380,11 +380,6 @@ func (w *wakeState) requestDone() {
 	w.inflight.Add(-1)
 }
 
-// monoBase anchors mono: time.Since reads the monotonic clock.
-var monoBase = time.Now()
-
-func mono() int64 { return int64(time.Since(monoBase)) }
-
 // initWake is called by New: the boot is now, and WithBootClock puts the
 // boot clock in front of the real one.
 func (c *Component) initWake() {
