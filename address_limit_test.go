@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -93,12 +92,9 @@ func runBehindOneAddress(t *testing.T, n int, lim *addressLimiter, serverBackoff
 	t.Cleanup(func() { close(stop) })
 	devices := make([]*shellyws.Component, n)
 	for i := range devices {
-		normal := shellyws.DefaultBackoff()
-		normal.InitialInterval /= lim.scale
-		normal.MaxInterval /= lim.scale
 		c, err := shellyws.New(fmt.Sprintf("shellyplus1pm-%012x", i),
 			shellyws.WithConfigStore(shellyws.NewMemoryStore(enabledConfig(url))),
-			shellyws.WithBackoff(func() backoff.BackOff { normal.Reset(); return normal }),
+			shellyws.WithBackoff(shellyws.ExponentialBackoff(time.Second/lim.scale, time.Minute/lim.scale)),
 			shellyws.WithServerBackoff(serverBackoff))
 		require.NoError(t, err)
 		devices[i] = c
@@ -130,10 +126,8 @@ func TestDevicesBehindOneAddressAllGetIn(t *testing.T) {
 func TestNormalBackoffAloneGetsTheAddressBlocked(t *testing.T) {
 	const scale = 30
 	lim := newAddressLimiter(scale)
-	normal := shellyws.DefaultBackoff()
-	normal.InitialInterval /= scale
 	runBehindOneAddress(t, 100, lim, func(time.Duration) time.Duration {
-		return normal.InitialInterval // what a device without section 12 waits first
+		return time.Second / scale // what a device without section 12 waits first (DefaultBackoff's 1 s)
 	})
 	require.Eventually(t, func() bool { return lim.blockCount() > 0 }, waitTimeout, time.Millisecond,
 		"retries within the minute block the address")

@@ -2,8 +2,6 @@ package shellyws
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/shellyws/shellyws/internal/digest"
 )
 
 // AuthUser is the only user a Gen2 device knows.
@@ -34,9 +34,7 @@ type AuthConfig struct {
 
 // ComputeHA1 returns hex(SHA-256("admin:<realm>:<password>")), the ha1 that
 // Shelly.SetAuth carries; realm is the device id.
-func ComputeHA1(realm, password string) string {
-	return hexSHA256(AuthUser + ":" + realm + ":" + password)
-}
+func ComputeHA1(realm, password string) string { return digest.HA1(realm, password) }
 
 // PasswordAuth returns the AuthConfig that turns authentication on with
 // password for the device whose id is realm, as Shelly.SetAuth would set it.
@@ -54,7 +52,7 @@ func (a AuthConfig) Validate() error {
 	if a.Realm == "" {
 		return Errorf(CodeInvalidArgument, "Invalid argument 'realm': must be the device id")
 	}
-	if !isHex(a.HA1, sha256.Size*2) {
+	if !digest.ValidHA1(a.HA1) {
 		return Errorf(CodeInvalidArgument, "Invalid argument 'ha1': must be 64 hex digits or null")
 	}
 	return nil
@@ -320,27 +318,15 @@ func parseSetAuth(id string, params json.RawMessage) (AuthConfig, error) {
 		return AuthConfig{}, nil
 	}
 	ha1, ok := str("ha1")
-	if !ok || !isHex(ha1, sha256.Size*2) {
+	if !ok || !digest.ValidHA1(ha1) {
 		return AuthConfig{}, Errorf(CodeInvalidArgument, "Invalid argument 'ha1': must be 64 hex digits or null")
 	}
 	return AuthConfig{Enable: true, Realm: id, HA1: ha1}, nil
 }
 
-func hexSHA256(s string) string {
-	sum := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(sum[:])
-}
+// deviceInfoMethod is the method GET /shelly answers with.
+const deviceInfoMethod = "Shelly.GetDeviceInfo"
 
-// isHex reports whether s is exactly n hex digits, of either case.
-func isHex(s string, n int) bool {
-	if len(s) != n {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-			return false
-		}
-	}
-	return true
-}
+// isExempt reports whether method never needs authentication: a device
+// tells who it is to anyone.
+func isExempt(method string) bool { return strings.EqualFold(method, deviceInfoMethod) }

@@ -18,7 +18,7 @@ func TestAuthNoncesAgeOnTheClockWithBootClock(t *testing.T) {
 	n, _ := challenge401(t, d.get(t, "/rpc/Ws.GetStatus", ""))
 	ok := d.getAuth(t, "/rpc/Ws.GetStatus", digestHeader(testPassword, n, "GET", "/rpc/Ws.GetStatus", "00000001", "s"))
 	require.Equal(t, http.StatusOK, ok.status, ok.body)
-	clock.Advance(shellyws.NonceLifetime)
+	clock.Advance(nonceLifetime)
 	res := d.getAuth(t, "/rpc/Ws.GetStatus", digestHeader(testPassword, n, "GET", "/rpc/Ws.GetStatus", "00000002", "s"))
 	_, stale := challenge401(t, res)
 	assert.True(t, stale)

@@ -37,7 +37,7 @@ func TestAuthIdleClientsDoNotHoldTheSlots(t *testing.T) {
 	// Seven idlers, one of them asking only the exempt method: every slot
 	// is taken and the next handshake is refused.
 	var idlers []*websocket.Conn
-	for i := range shellyws.DefaultMaxClients - 1 {
+	for i := range defaultMaxClients - 1 {
 		c := d.dial(t, nil)
 		if i == 0 {
 			resp, _ := call(t, ctx, c, `{"id":1,"src":"x","method":"Shelly.GetDeviceInfo"}`)
@@ -91,7 +91,7 @@ func wrongDigest(nonce, method, uri string) string {
 func TestAuthEveryWrongCredentialCounts(t *testing.T) {
 	d := newAuthDevice(t)
 	nonce := "made-up"
-	for i := 1; i <= shellyws.MaxLiveNonces; i++ {
+	for i := 1; i <= maxLiveNonces; i++ {
 		bad := fixLen(strings.Replace(authObject(nonce, 1, "c"), `"response":"`, `"response":"0`, 1))
 		req, err := http.NewRequest(http.MethodPost, d.srv.URL+"/rpc",
 			strings.NewReader(fmt.Sprintf(`{"id":%d,"src":"c","method":"Ws.GetStatus","auth":%s}`, i, bad)))
@@ -99,12 +99,12 @@ func TestAuthEveryWrongCredentialCounts(t *testing.T) {
 		req.Header.Set("Authorization", wrongDigest(nonce, "POST", "/rpc"))
 		res := d.do(t, req)
 		if res.status == http.StatusTooManyRequests {
-			assert.Equal(t, shellyws.MaxLiveNonces/2, i, "two guesses a request: locked out after %d requests", shellyws.MaxLiveNonces/2)
+			assert.Equal(t, maxLiveNonces/2, i, "two guesses a request: locked out after %d requests", maxLiveNonces/2)
 			return
 		}
 		nonce, _ = challenge401(t, res)
 	}
-	t.Fatalf("no lockout after %d requests of two wrong credentials each", shellyws.MaxLiveNonces)
+	t.Fatalf("no lockout after %d requests of two wrong credentials each", maxLiveNonces)
 }
 
 // TestAuthRebootForgetsNonces: nonces live in RAM; after Shelly.Reboot a
@@ -188,10 +188,10 @@ func TestAuthNCWindow(t *testing.T) {
 		assert.Equal(t, http.StatusUnauthorized, get(nc), "reused nc %d", nc)
 	}
 	// A jump ahead, then the gap behind it within the window.
-	top := 64 + shellyws.NCWindow
+	top := 64 + ncWindow
 	assert.Equal(t, http.StatusOK, get(top))
-	assert.Equal(t, http.StatusOK, get(top-shellyws.NCWindow+1), "the lowest nc in the window")
-	assert.Equal(t, http.StatusUnauthorized, get(top-shellyws.NCWindow), "below the window")
+	assert.Equal(t, http.StatusOK, get(top-ncWindow+1), "the lowest nc in the window")
+	assert.Equal(t, http.StatusUnauthorized, get(top-ncWindow), "below the window")
 	assert.Equal(t, http.StatusOK, get(top-1))
 }
 

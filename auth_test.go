@@ -27,6 +27,16 @@ import (
 
 const testPassword = "s3cret pass"
 
+// The firmware's nonce rules (protocol.md section 10, nc window in
+// docs/protocol-decisions.md), written here as the wire contract states
+// them rather than taken from the library.
+const (
+	nonceLifetime   = time.Hour
+	maxLiveNonces   = 32
+	lockoutDuration = 2 * time.Second
+	ncWindow        = 128
+)
+
 // The hashes are computed here by hand, independently of the library and of
 // shellywstest's helper, from protocol.md section 10.
 func sha(s string) string {
@@ -194,17 +204,17 @@ func TestAuthExemptRequests(t *testing.T) {
 	check()
 }
 
-// lockOut fails MaxLiveNonces times over a websocket; the last is a 429.
+// lockOut fails maxLiveNonces times over a websocket; the last is a 429.
 func lockOut(t *testing.T, d *inboundDevice) {
 	t.Helper()
 	ctx := testCtx(t)
 	conn := d.dial(t, nil)
 	nonce := "made-up"
-	for i := 1; i <= shellyws.MaxLiveNonces; i++ {
+	for i := 1; i <= maxLiveNonces; i++ {
 		bad := fixLen(strings.Replace(authObject(nonce, 1, "c"), `"response":"`, `"response":"0`, 1))
 		resp, _ := call(t, ctx, conn, `{"id":`+fmt.Sprint(i)+`,"src":"c","method":"Ws.GetStatus","auth":`+bad+`}`)
 		require.NotNil(t, resp.Error, "attempt %d", i)
-		if i < shellyws.MaxLiveNonces {
+		if i < maxLiveNonces {
 			nonce, _ = frameChallenge(t, resp.Error)
 			continue
 		}
@@ -360,9 +370,9 @@ func TestAuthNonceTableBound(t *testing.T) {
 	resp, _ := call(t, ctx, conn, `{"id":1,"src":"c","method":"Ws.GetStatus"}`)
 	first, _ := frameChallenge(t, resp.Error)
 	// Bare requests are challenges, not failures: any number of them never
-	// locks the device out, and the table keeps MaxLiveNonces.
+	// locks the device out, and the table keeps maxLiveNonces.
 	var last []string
-	for i := range 3 * shellyws.MaxLiveNonces {
+	for i := range 3 * maxLiveNonces {
 		resp, _ = call(t, ctx, conn, fmt.Sprintf(`{"id":%d,"src":"c","method":"Ws.GetStatus"}`, 100+i))
 		n, _ := frameChallenge(t, resp.Error)
 		last = append(last, n)
@@ -404,7 +414,7 @@ func TestAuthLockout(t *testing.T) {
 	require.NoError(t, out.Call(ctx, "Ws.GetStatus", nil, &st))
 	assert.True(t, st.Connected)
 
-	clock.Advance(shellyws.LockoutDuration - time.Millisecond)
+	clock.Advance(lockoutDuration - time.Millisecond)
 	require.Equal(t, http.StatusTooManyRequests, d.get(t, "/rpc/Ws.GetConfig", "").status)
 	clock.Advance(time.Millisecond)
 	// After the lockout the failures are forgotten: a wrong attempt is a 401
@@ -423,7 +433,7 @@ func TestAuthFailuresRecoveredBySuccess(t *testing.T) {
 	ctx := testCtx(t)
 	conn := d.dial(t, nil)
 	auth := authObject("none-yet", 1, "c")
-	for i := range 3 * shellyws.MaxLiveNonces {
+	for i := range 3 * maxLiveNonces {
 		resp, _ := call(t, ctx, conn, fmt.Sprintf(`{"id":%d,"src":"c","method":"Ws.GetStatus","auth":%s}`, 2*i, auth))
 		nonce, _ := frameChallenge(t, resp.Error)
 		auth = authObject(nonce, 1, "c")

@@ -11,10 +11,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/coder/websocket"
 
 	"github.com/shellyws/shellyws/internal/frame"
+	"github.com/shellyws/shellyws/internal/redact"
 )
 
 // Run keeps the outbound connection up while ctx lives: it dials the
@@ -52,8 +52,7 @@ func (c *Component) Run(ctx context.Context) error {
 		c.state.set(StateClosed, nil)
 	}()
 	c.powerOn()
-	bo := c.opts.newBackoff()
-	bo.Reset()
+	attempt := 0 // waits in a row, counted for the backoff policy
 	for {
 		if ctx.Err() != nil {
 			return nil
@@ -62,7 +61,7 @@ func (c *Component) Run(ctx context.Context) error {
 			if !c.boot(ctx) {
 				return nil
 			}
-			bo.Reset()
+			attempt = 0
 			continue
 		}
 		cfg, restart := c.activeConfig()
@@ -79,7 +78,7 @@ func (c *Component) Run(ctx context.Context) error {
 			case <-ctx.Done():
 				return nil
 			case <-restart.Done():
-				bo.Reset()
+				attempt = 0
 				continue
 			}
 		}
@@ -89,7 +88,7 @@ func (c *Component) Run(ctx context.Context) error {
 			return nil
 		}
 		if a.restarted {
-			bo.Reset()
+			attempt = 0
 			continue
 		}
 		var delay time.Duration
@@ -97,12 +96,13 @@ func (c *Component) Run(ctx context.Context) error {
 			delay = c.opts.serverBackoff(a.retryAfter)
 			// At the default level: a device silent for minutes must say why.
 			c.opts.logger.Warn(fmt.Sprintf("shellyws: server asked to back off (%s): retrying in %v", a.busyWhy, delay),
-				"server", redactURL(*cfg.Server), "retry_after", a.retryAfter)
+				"server", redact.URL(*cfg.Server), "retry_after", a.retryAfter)
 		} else {
 			if a.healthy {
-				bo.Reset()
+				attempt = 0
 			}
-			delay = nextDelay(bo)
+			attempt++
+			delay = c.nextDelay(attempt)
 			c.opts.logger.Info("shellyws: reconnecting", "in", delay)
 		}
 		t := time.NewTimer(delay)
@@ -112,7 +112,7 @@ func (c *Component) Run(ctx context.Context) error {
 			return nil
 		case <-restart.Done():
 			t.Stop()
-			bo.Reset()
+			attempt = 0
 		case <-t.C:
 		}
 	}
@@ -145,16 +145,13 @@ func (c *Component) boot(ctx context.Context) bool {
 	return true
 }
 
-// nextDelay never lets a policy give up: a device retries for ever.
-func nextDelay(bo backoff.BackOff) time.Duration {
-	d := bo.NextBackOff()
-	if d != backoff.Stop {
+// nextDelay is the backoff policy's wait before the attempt-th retry in a
+// row. It never lets a policy give up: a device retries for ever.
+func (c *Component) nextDelay(attempt int) time.Duration {
+	if d := c.opts.backoff(attempt); d >= 0 {
 		return d
 	}
-	if eb, ok := bo.(*backoff.ExponentialBackOff); ok && eb.MaxInterval > 0 {
-		return eb.MaxInterval
-	}
-	return 60 * time.Second
+	return maxBackoff
 }
 
 // Bounds of the server-requested back-off (protocol section 12).
@@ -230,7 +227,7 @@ type attempt struct {
 // connect makes one connection and serves it until it ends.
 func (c *Component) connect(ctx context.Context, cfg Config, restart context.Context, cb *callbackRunner) attempt {
 	server := *cfg.Server
-	log := c.opts.logger.With("server", redactURL(server))
+	log := c.opts.logger.With("server", redact.URL(server))
 	// A Restart or Reboot abandons the dial, which would otherwise open a
 	// connection with the config being replaced.
 	dialCtx, cancelDial := context.WithCancel(ctx)
@@ -365,7 +362,7 @@ func (s *session) sendFullStatus() error {
 	}
 	bp := getBuf()
 	defer putBuf(bp)
-	*bp = frame.AppendNotification(*bp, s.c.id, outboundDst, MethodNotifyFullStatus, params)
+	*bp = frame.AppendNotification(*bp, s.c.id, outboundDst, methodNotifyFullStatus, params)
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
 	if err := s.write(*bp); err != nil {

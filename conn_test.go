@@ -132,7 +132,7 @@ func assertGrowingJitteredDelays(t *testing.T, rb *recordingBackoff, initial tim
 	t.Helper()
 	delays, resets := rb.snapshot()
 	require.GreaterOrEqual(t, len(delays), 5)
-	assert.Equal(t, 1, resets, "only Run's initial reset: failures never reset the backoff")
+	assert.Equal(t, 1, resets, "one run of waits from attempt 1: failures never reset the backoff")
 	// With factor 0.5, the n-th delay lies in [0.5, 1.5] * initial * 2^n.
 	jittered := false
 	for n, d := range delays[:5] {

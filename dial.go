@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,87 +49,13 @@ func (e *ConnError) Error() string {
 // Unwrap returns the cause.
 func (e *ConnError) Unwrap() error { return e.Err }
 
-// redactURL returns the URL with its user info, query values and fragment
-// masked (internal/redact).
-func redactURL(raw string) string { return redact.URL(raw) }
-
-// secretsOf lists the substrings of raw that must not leak: its query and
-// user info, raw and decoded.
-func secretsOf(raw string) []string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return []string{raw}
-	}
-	var s []string
-	add := func(v string) {
-		if len(v) >= 3 {
-			s = append(s, v)
-		}
-	}
-	add(u.RawQuery)
-	if q, err := url.QueryUnescape(u.RawQuery); err == nil {
-		add(q)
-	}
-	for _, vals := range u.Query() {
-		for _, v := range vals {
-			add(v)
-		}
-	}
-	if u.User != nil {
-		add(u.User.String())
-		add(u.User.Username())
-		if p, ok := u.User.Password(); ok {
-			add(p)
-		}
-	}
-	return s
-}
-
-// redactedError is an error whose text had secrets replaced. It unwraps to
-// the outermost error of the original chain whose own text is free of them
-// (a close status, a certificate error, a refused connection, …), so
-// errors.Is and errors.As still work without the text leaking.
-type redactedError struct {
-	msg   string
-	cause error
-}
-
-func (e *redactedError) Error() string { return e.msg }
-func (e *redactedError) Unwrap() error { return e.cause }
-
-func redactErr(err error, server string) error {
-	if err == nil {
-		return nil
-	}
-	secrets := secretsOf(server)
-	scrub := func(msg string) string {
-		for _, s := range secrets {
-			msg = strings.ReplaceAll(msg, s, "REDACTED")
-		}
-		return msg
-	}
-	msg := err.Error()
-	clean := scrub(msg)
-	if clean == msg {
-		return err
-	}
-	var cause error
-	for e := errors.Unwrap(err); e != nil; e = errors.Unwrap(e) {
-		if t := e.Error(); scrub(t) == t {
-			cause = e
-			break
-		}
-	}
-	return &redactedError{msg: clean, cause: cause}
-}
-
 func (c *Component) connError(op, server string, httpStatus int, err error) *ConnError {
 	return &ConnError{
 		Op:         op,
-		Server:     redactURL(server),
+		Server:     redact.URL(server),
 		HTTPStatus: httpStatus,
 		CloseCode:  websocket.CloseStatus(err),
-		Err:        redactErr(err, server),
+		Err:        redact.ErrorFor(err, server),
 	}
 }
 
@@ -197,7 +122,7 @@ func (c *Component) dial(ctx context.Context, cfg Config) (dialed, int, http.Hea
 		}
 		if tc.InsecureSkipVerify {
 			c.opts.logger.Warn("shellyws: TLS certificate verification is off (ssl_ca \"*\")",
-				"server", redactURL(server))
+				"server", redact.URL(server))
 		}
 		transport.TLSClientConfig = tc
 	}

@@ -46,5 +46,7 @@
 // (RunComponent, FastBackoff) and digest clients for a device that has a
 // password. The wire contract is the one real Gen2 devices speak; where the
 // vendor's documentation is silent, docs/protocol-decisions.md in the
-// repository says what the library decided.
+// repository says what the library decided; docs/design.md names the
+// package's parts (outbound peer, inbound Handler, sleep and wake, auth,
+// the request path in rpc.go) and the file that holds each.
 package shellyws

@@ -119,7 +119,7 @@ func newFuzzHarness(tb testing.TB) *fuzzHarness {
 		ID     json.RawMessage `json:"id"`
 		Method string          `json:"method"`
 	}
-	if json.Unmarshal(first, &n) != nil || n.ID != nil || n.Method != shellyws.MethodNotifyFullStatus {
+	if json.Unmarshal(first, &n) != nil || n.ID != nil || n.Method != methodNotifyFullStatus {
 		h.close()
 		tb.Fatalf("first frame %q is not NotifyFullStatus", first)
 	}

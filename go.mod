@@ -3,7 +3,6 @@ module github.com/shellyws/shellyws
 go 1.26.0
 
 require (
-	github.com/cenkalti/backoff/v4 v4.3.0
 	github.com/coder/websocket v1.8.15
 	github.com/prometheus/client_golang v1.24.0
 	github.com/stretchr/testify v1.11.1

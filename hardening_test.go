@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"strings"
@@ -13,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -22,18 +22,32 @@ import (
 	"github.com/shellyws/shellyws/shellywstest"
 )
 
-// A backoff factory that returns nil would panic in Run: New calls it once
-// and refuses it.
-func TestNewRefusesABackoffFactoryReturningNil(t *testing.T) {
-	var typedNil *backoff.ExponentialBackOff
-	for name, f := range map[string]func() backoff.BackOff{
-		"nil":       func() backoff.BackOff { return nil },
-		"typed nil": func() backoff.BackOff { return typedNil },
+// A backoff policy is a function of the attempt, so no factory can return
+// nil (one did, and Run panicked), and nil means the default. The waits of
+// ExponentialBackoff double from initial to the cap, each within ±50 %,
+// for any attempt; bounds that would spin are raised.
+func TestExponentialBackoff(t *testing.T) {
+	_, err := shellyws.New(testDeviceID, shellyws.WithBackoff(nil))
+	require.NoError(t, err, "nil is the default policy")
+	for _, tc := range []struct {
+		name         string
+		policy       func(int) time.Duration
+		first, capAt time.Duration
+	}{
+		{"default", shellyws.DefaultBackoff, time.Second, time.Minute},
+		{"1 ms to 20 ms", shellyws.ExponentialBackoff(time.Millisecond, 20*time.Millisecond), time.Millisecond, 20 * time.Millisecond},
+		{"zero bounds", shellyws.ExponentialBackoff(0, 0), time.Millisecond, time.Millisecond},
+		{"cap below initial", shellyws.ExponentialBackoff(time.Second, time.Millisecond), time.Second, time.Second},
 	} {
-		_, err := shellyws.New(testDeviceID, shellyws.WithBackoff(f))
-		require.Error(t, err, name)
-		assert.Contains(t, err.Error(), "WithBackoff", name)
-		assert.Contains(t, err.Error(), "nil", name)
+		jittered := false
+		for attempt := -1; attempt <= 200; attempt++ {
+			base := time.Duration(math.Min(float64(tc.first)*math.Pow(2, float64(max(attempt, 1)-1)), float64(tc.capAt)))
+			d := tc.policy(attempt)
+			require.GreaterOrEqual(t, d, base/2, "%s: attempt %d", tc.name, attempt)
+			require.LessOrEqual(t, d, base*3/2, "%s: attempt %d", tc.name, attempt)
+			jittered = jittered || d != base
+		}
+		assert.True(t, jittered, "%s: randomized", tc.name)
 	}
 }
 
@@ -214,10 +228,10 @@ func TestServerBackoffOnlyForYoungConnections(t *testing.T) {
 		longer  bool // the server's longer wait, not the normal policy
 		healthy bool // the normal policy is reset first
 	}{
-		{"1008 after a long session (Home Assistant stops)", shellyws.DefaultHealthyAfter, websocket.StatusPolicyViolation, false, true},
+		{"1008 after a long session (Home Assistant stops)", defaultHealthyAfter, websocket.StatusPolicyViolation, false, true},
 		{"1013 after a long session", time.Hour, websocket.StatusTryAgainLater, false, true},
 		{"1008 at once (Fleet Manager's limiter)", 0, websocket.StatusPolicyViolation, true, false},
-		{"1013 just short of healthy", shellyws.DefaultHealthyAfter - time.Millisecond, websocket.StatusTryAgainLater, true, false},
+		{"1013 just short of healthy", defaultHealthyAfter - time.Millisecond, websocket.StatusTryAgainLater, true, false},
 		{"1011 after a long session", time.Hour, websocket.StatusInternalError, false, true},
 	} {
 		beforeServer := len(sb.snapshot())
@@ -308,7 +322,7 @@ func TestWakeRetriesALongSessionClosedWith1008(t *testing.T) {
 	out := startWake(t, c)
 	conn := srv.AcceptT(t)
 	conn.ExpectFullStatusT(t)
-	clock.advance(shellyws.DefaultHealthyAfter)
+	clock.advance(defaultHealthyAfter)
 	require.NoError(t, conn.Close(websocket.StatusPolicyViolation, "home assistant stops"))
 	conn = srv.AcceptT(t)
 	conn.ExpectFullStatusT(t)

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
 
@@ -22,6 +21,21 @@ const waitTimeout = 10 * time.Second
 
 const testDeviceID = "shellyplus1pm-c049ef8cf4e0"
 
+// The defaults the option docs state and the notification methods of the
+// wire, written here as documented, so that a test relying on one also
+// checks that the library keeps its word.
+const (
+	defaultHealthyAfter    = 10 * time.Second // WithHealthyAfter
+	defaultMaxInFlight     = 16               // WithMaxInFlight
+	defaultMaxClients      = 8                // WithMaxClients
+	defaultMaxRequestSize  = 64 << 10         // WithMaxRequestSize
+	defaultHTTPIdleTimeout = 10 * time.Second // NewHTTPServer's IdleTimeout
+
+	methodNotifyFullStatus = "NotifyFullStatus"
+	methodNotifyStatus     = "NotifyStatus"
+	methodNotifyEvent      = "NotifyEvent"
+)
+
 func testCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	t.Cleanup(cancel)
@@ -29,35 +43,29 @@ func testCtx(t testing.TB) context.Context {
 }
 
 // recordingBackoff is a fast exponential backoff that records every delay it
-// hands out and every reset, so tests can check growth and jitter in ms.
+// hands out and how many runs of waits it saw begin (attempt 1: Run's first
+// wait, and the first after every reset), so tests can check growth, jitter
+// and resets in ms.
 type recordingBackoff struct {
 	mu     sync.Mutex
-	b      *backoff.ExponentialBackOff
+	policy func(attempt int) time.Duration
 	delays []time.Duration
 	resets int
 }
 
 func newRecordingBackoff(initial, max time.Duration) *recordingBackoff {
-	b := shellyws.DefaultBackoff()
-	b.InitialInterval = initial
-	b.MaxInterval = max
-	b.Reset()
-	return &recordingBackoff{b: b}
+	return &recordingBackoff{policy: shellyws.ExponentialBackoff(initial, max)}
 }
 
-func (r *recordingBackoff) NextBackOff() time.Duration {
+func (r *recordingBackoff) delay(attempt int) time.Duration {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	d := r.b.NextBackOff()
+	if attempt == 1 {
+		r.resets++
+	}
+	d := r.policy(attempt)
 	r.delays = append(r.delays, d)
 	return d
-}
-
-func (r *recordingBackoff) Reset() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.resets++
-	r.b.Reset()
 }
 
 func (r *recordingBackoff) snapshot() ([]time.Duration, int) {
@@ -66,9 +74,7 @@ func (r *recordingBackoff) snapshot() ([]time.Duration, int) {
 	return append([]time.Duration(nil), r.delays...), r.resets
 }
 
-func (r *recordingBackoff) option() shellyws.Option {
-	return shellyws.WithBackoff(func() backoff.BackOff { return r })
-}
+func (r *recordingBackoff) option() shellyws.Option { return shellyws.WithBackoff(r.delay) }
 
 // serverBackoffRecorder is a WithServerBackoff policy that records the
 // Retry-After of every call and waits a millisecond.
@@ -94,15 +100,8 @@ func (r *serverBackoffRecorder) snapshot() []time.Duration {
 
 // fastOptions make reconnects take milliseconds.
 func fastOptions() []shellyws.Option {
-	b := shellyws.DefaultBackoff()
 	return []shellyws.Option{
-		shellyws.WithBackoff(func() backoff.BackOff {
-			b := *b
-			b.InitialInterval = time.Millisecond
-			b.MaxInterval = 20 * time.Millisecond
-			b.Reset()
-			return &b
-		}),
+		shellyws.WithBackoff(shellyws.ExponentialBackoff(time.Millisecond, 20*time.Millisecond)),
 		// The server's requests for a longer back-off are honoured in
 		// milliseconds too; server_backoff_test.go checks they are made.
 		shellyws.WithServerBackoff(func(time.Duration) time.Duration { return time.Millisecond }),

@@ -774,7 +774,7 @@ func (d *hostileSwitchDialer) dial(ctx context.Context, network, _ string) (net.
 func TestHostileRequestFlood(t *testing.T) {
 	const (
 		requests    = 100_000
-		maxInFlight = shellyws.DefaultMaxInFlight
+		maxInFlight = defaultMaxInFlight
 		queueSize   = 25
 	)
 	var written atomic.Int64 // by the first flood connection
@@ -961,7 +961,7 @@ func TestHostileFasterThanDeviceAnswers(t *testing.T) {
 				}
 				mu.Lock()
 				switch {
-				case f.ID == nil && f.Method == shellyws.MethodNotifyStatus:
+				case f.ID == nil && f.Method == methodNotifyStatus:
 					res.notifications = append(res.notifications, f.Params.Switch.Seq)
 				case f.ID == nil:
 				case ids[string(f.ID)]:

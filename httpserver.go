@@ -12,31 +12,32 @@ import (
 // closes what it does not use; these keep a hostile or broken client from
 // holding connections, file descriptors or memory for longer.
 const (
-	// DefaultHTTPReadTimeout bounds reading one request, header and body:
+	// defaultHTTPReadTimeout bounds reading one request, header and body:
 	// a client that sends them slowly is cut off after it.
-	DefaultHTTPReadTimeout = 10 * time.Second
-	// DefaultHTTPIdleTimeout closes a keep-alive connection that sends no
+	defaultHTTPReadTimeout = 10 * time.Second
+	// defaultHTTPIdleTimeout closes a keep-alive connection that sends no
 	// next request for this long, and one that sends no first request.
-	DefaultHTTPIdleTimeout = 10 * time.Second
-	// DefaultHTTPWriteTimeout bounds a request from its header to the end
+	defaultHTTPIdleTimeout = 10 * time.Second
+	// defaultHTTPWriteTimeout bounds a request from its header to the end
 	// of its answer, a slow handler included.
-	DefaultHTTPWriteTimeout = 30 * time.Second
-	// DefaultMaxConns is how many connections one device holds open at
-	// once: DefaultMaxClients (8) websocket clients plus 8 HTTP
-	// connections.
-	DefaultMaxConns = 2 * DefaultMaxClients
+	defaultHTTPWriteTimeout = 30 * time.Second
 )
 
+// DefaultMaxConns is how many connections one device holds open at once,
+// the limit to give LimitListener: 8 websocket clients (WithMaxClients'
+// default) plus 8 HTTP connections.
+const DefaultMaxConns = 16
+
 // maxHeaderBytes bounds a request's header: room for the longest query
-// string a Handler takes (DefaultMaxRequestSize), so that its own 414
+// string a Handler takes (defaultMaxRequestSize), so that its own 414
 // answers an overlong one.
-const maxHeaderBytes = DefaultMaxRequestSize + 8<<10
+const maxHeaderBytes = defaultMaxRequestSize + 8<<10
 
 // NewHTTPServer returns the http.Server to put in front of h, a Handler,
-// with a device's limits: DefaultHTTPReadTimeout for a request's header
-// and body, DefaultHTTPIdleTimeout for a connection waiting for its next
-// (or first) request, DefaultHTTPWriteTimeout for an answer, and a header
-// of at most the Handler's default request size plus 8 KiB. Websocket
+// with a device's limits: 10 s to read a request's header and body, 10 s
+// for a connection waiting for its next (or first) request, 30 s for an
+// answer, and a header of at most the Handler's default request size
+// (64 KiB) plus 8 KiB. Websocket
 // clients are hijacked, so these timeouts do not apply to them (the
 // Handler bounds them: WithMaxClients, WithAuthTimeout, WithPing).
 // Serve it on LimitListener to bound the connections too:
@@ -53,10 +54,10 @@ const maxHeaderBytes = DefaultMaxRequestSize + 8<<10
 func NewHTTPServer(h http.Handler) *http.Server {
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: DefaultHTTPReadTimeout,
-		ReadTimeout:       DefaultHTTPReadTimeout,
-		WriteTimeout:      DefaultHTTPWriteTimeout,
-		IdleTimeout:       DefaultHTTPIdleTimeout,
+		ReadHeaderTimeout: defaultHTTPReadTimeout,
+		ReadTimeout:       defaultHTTPReadTimeout,
+		WriteTimeout:      defaultHTTPWriteTimeout,
+		IdleTimeout:       defaultHTTPIdleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 	}
 }

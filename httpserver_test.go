@@ -63,7 +63,7 @@ func TestNewHTTPServerHasADevicesLimits(t *testing.T) {
 		assert.LessOrEqual(t, d, 10*time.Second, name)
 	}
 	assert.Positive(t, srv.WriteTimeout)
-	assert.Greater(t, srv.MaxHeaderBytes, shellyws.DefaultMaxRequestSize, "the Handler's own 414 answers an overlong query")
+	assert.Greater(t, srv.MaxHeaderBytes, defaultMaxRequestSize, "the Handler's own 414 answers an overlong query")
 	assert.Less(t, srv.MaxHeaderBytes, http.DefaultMaxHeaderBytes)
 	assert.Equal(t, 16, shellyws.DefaultMaxConns)
 }
@@ -115,7 +115,7 @@ func TestHTTPServerClosesIdleAndSlowClients(t *testing.T) {
 	c, err := shellyws.New(testDeviceID)
 	require.NoError(t, err)
 	addr, _ := serveLimited(t, c, 0)
-	const bound = shellyws.DefaultHTTPIdleTimeout + 3*time.Second
+	const bound = defaultHTTPIdleTimeout + 3*time.Second
 
 	clients := map[string]func(net.Conn) error{
 		"silent": func(net.Conn) error { return nil },

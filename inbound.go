@@ -18,19 +18,18 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/shellyws/shellyws/internal/digest"
 	"github.com/shellyws/shellyws/internal/frame"
 )
 
-// Limits of the inbound channels, documented on the options that set them.
+// Limits of the inbound channels, stated in the docs of the options that
+// set them.
 const (
-	DefaultMaxRequestSize  = 64 << 10
-	DefaultMaxClients      = 8
-	DefaultClientQueueSize = 25
-	DefaultAuthTimeout     = 10 * time.Second
+	defaultMaxRequestSize  = 64 << 10
+	defaultMaxClients      = 8
+	defaultClientQueueSize = 25
+	defaultAuthTimeout     = 10 * time.Second
 )
-
-// deviceInfoMethod is the method GET /shelly answers with.
-const deviceInfoMethod = "Shelly.GetDeviceInfo"
 
 // HandlerOption configures a Handler.
 type HandlerOption func(*handlerOptions)
@@ -47,7 +46,7 @@ type handlerOptions struct {
 // query string, a websocket message. A larger body is answered 413, a larger
 // query string 414, and a larger websocket message closes that client's
 // connection with status 1009. A value below 1 means the default.
-// Default: DefaultMaxRequestSize (64 KiB).
+// Default: 64 KiB.
 func WithMaxRequestSize(n int64) HandlerOption {
 	return func(o *handlerOptions) { o.maxRequestSize = n }
 }
@@ -55,7 +54,7 @@ func WithMaxRequestSize(n int64) HandlerOption {
 // WithMaxClients bounds how many inbound websocket clients may be connected
 // at once; a handshake beyond it is answered 503, as a device with its
 // websocket channel busy does; 0 (or a negative value) turns the websocket
-// channel off. Default: DefaultMaxClients (8).
+// channel off. Default: 8.
 func WithMaxClients(n int) HandlerOption {
 	return func(o *handlerOptions) { o.maxClients = n }
 }
@@ -66,7 +65,7 @@ func WithMaxClients(n int) HandlerOption {
 // (policy violation), so that clients which never authenticate cannot
 // hold every WithMaxClients slot and keep the owner out. Exempt requests
 // (Shelly.GetDeviceInfo) do not count. A value below 1 means the default.
-// Default: DefaultAuthTimeout (10 s).
+// Default: 10 s.
 func WithAuthTimeout(d time.Duration) HandlerOption {
 	return func(o *handlerOptions) { o.authTimeout = d }
 }
@@ -75,7 +74,7 @@ func WithAuthTimeout(d time.Duration) HandlerOption {
 // websocket client; when it is full the oldest is dropped, so a client that
 // falls behind never blocks NotifyStatus, NotifyEvent or other clients; 0
 // (or a negative value) sends websocket clients no notifications at all.
-// Default: DefaultClientQueueSize (25, the firmware's queue length).
+// Default: 25, the firmware's queue length.
 func WithClientQueueSize(n int) HandlerOption {
 	return func(o *handlerOptions) { o.clientQueueSize = n }
 }
@@ -151,9 +150,9 @@ func WithOriginPatterns(patterns ...string) HandlerOption {
 // WWW-Authenticate challenge, so curl --digest -u admin:PASS works), RPC
 // frames with their "auth" object (a 401 error whose message is the JSON
 // challenge), POST /rpc with either. Nonces follow the firmware: valid
-// NonceLifetime, reusable with a strictly increasing nc, at most
-// MaxLiveNonces, and LockoutDuration of 429 answers once failed attempts
-// fill the table. The websocket handshake itself is not challenged, but a
+// an hour, reusable with any nc not used before within 128 of the highest,
+// at most 32 live, and 2 s of 429 answers once failed attempts (every
+// wrong credential) fill the table; a reboot or a wake forgets them. The websocket handshake itself is not challenged, but a
 // client that has not authenticated within WithAuthTimeout of it is closed
 // with 1008, so that clients which never do cannot hold every slot.
 //
@@ -180,7 +179,7 @@ type Handler struct {
 
 	httpSlots chan struct{} // in-flight HTTP requests
 
-	auth *authGate // nonce table of the device's own channels (authgate.go)
+	auth *digest.Gate // nonce table of the device's own channels (inbound_auth.go)
 
 	mu       sync.Mutex
 	closed   bool
@@ -193,19 +192,19 @@ type Handler struct {
 // The returned Handler must be closed with Close.
 func NewHandler(c *Component, opts ...HandlerOption) *Handler {
 	o := handlerOptions{
-		maxRequestSize:  DefaultMaxRequestSize,
-		maxClients:      DefaultMaxClients,
-		clientQueueSize: DefaultClientQueueSize,
-		authTimeout:     DefaultAuthTimeout,
+		maxRequestSize:  defaultMaxRequestSize,
+		maxClients:      defaultMaxClients,
+		clientQueueSize: defaultClientQueueSize,
+		authTimeout:     defaultAuthTimeout,
 	}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	if o.authTimeout < 1 {
-		o.authTimeout = DefaultAuthTimeout
+		o.authTimeout = defaultAuthTimeout
 	}
 	if o.maxRequestSize < 1 {
-		o.maxRequestSize = DefaultMaxRequestSize
+		o.maxRequestSize = defaultMaxRequestSize
 	}
 	if o.maxClients < 0 {
 		o.maxClients = 0
@@ -221,7 +220,7 @@ func NewHandler(c *Component, opts ...HandlerOption) *Handler {
 		ctx:       ctx,
 		cancel:    cancel,
 		httpSlots: make(chan struct{}, c.opts.maxInFlight),
-		auth:      newAuthGate(),
+		auth:      digest.NewGate(c.wallClock),
 	}
 }
 

@@ -474,7 +474,7 @@ func TestInboundWebsocketNotificationsFollowSrc(t *testing.T) {
 	}
 	require.Len(t, notes, 1)
 	n := notes[0]
-	assert.Equal(t, shellyws.MethodNotifyStatus, n.Method)
+	assert.Equal(t, methodNotifyStatus, n.Method)
 	assert.Equal(t, testDeviceID, n.Src)
 	assert.Equal(t, "user_1", n.Dst)
 	assert.NotContains(t, n.raw, "before")
@@ -489,7 +489,7 @@ func TestInboundWebsocketNotificationsFollowSrc(t *testing.T) {
 	zero := 0
 	require.NoError(t, d.c.NotifyEvent(shellyws.Event{Component: "input:0", ID: &zero, Event: "single_push"}))
 	n = readFrame(t, ctx, listener)
-	assert.Equal(t, shellyws.MethodNotifyEvent, n.Method)
+	assert.Equal(t, methodNotifyEvent, n.Method)
 	assert.Equal(t, "user_1", n.Dst)
 	assert.Contains(t, string(n.Params), `"event":"single_push"`)
 
@@ -757,7 +757,7 @@ func TestInboundWhileOutboundRuns(t *testing.T) {
 		assert.Equal(t, "ws", delta.Dst)
 		n := readFrame(t, ctx, listener)
 		assert.Equal(t, fmt.Sprintf("ui_%d", round), n.Dst)
-		assert.Equal(t, shellyws.MethodNotifyStatus, n.Method)
+		assert.Equal(t, methodNotifyStatus, n.Method)
 		// The outbound and inbound notification carry the same params.
 		assert.JSONEq(t, string(delta.Params), string(n.Params))
 

@@ -15,9 +15,9 @@ import (
 
 // Notification methods a device sends.
 const (
-	MethodNotifyFullStatus = "NotifyFullStatus"
-	MethodNotifyStatus     = "NotifyStatus"
-	MethodNotifyEvent      = "NotifyEvent"
+	methodNotifyFullStatus = "NotifyFullStatus"
+	methodNotifyStatus     = "NotifyStatus"
+	methodNotifyEvent      = "NotifyEvent"
 )
 
 // outboundDst is the dst of every notification on the outbound channel;
@@ -139,24 +139,6 @@ func (q *notifyQueue) stats() (queued int, dropped uint64) {
 	return q.n, q.dropped
 }
 
-// Stats are counters of a component, for monitoring and tests.
-type Stats struct {
-	// Connects counts connections that came up; Disconnects counts those
-	// that ended, the one closed at shutdown included; DialFailures counts
-	// attempts that never came up.
-	Connects, Disconnects, DialFailures uint64
-	// Queued is how many notifications wait for the connection now.
-	Queued int
-	// Dropped counts notifications dropped because the queue was full;
-	// not one lost with a connection after it was written (see
-	// NotifyStatus).
-	Dropped uint64
-	// Wakes counts calls of Wake that started a wake; Sleeps counts
-	// those that ended by falling asleep (idle time or cap), with the
-	// sleep event sent if the outbound connection was up.
-	Wakes, Sleeps uint64
-}
-
 // NotifyStatus sends a NotifyStatus with the changed fields of components,
 // keyed like Shelly.GetStatus: {"switch:0": {"output": true, "source":
 // "WS_in"}}. A nil value tells the server the component is gone. The delta
@@ -185,7 +167,7 @@ func (c *Component) NotifyStatus(delta map[string]any) error {
 	if err != nil {
 		return fmt.Errorf("shellyws: NotifyStatus: %w", err)
 	}
-	c.publish(notification{method: MethodNotifyStatus, params: params})
+	c.publish(notification{method: methodNotifyStatus, params: params})
 	return nil
 }
 
@@ -224,7 +206,7 @@ func (c *Component) NotifyEvent(events ...Event) error {
 	if err != nil {
 		return fmt.Errorf("shellyws: NotifyEvent: %w", err)
 	}
-	c.publish(notification{method: MethodNotifyEvent, params: params})
+	c.publish(notification{method: methodNotifyEvent, params: params})
 	return nil
 }
 
@@ -235,20 +217,6 @@ func (c *Component) publish(n notification) {
 	}
 	for _, sub := range c.subscribers() {
 		sub(n.method, n.params)
-	}
-}
-
-// Stats returns the component's counters.
-func (c *Component) Stats() Stats {
-	queued, dropped := c.queue.stats()
-	return Stats{
-		Connects:     c.connects.Load(),
-		Disconnects:  c.disconnects.Load(),
-		DialFailures: c.dialFailures.Load(),
-		Queued:       queued,
-		Dropped:      dropped,
-		Wakes:        c.wake.wakes.Load(),
-		Sleeps:       c.wake.sleeps.Load(),
 	}
 }
 

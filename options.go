@@ -6,11 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"reflect"
 	"time"
-
-	"github.com/cenkalti/backoff/v4"
 
 	"github.com/shellyws/shellyws/internal/redact"
 )
@@ -34,7 +33,7 @@ type options struct {
 	store         ConfigStore
 	authStore     AuthStore // see WithAuthStore in auth.go
 	logger        *slog.Logger
-	newBackoff    func() backoff.BackOff
+	backoff       func(attempt int) time.Duration
 	healthyAfter  time.Duration
 	rootCAs       *x509.CertPool
 	userCA        func() ([]byte, error)
@@ -62,35 +61,35 @@ type options struct {
 	bootClock           bool
 }
 
-// Defaults, documented on the options that set them.
+// Defaults, stated in the docs of the options that set them.
 const (
-	DefaultHealthyAfter = 10 * time.Second
-	DefaultDialTimeout  = 20 * time.Second
-	DefaultWriteTimeout = 10 * time.Second
-	DefaultPingInterval = 30 * time.Second
-	DefaultPingTimeout  = 10 * time.Second
-	DefaultReadLimit    = 1 << 20
-	DefaultMaxInFlight  = 16
-	DefaultQueueSize    = 25
-	DefaultBootTime     = time.Second
+	defaultHealthyAfter = 10 * time.Second
+	defaultDialTimeout  = 20 * time.Second
+	defaultWriteTimeout = 10 * time.Second
+	defaultPingInterval = 30 * time.Second
+	defaultPingTimeout  = 10 * time.Second
+	defaultReadLimit    = 1 << 20
+	defaultMaxInFlight  = 16
+	defaultQueueSize    = 25
+	defaultBootTime     = time.Second
 )
 
 func defaultOptions() options {
 	return options{
 		logger:       slog.New(slog.DiscardHandler),
-		newBackoff:   func() backoff.BackOff { return DefaultBackoff() },
-		healthyAfter: DefaultHealthyAfter,
-		dialTimeout:  DefaultDialTimeout,
-		writeTimeout: DefaultWriteTimeout,
-		pingInterval: DefaultPingInterval,
-		pingTimeout:  DefaultPingTimeout,
-		readLimit:    DefaultReadLimit,
-		maxInFlight:  DefaultMaxInFlight,
-		queueSize:    DefaultQueueSize,
+		backoff:      DefaultBackoff,
+		healthyAfter: defaultHealthyAfter,
+		dialTimeout:  defaultDialTimeout,
+		writeTimeout: defaultWriteTimeout,
+		pingInterval: defaultPingInterval,
+		pingTimeout:  defaultPingTimeout,
+		readLimit:    defaultReadLimit,
+		maxInFlight:  defaultMaxInFlight,
+		queueSize:    defaultQueueSize,
 		now:          time.Now,
-		bootTime:     DefaultBootTime,
-		awakeIdle:    DefaultAwakeIdle,
-		awakeMax:     DefaultAwakeMax,
+		bootTime:     defaultBootTime,
+		awakeIdle:    defaultAwakeIdle,
+		awakeMax:     defaultAwakeMax,
 	}
 }
 
@@ -129,10 +128,8 @@ func (o *options) check() error {
 		o.logger = slog.New(slog.DiscardHandler)
 	}
 	o.logger = redact.Logger(o.logger) // secrets never reach the log, whoever logs them
-	if o.newBackoff == nil {
-		o.newBackoff = func() backoff.BackOff { return DefaultBackoff() }
-	} else if b := o.newBackoff(); b == nil || isNilInterface(b) {
-		return errors.New("shellyws: WithBackoff: the factory returned a nil backoff; return a policy such as DefaultBackoff()")
+	if o.backoff == nil {
+		o.backoff = DefaultBackoff
 	}
 	if o.serverBackoff == nil {
 		o.serverBackoff = DefaultServerBackoff
@@ -157,18 +154,33 @@ func isNilInterface(v any) bool {
 	return false
 }
 
-// DefaultBackoff returns a new instance of the reconnect policy: exponential,
-// doubling from 1 s to a 60 s cap, randomized by ±50% so a fleet restarted
-// together does not retry in lock-step, and never giving up.
-func DefaultBackoff() *backoff.ExponentialBackOff {
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = time.Second
-	b.Multiplier = 2
-	b.MaxInterval = 60 * time.Second
-	b.RandomizationFactor = 0.5
-	b.MaxElapsedTime = 0 // the library default gives up after 15 minutes
-	b.Reset()
-	return b
+// maxBackoff is DefaultBackoff's cap, and the wait of a policy that would
+// give up.
+const maxBackoff = time.Minute
+
+// DefaultBackoff is the reconnect policy: ExponentialBackoff(time.Second,
+// time.Minute), doubling from 1 s to a 60 s cap, randomized by ±50 %.
+func DefaultBackoff(attempt int) time.Duration { return defaultBackoff(attempt) }
+
+var defaultBackoff = ExponentialBackoff(time.Second, maxBackoff)
+
+// ExponentialBackoff returns a reconnect policy for WithBackoff: the wait
+// before attempt n (from 1) is initial doubled n-1 times, at most maxDelay,
+// then randomized by ±50 % so that a fleet restarted together does not
+// retry in lock-step. An initial below 1 ms is taken as 1 ms and a
+// maxDelay below initial as initial, so no policy it makes can spin. The
+// policy keeps no state and is safe for concurrent use.
+func ExponentialBackoff(initial, maxDelay time.Duration) func(attempt int) time.Duration {
+	initial = max(initial, time.Millisecond)
+	maxDelay = max(maxDelay, initial)
+	return func(attempt int) time.Duration {
+		d := initial
+		for i := 1; i < attempt && d < maxDelay; i++ {
+			d *= 2
+		}
+		d = min(d, maxDelay)
+		return d/2 + time.Duration(rand.Int64N(int64(d)+1))
+	}
 }
 
 // WithDispatcher sets what answers the server's requests. Register the
@@ -188,16 +200,20 @@ func WithConfigStore(s ConfigStore) Option { return func(o *options) { o.store =
 // and 64-hex-digit runs are masked. Default (and nil): no logging.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
-// WithBackoff sets the reconnect policy. New calls newBackoff once to check
-// that it returns a policy (nil makes New fail); then it is called once per
-// Run, and the instance is reset after a connection proved healthy (see
-// WithHealthyAfter) and after a restart, and a backoff.Stop from it is taken
-// as its MaxInterval or, failing that, 60 s, so the device never gives up.
-// It does not set the wait after the server asked for a longer back-off
-// (see WithServerBackoff). Default (and nil): DefaultBackoff. Tests use
-// shellywstest.FastBackoff for reconnects in milliseconds.
-func WithBackoff(newBackoff func() backoff.BackOff) Option {
-	return func(o *options) { o.newBackoff = newBackoff }
+// WithBackoff sets the reconnect policy: delay returns the wait before the
+// next attempt, given how many waits in a row this is (1 for the first).
+// The count starts again after a connection proved healthy (see
+// WithHealthyAfter), after a restart and after a reboot, never after a
+// failure, so a server that accepts and drops at once cannot cause a tight
+// loop. A negative wait, from a policy that would give up, is taken as
+// 60 s: a device never gives up. delay is called on Run's goroutine; one
+// shared by many components must be safe for concurrent use, as those of
+// ExponentialBackoff are. It does not set the wait after the server asked
+// for a longer back-off (see WithServerBackoff). Default (and nil):
+// DefaultBackoff. Tests use shellywstest.FastBackoff for reconnects in
+// milliseconds.
+func WithBackoff(delay func(attempt int) time.Duration) Option {
+	return func(o *options) { o.backoff = delay }
 }
 
 // WithHealthyAfter sets how long a connection must stay up before the
@@ -205,7 +221,7 @@ func WithBackoff(newBackoff func() backoff.BackOff) Option {
 // tight loop; 0 resets it after every connection that came up, a negative
 // value makes New fail. A 1008 or 1013 close of a connection that was up
 // this long is an ordinary drop, not a request for the longer back-off of
-// WithServerBackoff. Default: DefaultHealthyAfter (10 s).
+// WithServerBackoff. Default: 10 s.
 func WithHealthyAfter(d time.Duration) Option { return func(o *options) { o.healthyAfter = d } }
 
 // WithRootCAs sets the built-in CA bundle used for ssl_ca "ca.pem" and null.
@@ -228,11 +244,11 @@ func WithDialContext(dial func(ctx context.Context, network, addr string) (net.C
 }
 
 // WithDialTimeout bounds one connection attempt: TCP, TLS and the websocket
-// handshake together; it must be positive. Default: DefaultDialTimeout (20 s).
+// handshake together; it must be positive. Default: 20 s.
 func WithDialTimeout(d time.Duration) Option { return func(o *options) { o.dialTimeout = d } }
 
 // WithWriteTimeout bounds each frame written; a write that times out drops
-// the connection; it must be positive. Default: DefaultWriteTimeout (10 s).
+// the connection; it must be positive. Default: 10 s.
 func WithWriteTimeout(d time.Duration) Option { return func(o *options) { o.writeTimeout = d } }
 
 // WithPing sets the keepalive (protocol section 1): the device answers the
@@ -245,32 +261,31 @@ func WithWriteTimeout(d time.Duration) Option { return func(o *options) { o.writ
 // ping's pong does not arrive within timeout the connection is dropped and
 // redialled, so a half-open connection is noticed within interval+timeout
 // (plus those grains) of the last thing heard: within two intervals when
-// timeout is at most interval less 1/128 of it, as the defaults are. On an inbound websocket client (Handler) frames and
-// pongs count, its pings do not. An interval of 0 disables the device's own
-// pings (it still answers the server's) and timeout is then ignored; a
-// negative interval, or a timeout that is not positive with pings on, makes
-// New fail. Default: DefaultPingInterval (30 s) and DefaultPingTimeout
-// (10 s).
+// timeout is at most interval less 1/128 of it, as the defaults are. On an
+// inbound websocket client (Handler) frames and pongs count, its pings do
+// not. An interval of 0 disables the device's own pings (it still answers
+// the server's) and timeout is then ignored; a negative interval, or a
+// timeout that is not positive with pings on, makes New fail. Default: an
+// interval of 30 s and a timeout of 10 s.
 func WithPing(interval, timeout time.Duration) Option {
 	return func(o *options) { o.pingInterval, o.pingTimeout = interval, timeout }
 }
 
 // WithReadLimit sets the largest frame accepted from the server; a larger
 // one closes the connection with status 1009 and the device redials.
-// It must be positive. Default: DefaultReadLimit (1 MiB), room for any real
-// request.
+// It must be positive. Default: 1 MiB, room for any real request.
 func WithReadLimit(n int64) Option { return func(o *options) { o.readLimit = n } }
 
 // WithMaxInFlight bounds how many requests of one connection are dispatched
 // at once; while all slots are taken the device stops reading, pushing back
-// on the server. It must be at least 1. Default: DefaultMaxInFlight (16).
+// on the server. It must be at least 1. Default: 16.
 func WithMaxInFlight(n int) Option { return func(o *options) { o.maxInFlight = n } }
 
 // WithQueueSize bounds the notifications kept while disconnected or while
 // the server reads slowly. When full, the oldest is dropped and counted in
 // Stats.Dropped, as the firmware does. It must be at least 1: the queue is
-// also how notifications reach a live connection. Default:
-// DefaultQueueSize (25).
+// also how notifications reach a live connection. Default: 25, the
+// firmware's queue length.
 func WithQueueSize(n int) Option { return func(o *options) { o.queueSize = n } }
 
 // WithFullStatus sets the source of the NotifyFullStatus sent first on every
@@ -314,7 +329,7 @@ func WithServerBackoff(f func(retryAfter time.Duration) time.Duration) Option {
 
 // WithBootTime sets how long the device stays down after Reboot before it
 // comes back and dials; 0 brings it back at once, a negative value makes
-// New fail. Default: DefaultBootTime (1 s).
+// New fail. Default: 1 s.
 func WithBootTime(d time.Duration) Option { return func(o *options) { o.bootTime = d } }
 
 // WithOnReboot sets a function called when Reboot took the device down,

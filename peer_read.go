@@ -198,6 +198,20 @@ func putReadBuf(b *bytes.Buffer) {
 	readBufPool.Put(b)
 }
 
+// authorizeRequest runs the peer's authorize hook, if any. trusted reports
+// whether the request may subscribe its client to notifications: it was
+// authenticated, or authentication is off. An exempt request is admitted
+// but not trusted, since notifications carry the state auth protects.
+func (p *peer) authorizeRequest(req *Request) (trusted bool, err error) {
+	if p.authorize == nil {
+		return true, nil
+	}
+	if err := p.authorize(req); err != nil {
+		return false, err
+	}
+	return !p.c.auth.get().Enable || !isExempt(req.Method), nil
+}
+
 // serve runs one call and writes its reply, then starts what the handler
 // gave AfterReply.
 func (p *peer) serve(cl *call) {

@@ -41,6 +41,38 @@ type Status struct {
 	Connected bool `json:"connected"`
 }
 
+// Stats are counters of a component, for monitoring and tests.
+type Stats struct {
+	// Connects counts connections that came up; Disconnects counts those
+	// that ended, the one closed at shutdown included; DialFailures counts
+	// attempts that never came up.
+	Connects, Disconnects, DialFailures uint64
+	// Queued is how many notifications wait for the connection now.
+	Queued int
+	// Dropped counts notifications dropped because the queue was full;
+	// not one lost with a connection after it was written (see
+	// NotifyStatus).
+	Dropped uint64
+	// Wakes counts calls of Wake that started a wake; Sleeps counts
+	// those that ended by falling asleep (idle time or cap), with the
+	// sleep event sent if the outbound connection was up.
+	Wakes, Sleeps uint64
+}
+
+// Stats returns the component's counters.
+func (c *Component) Stats() Stats {
+	queued, dropped := c.queue.stats()
+	return Stats{
+		Connects:     c.connects.Load(),
+		Disconnects:  c.disconnects.Load(),
+		DialFailures: c.dialFailures.Load(),
+		Queued:       queued,
+		Dropped:      dropped,
+		Wakes:        c.wake.wakes.Load(),
+		Sleeps:       c.wake.sleeps.Load(),
+	}
+}
+
 // stateBox holds the state and wakes waiters on every change; waiters take
 // the current channel under the lock, so no change can be missed.
 type stateBox struct {

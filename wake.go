@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/shellyws/shellyws/internal/frame"
+	"github.com/shellyws/shellyws/internal/redact"
 )
 
 // ErrAsleep is the cause of an outbound connection closed because the
@@ -18,8 +19,8 @@ var ErrAsleep = errors.New("shellyws: asleep")
 
 // Defaults of the wake cycle, documented on the options that set them.
 const (
-	DefaultAwakeIdle = 3 * time.Second
-	DefaultAwakeMax  = 60 * time.Second
+	defaultAwakeIdle = 3 * time.Second
+	defaultAwakeMax  = 60 * time.Second
 )
 
 // maxWakeDials is the outbound dial attempts of one wake: one and at most
@@ -29,13 +30,12 @@ const maxWakeDials = 2
 // WithAwakeIdle sets how long a wake stays up after the last request was
 // answered, on any channel (the outbound connection or a Handler), or after
 // its first notifications went out when nobody asks anything; zero or
-// negative makes New fail. Default: DefaultAwakeIdle (3 s).
+// negative makes New fail. Default: 3 s.
 func WithAwakeIdle(d time.Duration) Option { return func(o *options) { o.awakeIdle = d } }
 
 // WithAwakeMax caps one wake, however busy: at the cap the device sleeps
 // even with requests in flight or a HoldAwake held, so a chatty server
-// cannot drain the battery; zero or negative makes New fail. Default:
-// DefaultAwakeMax (60 s).
+// cannot drain the battery; zero or negative makes New fail. Default: 60 s.
 func WithAwakeMax(d time.Duration) Option { return func(o *options) { o.awakeMax = d } }
 
 // WithBootClock makes notification timestamps ("ts") seconds since boot,
@@ -380,11 +380,6 @@ func (w *wakeState) requestDone() {
 	w.inflight.Add(-1)
 }
 
-// monoBase anchors mono: time.Since reads the monotonic clock.
-var monoBase = time.Now()
-
-func mono() int64 { return int64(time.Since(monoBase)) }
-
 // initWake is called by New: the boot is now, and WithBootClock puts the
 // boot clock in front of the real one.
 func (c *Component) initWake() {
@@ -517,7 +512,7 @@ type wakeConn struct {
 // starts serving the connection.
 func (c *Component) wakeConnect(r *wakeRun, cfg Config, cb *callbackRunner) (*wakeConn, error) {
 	server := *cfg.Server
-	log := c.opts.logger.With("server", redactURL(server))
+	log := c.opts.logger.With("server", redact.URL(server))
 	c.state.set(StateConnecting, nil)
 	d, status, _, err := c.dial(r.ctx, cfg)
 	if err != nil {
@@ -563,7 +558,7 @@ func (c *Component) wakeConnLost(oc *wakeConn, cb *callbackRunner) error {
 	cause := c.connError(oc.end.op, oc.server, 0, oc.end.err)
 	c.disconnects.Add(1)
 	c.state.set(StateDisconnected, cause)
-	c.opts.logger.Warn("shellyws: disconnected", "server", redactURL(oc.server), "err", cause)
+	c.opts.logger.Warn("shellyws: disconnected", "server", redact.URL(oc.server), "err", cause)
 	if f := c.opts.onDisconnect; f != nil {
 		cb.post(func() { f(cause) })
 	}
@@ -582,7 +577,7 @@ func (c *Component) sleepOutbound(oc *wakeConn, cb *callbackRunner) bool {
 func (c *Component) writeSleepEvent(p *peer) error {
 	bp := getBuf()
 	defer putBuf(bp)
-	*bp = frame.AppendNotification(*bp, c.id, outboundDst, MethodNotifyEvent, sleepParams(c.opts.now()))
+	*bp = frame.AppendNotification(*bp, c.id, outboundDst, methodNotifyEvent, sleepParams(c.opts.now()))
 	p.writeMu.Lock()
 	defer p.writeMu.Unlock()
 	if err := p.ctx.Err(); err != nil {

@@ -137,7 +137,7 @@ func bareEcho(b *testing.B, url string) {
 	defer cancel()
 	c := dialBare(ctx, b, url)
 	defer c.CloseNow()
-	c.SetReadLimit(shellyws.DefaultReadLimit)
+	c.SetReadLimit(1 << 20) // the device's own (WithReadLimit's default)
 	buf := make([]byte, 0, 512)
 	for {
 		typ, rd, err := c.Reader(ctx)

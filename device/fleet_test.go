@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -39,13 +38,7 @@ func TestFleetSurvivesServerRestart(t *testing.T) {
 			Extra: []shellyws.Option{
 				// Spread over 100-800 ms so 1,000 redials do not arrive
 				// in one burst, and come back within a second or two.
-				shellyws.WithBackoff(func() backoff.BackOff {
-					b := shellyws.DefaultBackoff()
-					b.InitialInterval = 200 * time.Millisecond
-					b.MaxInterval = time.Second
-					b.Reset()
-					return b
-				}),
+				shellyws.WithBackoff(shellyws.ExponentialBackoff(200*time.Millisecond, time.Second)),
 				// The test's own pace is the load; no keepalive noise.
 				shellyws.WithPing(0, 0),
 			},

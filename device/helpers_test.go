@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/stretchr/testify/require"
 
 	"github.com/shellyws/shellyws"
@@ -45,13 +44,7 @@ func enabledStore(server string) *shellyws.MemoryStore {
 
 // fastBackoff makes reconnects take milliseconds.
 func fastBackoff() shellyws.Option {
-	return shellyws.WithBackoff(func() backoff.BackOff {
-		b := shellyws.DefaultBackoff()
-		b.InitialInterval = 20 * time.Millisecond
-		b.MaxInterval = 200 * time.Millisecond
-		b.Reset()
-		return b
-	})
+	return shellyws.WithBackoff(shellyws.ExponentialBackoff(20*time.Millisecond, 200*time.Millisecond))
 }
 
 // startDevice runs a device built from o until the test ends; the cleanup

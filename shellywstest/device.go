@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
-
 	"github.com/shellyws/shellyws"
 )
 
@@ -15,16 +13,10 @@ import (
 // within milliseconds: its backoff starts at 1 ms and is capped at 20 ms,
 // and a server's request for a longer back-off (a handshake refused with
 // 429 or 503, a close 1008 or 1013 of a young connection) is honoured
-// after 1 ms instead of a minute or more. A test needs no import of the backoff module for it.
+// after 1 ms instead of a minute or more.
 func FastBackoff() shellyws.Option {
 	return both(
-		shellyws.WithBackoff(func() backoff.BackOff {
-			b := shellyws.DefaultBackoff()
-			b.InitialInterval = time.Millisecond
-			b.MaxInterval = 20 * time.Millisecond
-			b.Reset()
-			return b
-		}),
+		shellyws.WithBackoff(shellyws.ExponentialBackoff(time.Millisecond, 20*time.Millisecond)),
 		shellyws.WithServerBackoff(func(time.Duration) time.Duration { return time.Millisecond }),
 	)
 }

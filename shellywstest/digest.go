@@ -143,7 +143,7 @@ func DigestAuthorization(ch Challenge, password, method, uri string, nc uint64) 
 // Safe for concurrent use: while it has no nonce yet, one request asks for
 // the challenge and the others wait for it, so that concurrent requests
 // share one nonce (with distinct ncs, which the device accepts in any
-// order within shellyws.NCWindow) instead of each costing the device a
+// order within its window of 128) instead of each costing the device a
 // nonce of its own.
 type DigestTransport struct {
 	Password string

@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"go.uber.org/goleak"
 
 	"github.com/shellyws/shellyws"
@@ -42,7 +41,7 @@ const (
 	writeTimeout   = time.Second
 	dialTimeout    = 2 * time.Second
 	readLimit      = 64 << 10
-	queueBound     = shellyws.DefaultQueueSize
+	queueBound     = 25 // WithQueueSize's default, the firmware's queue length
 )
 
 // Bounds of the checks at the end of the run.
@@ -146,13 +145,7 @@ func TestSoak(t *testing.T) {
 			Logger:      logger,
 			RebootDelay: 5 * time.Millisecond,
 			Extra: []shellyws.Option{
-				shellyws.WithBackoff(func() backoff.BackOff {
-					b := shellyws.DefaultBackoff()
-					b.InitialInterval = backoffInitial
-					b.MaxInterval = backoffCap
-					b.Reset()
-					return b
-				}),
+				shellyws.WithBackoff(shellyws.ExponentialBackoff(backoffInitial, backoffCap)),
 				// The server's 1008, 1013, 429 and 503 ask for a longer
 				// back-off; scaled down like the normal one, within its
 				// bound, so reconnectBound still holds.

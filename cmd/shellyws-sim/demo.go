@@ -12,8 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
-
 	"github.com/shellyws/shellyws"
 	"github.com/shellyws/shellyws/device"
 	"github.com/shellyws/shellyws/shellywstest"
@@ -79,7 +77,7 @@ func runDemo(parent context.Context, s *settings, stdout, stderr io.Writer) (err
 		// Quicker than a real device (1 s doubling to 60 s) so the demo
 		// shows several retries in a couple of seconds; jittered all the
 		// same.
-		BackOff: newBackoff(250*time.Millisecond, 2*time.Second),
+		policy: shellyws.ExponentialBackoff(250*time.Millisecond, 2*time.Second),
 		report: func(attempt int, delay time.Duration, lost bool, cause error) {
 			what := "dial failed"
 			if lost {
@@ -101,7 +99,7 @@ func runDemo(parent context.Context, s *settings, stdout, stderr io.Writer) (err
 		ID:     s.id, // empty: a random id
 		Store:  shellyws.NewMemoryStore(cfg),
 		Logger: logger,
-		Extra:  []shellyws.Option{shellyws.WithBackoff(func() backoff.BackOff { return reporter })},
+		Extra:  []shellyws.Option{shellyws.WithBackoff(reporter.delay)},
 	})
 	if err != nil {
 		return err

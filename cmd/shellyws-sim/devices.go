@@ -13,8 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
-
 	"github.com/shellyws/shellyws"
 	"github.com/shellyws/shellyws/device"
 	"github.com/shellyws/shellyws/internal/redact"
@@ -112,7 +110,6 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 		var reporter *retryReporter
 		if single {
 			reporter = &retryReporter{
-				BackOff: shellyws.DefaultBackoff(),
 				report: func(attempt int, delay time.Duration, lost bool, cause error) {
 					what := "dial failed"
 					if lost {
@@ -123,7 +120,7 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 				},
 			}
 			o.Extra = append(o.Extra,
-				shellyws.WithBackoff(func() backoff.BackOff { return reporter }),
+				shellyws.WithBackoff(reporter.delay),
 				shellyws.WithOnConnect(func() { out.printf("%s connected; NotifyFullStatus sent", clock()) }),
 			)
 			o.OnRequest = func(req *shellyws.Request, err error) {
@@ -148,12 +145,12 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 		}
 		var built func(*device.Device)
 		if metrics != nil {
-			var newBackoff func() backoff.BackOff
+			var policy func(attempt int) time.Duration
 			if reporter != nil {
-				newBackoff = func() backoff.BackOff { return reporter }
+				policy = reporter.delay
 			}
 			var extra []shellyws.Option
-			extra, built = metrics.deviceOptions(newBackoff)
+			extra, built = metrics.deviceOptions(policy)
 			o.Extra = append(o.Extra, extra...)
 		}
 		d, err := device.New(o)

@@ -304,7 +304,7 @@ func TestInboundBoundedUnderHostileClients(t *testing.T) {
 	t.Logf("answered %v after the attack stopped", time.Since(stopped).Round(time.Millisecond))
 
 	// The idle keep-alive connection is closed within 10 s of its answer.
-	require.NoError(t, idle.SetReadDeadline(idleSince.Add(shellyws.DefaultHTTPIdleTimeout+3*time.Second)))
+	require.NoError(t, idle.SetReadDeadline(idleSince.Add(shellyws.NewHTTPServer(nil).IdleTimeout+3*time.Second)))
 	_, err = io.Copy(io.Discard, idle)
 	var ne net.Error
 	assert.False(t, errors.As(err, &ne) && ne.Timeout(), "an idle keep-alive connection stays open past 10 s")

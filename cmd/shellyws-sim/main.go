@@ -260,6 +260,13 @@ const (
 	maxOTATime   = time.Hour
 )
 
+// The library's defaults of WithAwakeIdle and WithAwakeMax, the flags'
+// defaults.
+const (
+	defaultAwakeIdle = 3 * time.Second
+	defaultAwakeMax  = 60 * time.Second
+)
+
 // readPasswordFile returns the first line of path without its line ending.
 // Its errors never quote the file's contents.
 func readPasswordFile(path string) (string, error) {
@@ -313,8 +320,8 @@ func parseFlags(args []string) (*settings, error) {
 	shardFlag := fs.String("shard", "", "")
 	fs.StringVar(&s.metricsAddr, "metrics", "", "")
 	fs.DurationVar(&s.wakeupPeriod, "wakeup-period", 0, "")
-	fs.DurationVar(&s.awakeIdle, "awake-idle", shellyws.DefaultAwakeIdle, "")
-	fs.DurationVar(&s.awakeMax, "awake-max", shellyws.DefaultAwakeMax, "")
+	fs.DurationVar(&s.awakeIdle, "awake-idle", defaultAwakeIdle, "")
+	fs.DurationVar(&s.awakeMax, "awake-max", defaultAwakeMax, "")
 	updateStable := fs.String("update-stable", "", "")
 	updateBeta := fs.String("update-beta", "", "")
 	fs.DurationVar(&s.otaTime, "ota-time", device.DefaultOTATime, "")

@@ -16,7 +16,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -160,7 +159,7 @@ func (m *simMetrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.descDropped, prometheus.CounterValue, float64(st.Dropped))
 	// Every connection opens with a NotifyFullStatus and counts as up only
 	// once it is written. Stats has no count of the deltas and events sent.
-	ch <- prometheus.MustNewConstMetric(m.descSent, prometheus.CounterValue, float64(st.Connects), shellyws.MethodNotifyFullStatus)
+	ch <- prometheus.MustNewConstMetric(m.descSent, prometheus.CounterValue, float64(st.Connects), "NotifyFullStatus")
 }
 
 // method returns the observers of a request's method. known looks a
@@ -226,17 +225,17 @@ func (t *timedDispatcher) Dispatch(ctx context.Context, req *shellyws.Request) (
 }
 
 // countingBackoff wraps a device's backoff policy to count why it retries:
-// the library calls NextBackOff once per failed dial or lost connection,
+// the library asks for a delay once per failed dial or lost connection,
 // right after it, so the cause is the component's LastError.
 type countingBackoff struct {
-	backoff.BackOff
+	policy      func(attempt int) time.Duration
 	m           *simMetrics
 	comp        *shellyws.Component
 	disconnects uint64
 }
 
-// NextBackOff implements backoff.BackOff.
-func (b *countingBackoff) NextBackOff() time.Duration {
+// delay is the device's policy (shellyws.WithBackoff).
+func (b *countingBackoff) delay(attempt int) time.Duration {
 	st := b.comp.Stats()
 	lost := st.Disconnects > b.disconnects
 	b.disconnects = st.Disconnects
@@ -246,7 +245,7 @@ func (b *countingBackoff) NextBackOff() time.Duration {
 	} else {
 		b.m.dialWhy.WithLabelValues(reason).Inc()
 	}
-	return b.BackOff.NextBackOff()
+	return b.policy(attempt)
 }
 
 // failureReason sorts a connection's error into one of failureReasons.
@@ -299,18 +298,15 @@ func failureReason(err error) string {
 
 // deviceOptions returns the component options of one device under
 // -metrics, and the function to call with the device once it is built.
-func (m *simMetrics) deviceOptions(newBackoff func() backoff.BackOff) ([]shellyws.Option, func(*device.Device)) {
+func (m *simMetrics) deviceOptions(policy func(attempt int) time.Duration) ([]shellyws.Option, func(*device.Device)) {
 	td := &timedDispatcher{m: m}
-	cb := &countingBackoff{m: m}
-	if newBackoff == nil {
-		newBackoff = func() backoff.BackOff { return shellyws.DefaultBackoff() }
+	if policy == nil {
+		policy = shellyws.DefaultBackoff
 	}
+	cb := &countingBackoff{policy: policy, m: m}
 	opts := []shellyws.Option{
 		shellyws.WithDispatcher(td),
-		shellyws.WithBackoff(func() backoff.BackOff {
-			cb.BackOff = newBackoff()
-			return cb
-		}),
+		shellyws.WithBackoff(cb.delay),
 	}
 	return opts, func(d *device.Device) {
 		td.d = d

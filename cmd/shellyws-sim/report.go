@@ -11,7 +11,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/coder/websocket"
 
 	"github.com/shellyws/shellyws"
@@ -32,46 +31,30 @@ func (p *printer) printf(format string, args ...any) {
 }
 
 // retryReporter wraps the component's backoff policy to report each delay
-// it hands out: the library calls NextBackOff once per failed attempt, on
-// Run's goroutine, right after the connection or dial failed, so the cause is
-// the component's LastError at that moment.
+// it hands out: the library asks for one per failed attempt, on Run's
+// goroutine, right after the connection or dial failed, so the cause is the
+// component's LastError at that moment.
 type retryReporter struct {
-	backoff.BackOff
-	comp   *shellyws.Component // set before Run
+	policy func(attempt int) time.Duration // nil: shellyws.DefaultBackoff
+	comp   *shellyws.Component             // set before Run
 	report func(attempt int, delay time.Duration, lost bool, cause error)
 
-	attempt                   int
 	disconnects, dialFailures uint64
 }
 
-// NextBackOff implements backoff.BackOff.
-func (r *retryReporter) NextBackOff() time.Duration {
-	d := r.BackOff.NextBackOff()
-	r.attempt++
+// delay is the device's policy (shellyws.WithBackoff). attempt counts from
+// the library's last reset, after a healthy connection or a restart.
+func (r *retryReporter) delay(attempt int) time.Duration {
+	policy := r.policy
+	if policy == nil {
+		policy = shellyws.DefaultBackoff
+	}
+	d := policy(attempt)
 	st := r.comp.Stats()
 	lost := st.Disconnects > r.disconnects
 	r.disconnects, r.dialFailures = st.Disconnects, st.DialFailures
-	r.report(r.attempt, d, lost, r.comp.LastError())
+	r.report(attempt, d, lost, r.comp.LastError())
 	return d
-}
-
-// Reset implements backoff.BackOff; the library resets after a healthy
-// connection and after a restart, so attempts count from there.
-func (r *retryReporter) Reset() {
-	r.attempt = 0
-	r.BackOff.Reset()
-}
-
-// newBackoff returns the library's policy with the given bounds: the demo
-// wants its retries quick enough to watch, a real device wants the defaults.
-func newBackoff(initial, max time.Duration) *backoff.ExponentialBackOff {
-	b := shellyws.DefaultBackoff()
-	if initial > 0 {
-		b.InitialInterval = initial
-		b.MaxInterval = max
-		b.Reset()
-	}
-	return b
 }
 
 // describe says in a few words why a connection failed, for a human: the

@@ -1,4 +1,4 @@
-package shellyws
+package digest
 
 import (
 	"fmt"
@@ -13,16 +13,16 @@ import (
 func TestAuthGateBounded(t *testing.T) {
 	id := "shellyplus1pm-c049ef8cf4e0"
 	now := time.Unix(1_700_000_000, 0)
-	g := newAuthGate()
-	a := PasswordAuth(id, "pw")
+	g := NewGate(func() time.Time { return now })
+	ha1 := HA1(id, "pw")
 	locks := 0
 	for i := range 10_000 {
-		var cr *credential
+		var cr *Credential
 		if i%2 == 1 {
-			cr = &credential{username: AuthUser, realm: id, nonce: fmt.Sprint("guess", i), cnonce: "c",
+			cr = &Credential{username: User, realm: id, nonce: fmt.Sprint("guess", i), cnonce: "c",
 				response: strings.Repeat("0", 64), ncText: "1", nc: 1, ha2: frameHA2}
 		}
-		if v := g.check(a.Realm, a.HA1, now, cr); v.locked {
+		if v := g.Check(id, ha1, cr); v.Locked {
 			locks++
 			now = now.Add(LockoutDuration)
 		}
@@ -64,5 +64,31 @@ func TestUseNCWindow(t *testing.T) {
 				highest = max(highest, nc)
 			}
 		}
+	}
+}
+
+// The challenges, byte for byte as the firmware sends them.
+func TestChallenges(t *testing.T) {
+	const realm = "shellyplus1pm-c049ef8cf4e0"
+	for _, tc := range []struct {
+		stale         bool
+		message, head string
+	}{
+		{false,
+			`{"auth_type":"digest","nonce":"n0_-","nc":1,"realm":"` + realm + `","algorithm":"SHA-256"}`,
+			`Digest qop="auth", realm="` + realm + `", nonce="n0_-", algorithm=SHA-256`},
+		{true,
+			`{"auth_type":"digest","nonce":"n0_-","nc":1,"realm":"` + realm + `","algorithm":"SHA-256","stale":true}`,
+			`Digest qop="auth", realm="` + realm + `", nonce="n0_-", algorithm=SHA-256, stale=true`},
+	} {
+		if got := ChallengeMessage(realm, "n0_-", tc.stale); got != tc.message {
+			t.Errorf("ChallengeMessage: got %s, want %s", got, tc.message)
+		}
+		if got := ChallengeHeader(realm, "n0_-", tc.stale); got != tc.head {
+			t.Errorf("ChallengeHeader: got %s, want %s", got, tc.head)
+		}
+	}
+	if got, want := ChallengeHeader(`a"b\c`, "n", false), `Digest qop="auth", realm="a\"b\\c", nonce="n", algorithm=SHA-256`; got != want {
+		t.Errorf("quoting: got %s, want %s", got, want)
 	}
 }

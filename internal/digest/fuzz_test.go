@@ -1,4 +1,4 @@
-package shellyws
+package digest
 
 import (
 	"encoding/json"
@@ -18,7 +18,7 @@ func FuzzParseDigestHeader(f *testing.F) {
 	f.Add(`Digest a="b\"c", d=e`)
 	f.Add(`Basic YWRtaW46cGFzcw==`)
 	f.Fuzz(func(t *testing.T, header string) {
-		p, err := parseDigestHeader(header)
+		p, err := ParseHeader(header)
 		if err != nil {
 			return
 		}
@@ -36,7 +36,7 @@ func FuzzParseDigestHeader(f *testing.F) {
 			first = false
 			b.WriteString(k + "=" + quoteHeader(v))
 		}
-		again, err := parseDigestHeader(b.String())
+		again, err := ParseHeader(b.String())
 		if len(b.String()) <= maxAuthHeader {
 			if err != nil {
 				t.Fatalf("re-parse of %q: %v", b.String(), err)
@@ -50,9 +50,7 @@ func FuzzParseDigestHeader(f *testing.F) {
 				}
 			}
 		}
-		r, _ := http.NewRequest(http.MethodGet, "http://127.0.0.1/rpc/Ws.GetConfig", nil)
-		r.RequestURI = p["uri"]
-		cr, err := p.credential(r)
+		cr, err := p.Credential(http.MethodGet, p["uri"])
 		if err != nil {
 			return
 		}
@@ -77,11 +75,11 @@ func FuzzParseAuthObject(f *testing.F) {
 	f.Add([]byte(`{"realm":"r","username":"admin","nonce":1716554701,"cnonce":1716556501,"response":"` + strings.Repeat("F", 64) + `"}`))
 	f.Add([]byte(`{"nc":"1"}`))
 	f.Add([]byte(`{"realm":"r","username":"admin","nonce":"n","cnonce":123,"nc":"0000000a","response":"` + strings.Repeat("a", 64) + `","algorithm":"SHA-256"}`))
-	clock := time.Unix(1_700_000_000, 0)
-	g := newAuthGate()
-	a := PasswordAuth("shellyplus1pm-c049ef8cf4e0", "pw")
+	g := NewGate(func() time.Time { return time.Unix(1_700_000_000, 0) })
+	realm := "shellyplus1pm-c049ef8cf4e0"
+	ha1 := HA1(realm, "pw")
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		cr, err := parseAuthObject(json.RawMessage(raw))
+		cr, err := ParseAuthObject(json.RawMessage(raw))
 		if err != nil {
 			if cr != nil {
 				t.Fatal("credential with an error")
@@ -102,7 +100,7 @@ func FuzzParseAuthObject(f *testing.F) {
 			t.Fatalf("nc %d written as %q", cr.nc, cr.ncText)
 		}
 		for range 3 {
-			if v := g.check(a.Realm, a.HA1, clock, cr); v.ok {
+			if v := g.Check(realm, ha1, cr); v.OK {
 				t.Fatal("a made-up credential was admitted")
 			}
 		}
