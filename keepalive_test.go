@@ -177,9 +177,11 @@ func newBlackholeProxy(t *testing.T, backend string) *blackholeProxy {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var conns []net.Conn
+	closed := false
 	t.Cleanup(func() {
 		ln.Close()
 		mu.Lock()
+		closed = true
 		for _, c := range conns {
 			c.Close()
 		}
@@ -212,6 +214,14 @@ func newBlackholeProxy(t *testing.T, backend string) *blackholeProxy {
 				continue
 			}
 			mu.Lock()
+			if closed {
+				// Accepted while the cleanup closed the others: a pipe
+				// on it would read forever.
+				mu.Unlock()
+				c.Close()
+				b.Close()
+				return
+			}
 			conns = append(conns, c, b)
 			mu.Unlock()
 			wg.Go(func() { pipe(b, c) })
