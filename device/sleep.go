@@ -128,6 +128,9 @@ func (d *Device) stopSleeping() {
 	for _, pt := range d.parts {
 		pt.stopLocked(d)
 	}
+	for _, s := range services {
+		s.stopLocked(d)
+	}
 	close(d.stopped)
 }
 
@@ -150,6 +153,10 @@ func (d *Device) wake(self *time.Timer) {
 	for _, pt := range d.parts {
 		pt.stopLocked(d)
 		pt.bootLocked(d)
+	}
+	for _, s := range services {
+		s.stopLocked(d)
+		s.bootLocked(d, d.bootedAt)
 	}
 	if d.clockSync >= 0 {
 		d.clockTimer = d.startTimerLocked(d.clockSync, d.clockSynced)
