@@ -232,6 +232,8 @@ type Device struct {
 	fw              *firmwareState
 	otaTime         time.Duration
 	http            *http.Client
+	rootCAs         *x509.CertPool
+	userCA          func() ([]byte, error)
 	updates         [2]*string // -update-stable, -update-beta
 	restartRequired bool
 	tick            uint64      // telemetry periods so far
@@ -332,6 +334,8 @@ func New(o Options) (*Device, error) {
 		cfgRev:      m.cfgRev,
 		otaTime:     o.OTATime,
 		http:        o.HTTPClient,
+		rootCAs:     o.RootCAs,
+		userCA:      o.UserCA,
 		updates:     [2]*string{o.UpdateStable, o.UpdateBeta},
 	}
 	if d.otaTime <= 0 {

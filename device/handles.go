@@ -73,6 +73,9 @@ func (d *Device) Update(key string, fields map[string]any) error {
 	}
 	d.mu.Unlock()
 	d.notify(map[string]any{key: delta})
+	if ev, ok := readingEvent(key, fields); ok {
+		d.emit(ev) // temperature.change, humidity.change
+	}
 	return nil
 }
 
