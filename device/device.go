@@ -420,7 +420,7 @@ func New(o Options) (*Device, error) {
 // defaultHTTP is the client of devices given none: the firmware's 10 s
 // timeout, no proxy from the environment (a device talks directly).
 var defaultHTTP = sync.OnceValue(func() *http.Client {
-	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 4}}
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 4, IdleConnTimeout: 90 * time.Second}}
 })
 
 // openStores fills o's stores from StateDir and applies Server and

@@ -79,7 +79,8 @@ type event struct {
 	Attrs     map[string]any // the event's attributes (ev.* in URL tokens)
 }
 
-// emit tells the services of an event; the caller holds no lock of d.
+// emit tells the services of an event; the caller may hold d.notifyMu, never
+// d.mu: firing only queues requests.
 func (d *Device) emit(ev event) {
 	d.fireHooks(ev)
 }
