@@ -42,7 +42,18 @@
 //     ota_* events over Options.OTATime, then a reboot into the new
 //     version, which is stored (protocol section 15.2). The offer is the
 //     dump's, Options.UpdateStable/UpdateBeta's, or Device.OfferUpdates'.
+//   - Webhook.* (real HTTP GETs when switches, inputs and readings fire,
+//     off the request path and bounded, with ${…} tokens, conditions and
+//     repeat_period), Script.* (code stored byte-exact; no script engine),
+//     KVS.* (with etags) and Schedule.* (cron timespecs and
+//     @sunrise/@sunset, run on the host clock in sys.location.tz), each
+//     with its revision in sys status (protocol sections 15.3 to 15.6).
 //   - Ws.GetConfig, SetConfig and GetStatus, from package shellyws.
+//
+// Everything a server sets — configs, cfg_rev, the installed firmware,
+// hooks, scripts, KVS entries, jobs — is stored before the answer goes out
+// (Options.State, or files in Options.StateDir) and survives a reboot, an
+// update and a restart of the process (protocol section 15.7).
 //
 // Unknown methods get 404 "No handler for <method>".
 //
