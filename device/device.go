@@ -184,6 +184,10 @@ type Options struct {
 	// timeout, proxies from the environment not used.
 	HTTPClient *http.Client
 
+	// Channels turns on the UDP and MQTT channels (channels.go). Default:
+	// neither.
+	Channels ChannelOptions
+
 	auth shellyws.AuthStore // from StateDir or Password
 }
 
@@ -230,6 +234,7 @@ type Device struct {
 	scripts         *scriptState
 	schedules       *scheduleState
 	fw              *firmwareState
+	chans           *channelState // UDP and MQTT (channels.go); nil without them
 	otaTime         time.Duration
 	http            *http.Client
 	updates         [2]*string // -update-stable, -update-beta
@@ -353,6 +358,9 @@ func New(o Options) (*Device, error) {
 		if pt, ok := d.partOf(key).(configurable); ok {
 			pt.configLocked(d, cfg)
 		}
+	}
+	if err := d.openChannels(o.Channels); err != nil {
+		return nil, err
 	}
 	opts := []shellyws.Option{
 		shellyws.WithLogger(o.Logger),
@@ -551,7 +559,10 @@ func (d *Device) Run(ctx context.Context) error {
 	}
 	d.mu.Unlock()
 
+	d.bootChannelsCtx(ctx)
+	d.channelsUp()
 	err := d.comp.Run(ctx)
+	d.channelsDown()
 
 	d.mu.Lock()
 	d.running = false
@@ -710,6 +721,7 @@ func (d *Device) reboot(self *time.Timer) {
 // rebooted is the component's WithOnReboot: the connections are gone; RAM
 // is lost and the device is unreachable until up.
 func (d *Device) rebooted() {
+	d.channelsDown() // a clean stop: MQTT says online false
 	d.Boot()
 	if d.onDown != nil {
 		d.onDown()
@@ -718,6 +730,7 @@ func (d *Device) rebooted() {
 
 // up is the component's WithOnBoot, and the start of every wake.
 func (d *Device) up() {
+	d.channelsUp()
 	if d.onUp != nil {
 		d.onUp()
 	}
@@ -758,10 +771,16 @@ func (d *Device) Boot() {
 }
 
 // sourceOf is the source a change asked for by req reports: HTTP_in over
-// HTTP, WS_in on a websocket (outbound or inbound).
+// HTTP, UDP_in over UDP, MQTT over MQTT, WS_in on a websocket (outbound or
+// inbound).
 func sourceOf(req *shellyws.Request) string {
-	if req.Channel == shellyws.ChannelHTTP {
+	switch req.Channel {
+	case shellyws.ChannelHTTP:
 		return SourceHTTP
+	case shellyws.ChannelUDP:
+		return SourceUDP
+	case shellyws.ChannelMQTT:
+		return SourceMQTT
 	}
 	return SourceWS
 }
