@@ -381,3 +381,32 @@ func (s deviceStatus) Keys() []string { return s.d.allKeys() }
 func (s deviceStatus) Status(key string) (json.RawMessage, error) {
 	return s.d.componentStatus(key)
 }
+
+// UDPListen returns "HOST:PORT" where the device listens for UDP RPC while
+// it is up (the stored listen_port), "" without the UDP channel or a port.
+func (d *Device) UDPListen() string {
+	cs := d.chans
+	if cs == nil || cs.opts.UDP == "" {
+		return ""
+	}
+	port, _, err := d.channelConfigs()
+	if err != nil || port == 0 {
+		return ""
+	}
+	return net.JoinHostPort(cs.udpHost, strconv.Itoa(port))
+}
+
+// MQTTTopicPrefix returns the prefix of the device's MQTT topics: the
+// stored topic_prefix, or the device id when it is null.
+func (d *Device) MQTTTopicPrefix() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if m := d.configLocked("mqtt"); m != nil {
+		if raw, err := d.render(m, nil); err == nil {
+			if cfg, err := decodeMQTTConfig(raw); err == nil && cfg.TopicPrefix != nil && *cfg.TopicPrefix != "" {
+				return *cfg.TopicPrefix
+			}
+		}
+	}
+	return d.id
+}

@@ -90,7 +90,7 @@ func New(c *shellyws.Component, cfg Config, opts ...Option) (*Client, error) {
 		opts:     o,
 		prefix:   prefixOf(cfg, c.ID()),
 		clientID: clientIDOf(cfg, c.ID()),
-		log:      o.logger.With("device", c.ID()),
+		log:      o.logger,
 		queue:    newNoteQueue(DefaultOfflineQueue),
 	}, nil
 }
@@ -167,16 +167,16 @@ func (cl *Client) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			cl.log.Info("mqtt: connecting failed", "server", *cl.cfg.Server, "err", err)
+			cl.log.Info("mqtt: connecting failed", "device", cl.c.ID(), "server", *cl.cfg.Server, "err", err)
 			continue
 		}
-		cl.log.Info("mqtt: connected", "server", *cl.cfg.Server, "prefix", cl.prefix)
+		cl.log.Info("mqtt: connected", "device", cl.c.ID(), "server", *cl.cfg.Server, "prefix", cl.prefix)
 		start := time.Now()
 		lost := s.serve(ctx)
 		if lost == nil {
 			return nil
 		}
-		cl.log.Info("mqtt: connection lost", "server", *cl.cfg.Server, "err", lost)
+		cl.log.Info("mqtt: connection lost", "device", cl.c.ID(), "server", *cl.cfg.Server, "err", lost)
 		if time.Since(start) >= cl.opts.healthyAfter {
 			b.Reset()
 		}
