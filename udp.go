@@ -31,6 +31,10 @@ const udpUnknownDst = "unknown"
 // udpDropLogEvery rate-limits the debug line about dropped datagrams.
 const udpDropLogEvery = 10 * time.Second
 
+// udpWorkerIdle is how long a worker waits for the next request before it
+// ends.
+const udpWorkerIdle = time.Second
+
 // UDPOption configures ServeUDP.
 type UDPOption func(*udpOptions)
 
@@ -93,6 +97,7 @@ func ServeUDP(ctx context.Context, conn net.PacketConn, c *Component, opts ...UD
 		conn:  conn,
 		log:   c.opts.logger.With("local", conn.LocalAddr().String()),
 		slots: make(chan struct{}, o.maxInFlight),
+		jobs:  make(chan udpJob),
 		auth:  NewHandler(c, WithMaxClients(0), WithClientQueueSize(0)),
 	}
 	defer s.auth.Close()
@@ -116,7 +121,8 @@ type udpServer struct {
 	c     *Component
 	conn  net.PacketConn
 	log   *slog.Logger
-	slots chan struct{} // requests being served
+	slots chan struct{} // a value per worker
+	jobs  chan udpJob   // requests handed to idle workers
 	wg    sync.WaitGroup
 	auth  *Handler // its frame check (authgate.go), with a nonce table of this channel's own
 	drops dropCounter
@@ -145,24 +151,69 @@ func (s *udpServer) readLoop(ctx context.Context) error {
 			s.send(from, s.c.appendResponse(nil, &Request{ID: cl.req.ID, Src: orUnknown(cl.req.Src)}, nil, errBadMethod))
 			continue
 		}
-		select {
-		case s.slots <- struct{}{}:
-		case <-ctx.Done():
-			return ctx.Err()
+		if err := s.hand(ctx, udpJob{cl: cl, from: from}); err != nil {
+			return err
 		}
+	}
+}
+
+// udpJob is one decoded request and where to answer it.
+type udpJob struct {
+	cl   *call
+	from net.Addr
+}
+
+// hand gives j to an idle worker, or starts one while fewer than the bound
+// run; with every worker busy it waits for the first that is free.
+// Workers live on while requests come (their stacks stay grown: a
+// goroutine per datagram spent 15 % of a round trip growing its stack)
+// and end after udpWorkerIdle without one, so an idle listener has none.
+func (s *udpServer) hand(ctx context.Context, j udpJob) error {
+	select {
+	case s.jobs <- j:
+		return nil
+	default:
+	}
+	select {
+	case s.jobs <- j:
+	case s.slots <- struct{}{}:
 		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			defer func() { <-s.slots }()
-			err := s.c.serveCall(cl, frameChannel{
-				authorize: s.auth.authorizeFrame,
-				noSrcDst:  udpUnknownDst,
-				maxReply:  MaxDatagram,
-			}, func(_ string, resp []byte) { s.send(from, resp) })
-			if err != nil {
-				s.drops.add(s.log, err.Error())
-			}
-		}()
+		go s.worker(ctx, j)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
+}
+
+// worker serves j, then the jobs handed to it, until it has been idle for
+// udpWorkerIdle or ctx ends.
+func (s *udpServer) worker(ctx context.Context, j udpJob) {
+	defer s.wg.Done()
+	defer func() { <-s.slots }()
+	t := time.NewTimer(udpWorkerIdle)
+	defer t.Stop()
+	for {
+		s.serve(j)
+		t.Reset(udpWorkerIdle)
+		select {
+		case j = <-s.jobs:
+		case <-t.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// serve runs one request and sends its reply.
+func (s *udpServer) serve(j udpJob) {
+	err := s.c.serveCall(j.cl, frameChannel{
+		authorize: s.auth.authorizeFrame,
+		noSrcDst:  udpUnknownDst,
+		maxReply:  MaxDatagram,
+	}, func(_ string, resp []byte) { s.send(j.from, resp) })
+	if err != nil {
+		s.drops.add(s.log, err.Error())
 	}
 }
 
