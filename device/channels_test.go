@@ -172,3 +172,17 @@ func expectKeyDelta(t *testing.T, c *shellywstest.Conn, key string) map[string]a
 	t.Fatalf("no NotifyStatus of %s in 20 deltas", key)
 	return nil
 }
+
+func TestMQTTSleepingDevice(t *testing.T) {
+	b := mosquitto.Start(t)
+	sub := b.Subscribe(t, htID+"/online")
+	srv := shellywstest.NewServer(t)
+	d := startSleeper(t, device.Options{Store: enabledStore(srv.URL()), WakeupPeriod: 300 * time.Millisecond,
+		Channels: device.ChannelOptions{MQTTServer: b.Addr, MQTTOptions: []mqtt.Option{fastMQTT()}}})
+	// Each wake connects; each sleep is a clean stop: the radio goes off.
+	for range 2 {
+		assert.Equal(t, "true", sub.Next(t, waitTimeout).Payload)
+		assert.Equal(t, "false", sub.Next(t, waitTimeout).Payload)
+	}
+	assert.True(t, d.Sleeping())
+}
