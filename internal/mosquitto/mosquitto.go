@@ -51,14 +51,16 @@ func Binary(t testing.TB) string {
 }
 
 // Start runs a broker until the test ends: anonymous clients allowed, no
-// persistence, listening on 127.0.0.1 only.
-func Start(t testing.TB) *Broker {
+// persistence, listening on 127.0.0.1 only. Lines of extra are added to
+// its listener's config, e.g. "certfile …" and "keyfile …" for TLS.
+func Start(t testing.TB, extra ...string) *Broker {
 	t.Helper()
 	bin := Binary(t)
 	port := freePort(t)
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "mosquitto.conf")
-	text := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning\n", port)
+	text := fmt.Sprintf("listener %d 127.0.0.1\n%sallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\nlog_type warning\n",
+		port, strings.Join(append(extra, ""), "\n"))
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +157,19 @@ const msgPrefix = "MSG "
 // acknowledged the subscription. It runs until the test ends.
 func (b *Broker) Subscribe(t testing.TB, topics ...string) *Sub {
 	t.Helper()
-	args := []string{"-h", "127.0.0.1", "-p", portOf(b.Addr), "-q", "2", "-d", "-F", msgPrefix + "%r %q %t %p"}
+	return b.subscribe(t, nil, topics)
+}
+
+// SubscribeTLS is Subscribe to a broker whose listener is TLS, verified
+// with the CA in the file cafile.
+func (b *Broker) SubscribeTLS(t testing.TB, cafile string, topics ...string) *Sub {
+	t.Helper()
+	return b.subscribe(t, []string{"--cafile", cafile}, topics)
+}
+
+func (b *Broker) subscribe(t testing.TB, tlsArgs, topics []string) *Sub {
+	t.Helper()
+	args := append([]string{"-h", "127.0.0.1", "-p", portOf(b.Addr), "-q", "2", "-d", "-F", msgPrefix + "%r %q %t %p"}, tlsArgs...)
 	for _, tp := range topics {
 		args = append(args, "-t", tp)
 	}
