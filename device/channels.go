@@ -112,6 +112,11 @@ func (d *Device) openChannels(o ChannelOptions) error {
 		if err := d.storeConfig("sys", &cfg); err != nil {
 			return fmt.Errorf("device %s: ChannelOptions.UDP: %w", d.id, err)
 		}
+		d.chans = cs
+		if got, _, _ := d.channelConfigs(); got != p {
+			d.chans = nil
+			return fmt.Errorf("device %s: ChannelOptions.UDP: the model's sys config has no rpc_udp", d.id)
+		}
 	}
 	d.chans = cs
 	return nil
