@@ -34,7 +34,7 @@ type notes struct {
 }
 
 func (h *notesHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
-func (h *notesHandler) WithGroup(string) slog.Handler                 { return h }
+func (h *notesHandler) WithGroup(string) slog.Handler                { return h }
 
 func (h *notesHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 	c := *h
