@@ -29,6 +29,9 @@
 //   - Handler serves the same Dispatcher on a device's inbound channels
 //     (HTTP GET and POST /rpc, websocket /rpc, GET /shelly); NewHTTPServer
 //     and LimitListener put it on a web server with a device's limits.
+//   - ServeUDP serves it over UDP RPC, one frame per datagram;
+//     Component.ServeFrame and Component.Subscribe connect channels that
+//     live elsewhere, such as package mqtt's MQTT RPC.
 //   - AuthConfig and an AuthStore (MemoryAuthStore, FileAuthStore) hold the
 //     device password's hash; Component.SetAuth and Shelly.SetAuth set it,
 //     and the Handler then asks every inbound request but

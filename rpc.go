@@ -47,9 +47,13 @@ const (
 	// ChannelHTTP is a Handler's HTTP forms: GET and POST /rpc/<method>,
 	// POST /rpc and GET /shelly.
 	ChannelHTTP
+	// ChannelUDP is a datagram of ServeUDP (sys.rpc_udp).
+	ChannelUDP
+	// ChannelMQTT is a message on the device's MQTT topics (package mqtt).
+	ChannelMQTT
 )
 
-// String returns "outbound", "inbound_websocket" or "http".
+// String returns "outbound", "inbound_websocket", "http", "udp" or "mqtt".
 func (ch Channel) String() string {
 	switch ch {
 	case ChannelOutbound:
@@ -58,6 +62,10 @@ func (ch Channel) String() string {
 		return "inbound_websocket"
 	case ChannelHTTP:
 		return "http"
+	case ChannelUDP:
+		return "udp"
+	case ChannelMQTT:
+		return "mqtt"
 	}
 	return "Channel(" + strconv.Itoa(int(ch)) + ")"
 }

@@ -149,6 +149,9 @@ func (d *Device) setConfig(key string, in *jsonv.Object) (bool, error) {
 		}
 	}
 	merged, err := mergeConfig(cur, in, typ, "")
+	if err == nil {
+		merged, err = d.channelConfig(typ, in, merged)
+	}
 	if err != nil {
 		d.mu.Unlock()
 		return false, err
@@ -178,7 +181,7 @@ func (d *Device) setConfig(key string, in *jsonv.Object) (bool, error) {
 	}
 	d.cfgOver[key] = merged
 	d.cfgRev = rev
-	restart := restartTypes[typ]
+	restart := restartTypes[typ] || channelRestart(typ, in)
 	sys := map[string]any{"cfg_rev": rev}
 	if restart && !d.restartRequired {
 		d.restartRequired = true

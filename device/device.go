@@ -184,6 +184,10 @@ type Options struct {
 	// timeout, proxies from the environment not used.
 	HTTPClient *http.Client
 
+	// Channels turns on the UDP and MQTT channels (channels.go). Default:
+	// neither.
+	Channels ChannelOptions
+
 	auth shellyws.AuthStore // from StateDir or Password
 }
 
@@ -230,6 +234,7 @@ type Device struct {
 	scripts         *scriptState
 	schedules       *scheduleState
 	fw              *firmwareState
+	chans           *channelState // UDP and MQTT (channels.go); nil without them
 	otaTime         time.Duration
 	http            *http.Client
 	rootCAs         *x509.CertPool
@@ -360,6 +365,9 @@ func New(o Options) (*Device, error) {
 		if pt, ok := d.partOf(key).(configurable); ok {
 			pt.configLocked(d, cfg)
 		}
+	}
+	if err := d.openChannels(o.Channels); err != nil {
+		return nil, err
 	}
 	opts := []shellyws.Option{
 		shellyws.WithLogger(o.Logger),
@@ -559,7 +567,10 @@ func (d *Device) Run(ctx context.Context) error {
 	d.armSchedulesLocked()
 	d.mu.Unlock()
 
+	d.bootChannelsCtx(ctx)
+	d.channelsUp()
 	err := d.comp.Run(ctx)
+	d.channelsDown()
 
 	d.mu.Lock()
 	d.running = false
@@ -718,6 +729,7 @@ func (d *Device) reboot(self *time.Timer) {
 // rebooted is the component's WithOnReboot: the connections are gone; RAM
 // is lost and the device is unreachable until up.
 func (d *Device) rebooted() {
+	d.channelsDown() // a clean stop: MQTT says online false
 	d.Boot()
 	if d.onDown != nil {
 		d.onDown()
@@ -726,6 +738,7 @@ func (d *Device) rebooted() {
 
 // up is the component's WithOnBoot, and the start of every wake.
 func (d *Device) up() {
+	d.channelsUp()
 	if d.onUp != nil {
 		d.onUp()
 	}
@@ -766,12 +779,16 @@ func (d *Device) Boot() {
 }
 
 // sourceOf is the source a change asked for by req reports: HTTP_in over
-// HTTP, WS_in on a websocket (outbound or inbound), schedule for a
-// schedule job's call.
+// HTTP, UDP_in over UDP, MQTT over MQTT, schedule for a schedule job's
+// call, WS_in on a websocket (outbound or inbound).
 func sourceOf(req *shellyws.Request) string {
 	switch {
 	case req.Channel == shellyws.ChannelHTTP:
 		return SourceHTTP
+	case req.Channel == shellyws.ChannelUDP:
+		return SourceUDP
+	case req.Channel == shellyws.ChannelMQTT:
+		return SourceMQTT
 	case req.Channel == 0 && req.Src == SourceSchedule:
 		return SourceSchedule // a job's call (schedule.go)
 	}

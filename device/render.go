@@ -134,6 +134,9 @@ func (d *Device) statusPatchLocked(key string, v jsonv.Value, now time.Time) jso
 		obj, _ := v.(*jsonv.Object)
 		return d.sysPatchLocked(obj, now)
 	}
+	if key == "mqtt" {
+		return d.statusOverLocked(key, d.mqttStatusPatchLocked(), now)
+	}
 	var p jsonv.Patch
 	if pt := d.partOf(key); pt != nil {
 		p = pt.patchLocked(d, now)
@@ -158,6 +161,7 @@ func (d *Device) componentConfig(key string) (json.RawMessage, error) {
 		d.mu.Unlock()
 		return nil, shellyws.Errorf(shellyws.CodeNotFound, "No config for %s", key)
 	}
+	v = withoutWriteOnly(key, v)
 	var patch jsonv.Patch
 	if obj, ok := v.(*jsonv.Object); ok && key == "sys" {
 		if obj.Has("cfg_rev") {

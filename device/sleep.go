@@ -86,6 +86,7 @@ func (d *Device) Start(ctx context.Context) error {
 	}
 	d.ctx = ctx
 	d.stopped = make(chan struct{})
+	d.bootChannelsCtx(ctx)
 	d.wakeBoot, d.wakeCause, d.resetReason = BootPowerOn, CauseUndefined, resetPowerOn
 	d.mu.Unlock()
 	if d.onDown != nil {
@@ -169,6 +170,7 @@ func (d *Device) wake(self *time.Timer) {
 		d.onWake(info)
 	}
 	res, err := d.comp.Wake(ctx)
+	d.channelsDown() // asleep: the radio is off
 	if d.onDown != nil {
 		d.onDown()
 	}

@@ -68,7 +68,8 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 	}
 
 	devices := make([]*device.Device, 0, s.devices)
-	var hooks []*powerHooks // with -http: each device's, for its server
+	var hooks []*powerHooks     // with -http: each device's, for its server
+	var announcers []*mdnsHooks // with -mdns: each device's, for the responder
 	dialing := 0
 	first := s.shard.first(s.devices)
 	for i := range s.devices {
@@ -142,6 +143,14 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 			h := &powerHooks{}
 			hooks = append(hooks, h)
 			o.OnDown, o.OnUp = h.down, h.up
+		}
+		o.Channels = s.channelOptions(i)
+		if s.mdnsIface != "" {
+			m := &mdnsHooks{id: id, log: logger}
+			announcers = append(announcers, m)
+			down, up := o.OnDown, o.OnUp
+			o.OnDown = func() { m.down(); down() }
+			o.OnUp = func() { up(); m.up() }
 		}
 		var built func(*device.Device)
 		if metrics != nil {
@@ -230,6 +239,21 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 			hooks[i].in.Store(in)
 		}
 		printInbound(out, s.httpAddr, devices, servers)
+	}
+	printChannels(out, s, devices)
+	if s.mdnsIface != "" {
+		r, err := startMDNS(s, devices, servers, announcers, logger)
+		if err != nil {
+			fmt.Fprintf(stderr, "simulator: %v\n", err)
+			_ = closeAll(servers)
+			return 1
+		}
+		defer func() {
+			if err := stopMDNS(r, announcers); err != nil {
+				fmt.Fprintf(stderr, "simulator: -mdns: %v\n", err)
+			}
+		}()
+		out.printf("simulator: mDNS on %s announces %d device(s) as _shelly._tcp and _http._tcp", s.mdnsIface, len(devices))
 	}
 
 	var wg sync.WaitGroup

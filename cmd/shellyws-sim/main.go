@@ -185,6 +185,35 @@ Flags:
                  requests by method with a latency histogram. No
                  authentication: pprof shows the process's memory, so keep
                  ADDR on 127.0.0.1 or a network that is yours
+  -udp ADDR      also serve UDP RPC (protocol section 16.2) on ADDR,
+                 HOST:PORT (off by default): one request frame per
+                 datagram, one reply datagram to the sender, e.g.
+                   {"id":0,"method":"EM.GetStatus","params":{"id":0}}
+                 as home batteries read a Pro 3EM; sys.rpc_udp.listen_port
+                 is set to PORT (Sys.SetConfig may change it, for the next
+                 boot). Port 0 picks a free port; the address is printed.
+                 With -devices N, device i listens on PORT+i (with port 0,
+                 each on a free port of its own). With a password set,
+                 requests need the frame's auth object
+  -mqtt HOST:PORT
+                 also connect each device to the MQTT broker HOST:PORT
+                 (plain TCP) as a client of its own (protocol section
+                 16.3): mqtt.server is set to it and enable to true; the
+                 device answers requests on <prefix>/rpc, publishes
+                 <prefix>/online and its notifications, with the rest of
+                 the mqtt config from the model's dump (topic_prefix null:
+                 the device id)
+  -mqtt-user USER
+                 the user name the devices give the broker (with -mqtt)
+  -mqtt-pass-file FILE
+                 the broker password, read from the first line of FILE
+                 (with -mqtt). There is no -mqtt-pass: a password on the
+                 command line shows in ps and /proc to every local user
+  -mdns IFACE    announce every device over mDNS (_shelly._tcp and
+                 _http._tcp, as real devices answer) on the interface IFACE
+                 only, with one responder for the whole process; needs
+                 -http, whose port the records point at. Off by default,
+                 never on an interface that was not named
   -v             debug logging to stderr
 
 Environment: with -devices above 1000 the simulator runs with GOGC=5 once
@@ -207,6 +236,8 @@ Examples:
   go run ./cmd/shellyws-sim -server ws://127.0.0.1:8765/shelly -devices 30 \
       -profile plus1pm-gen2,pro3em-gen2,plus2pm-gen2-cover -telemetry 10s
   go run ./cmd/shellyws-sim -profile help
+  go run ./cmd/shellyws-sim -server ws://127.0.0.1:8765/shelly -profile pro3em-gen2 -udp 127.0.0.1:1010
+  go run ./cmd/shellyws-sim -server ws://127.0.0.1:8765/shelly -mqtt 127.0.0.1:1883 -devices 10
   simulator -server ws://127.0.0.1:8765/shelly -id shellyplus1pm-000000000000 \
       -devices 50000 -shard 3/10 -local-addr 127.0.0.0/24 -metrics 127.0.0.1:9090
 `
@@ -240,6 +271,11 @@ type settings struct {
 	localAddrs  *localAddrs // parsed -local-addr, nil without
 	shard       shard       // 0/1 without -shard
 	metricsAddr string      // "" without -metrics
+	udpAddr     string      // "" without -udp
+	mqttServer  string      // "" without -mqtt
+	mqttUser    string
+	mqttPass    string // from -mqtt-pass-file
+	mdnsIface   string // "" without -mdns
 
 	wakeupPeriod time.Duration // device.Options.WakeupPeriod: 0 the model's, <0 never sleep
 	awakeIdle    time.Duration
@@ -319,6 +355,11 @@ func parseFlags(args []string) (*settings, error) {
 	fs.StringVar(&s.localAddr, "local-addr", "", "")
 	shardFlag := fs.String("shard", "", "")
 	fs.StringVar(&s.metricsAddr, "metrics", "", "")
+	fs.StringVar(&s.udpAddr, "udp", "", "")
+	fs.StringVar(&s.mqttServer, "mqtt", "", "")
+	fs.StringVar(&s.mqttUser, "mqtt-user", "", "")
+	mqttPassFile := fs.String("mqtt-pass-file", "", "")
+	fs.StringVar(&s.mdnsIface, "mdns", "", "")
 	fs.DurationVar(&s.wakeupPeriod, "wakeup-period", 0, "")
 	fs.DurationVar(&s.awakeIdle, "awake-idle", defaultAwakeIdle, "")
 	fs.DurationVar(&s.awakeMax, "awake-max", defaultAwakeMax, "")
@@ -453,8 +494,11 @@ func parseFlags(args []string) (*settings, error) {
 			return nil, usageErr("-metrics %q: want HOST:PORT, e.g. 127.0.0.1:9090", s.metricsAddr)
 		}
 	}
+	if err := s.parseChannelFlags(set, *mqttPassFile); err != nil {
+		return nil, err
+	}
 	if s.demo() {
-		for _, name := range []string{"ssl-ca", "user-ca", "devices", "http", "profile", "telemetry", "boot-time", "local-addr", "shard", "metrics", "wakeup-period", "awake-idle", "awake-max", "update-stable", "update-beta", "ota-time"} {
+		for _, name := range []string{"ssl-ca", "user-ca", "devices", "http", "profile", "telemetry", "boot-time", "local-addr", "shard", "metrics", "wakeup-period", "awake-idle", "awake-max", "update-stable", "update-beta", "ota-time", "udp", "mqtt", "mqtt-user", "mqtt-pass-file", "mdns"} {
 			if set[name] {
 				return nil, usageErr("-%s needs -server or -state; the demo takes only -id, -password, -password-file and -v", name)
 			}
