@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -105,12 +104,7 @@ func TestNoChannelsWithoutOptions(t *testing.T) {
 
 // fastMQTT retries in milliseconds.
 func fastMQTT() mqtt.Option {
-	return mqtt.WithBackoff(func() backoff.BackOff {
-		b := shellyws.DefaultBackoff()
-		b.InitialInterval, b.MaxInterval = 5*time.Millisecond, 20*time.Millisecond
-		b.Reset()
-		return b
-	})
+	return mqtt.WithBackoff(shellyws.ExponentialBackoff(5*time.Millisecond, 20*time.Millisecond))
 }
 
 func TestMQTTDevice(t *testing.T) {
