@@ -132,6 +132,8 @@ type Conn struct {
 	// writes it first.
 	wmu   sync.Mutex
 	spill *[]byte
+	// deadline bounds the frame being written (Unix ns), 0 when none is.
+	deadline atomic.Int64
 	// Control frames owed, written by whoever holds wmu next: the latest
 	// pong, and the keepalive's ping.
 	owedPong atomic.Pointer[[]byte]
@@ -221,8 +223,8 @@ func (c *Conn) Write(data []byte) error {
 // writeLocked writes what is owed, then f (if any), by the deadline. The
 // caller holds wmu.
 func (c *Conn) writeLocked(f []byte, deadline time.Time) error {
-	c.nc.SetWriteDeadline(deadline)
-	defer c.nc.SetWriteDeadline(time.Time{})
+	c.deadline.Store(deadline.UnixNano())
+	defer c.deadline.Store(0)
 	if c.spill != nil {
 		err := c.writeOut(*c.spill)
 		putBuf(c.spill)
@@ -241,12 +243,34 @@ func (c *Conn) writeLocked(f []byte, deadline time.Time) error {
 }
 
 func (c *Conn) writeOut(b []byte) error {
-	var err error
 	if c.tc != nil {
-		_, err = c.tc.Write(b)
-	} else {
-		_, err = c.nc.Write(b)
+		_, err := c.tc.Write(b) // through tlsIO.Write, to writeRaw
+		return err
 	}
+	return c.writeRaw(b)
+}
+
+// writeRaw writes b to the socket; its callers are serialized (wmu, or
+// crypto/tls's own lock). What the socket takes at once costs no deadline:
+// setting one arms a runtime timer and wakes the runtime's poller thread,
+// a cost per frame. Only the rest waits, bounded by the writer's deadline.
+func (c *Conn) writeRaw(b []byte) error {
+	if c.rc != nil {
+		n, err := c.writeNow(b)
+		if err != nil {
+			return err
+		}
+		if b = b[n:]; len(b) == 0 {
+			return nil
+		}
+	}
+	deadline := time.Now().Add(c.o.writeTimeout())
+	if ns := c.deadline.Load(); ns != 0 {
+		deadline = time.Unix(0, ns)
+	}
+	c.nc.SetWriteDeadline(deadline)
+	_, err := c.nc.Write(b)
+	c.nc.SetWriteDeadline(time.Time{})
 	return err
 }
 
@@ -342,26 +366,6 @@ func (c *Conn) payLocked() {
 	}
 }
 
-// writeNow writes what the socket takes at once.
-func (c *Conn) writeNow(b []byte) (int, error) {
-	var n int
-	var werr error
-	err := c.rc.Write(func(fd uintptr) bool {
-		n, werr = syscall.Write(int(fd), b)
-		return true
-	})
-	if err != nil {
-		return 0, err
-	}
-	if werr == syscall.EAGAIN {
-		return 0, nil
-	}
-	if werr != nil {
-		return 0, werr
-	}
-	return n, nil
-}
-
 // Close sends a close frame with code and reason, waits up to the close
 // timeout for the server's, and closes the socket. Closed follows.
 func (c *Conn) Close(code StatusCode, reason string) error {
@@ -382,7 +386,11 @@ func (c *Conn) Close(code StatusCode, reason string) error {
 	bp := getBuf()
 	var pl [maxControlPayload]byte
 	*bp = appendFrame(*bp, opClose, closePayload(pl[:0], code, reason))
-	c.wmu.Lock()
+	if !c.wmu.TryLock() {
+		// A writer stalled on a full socket gives up within the grace.
+		c.nc.SetWriteDeadline(time.Now().Add(grace))
+		c.wmu.Lock()
+	}
 	err := c.writeLocked(*bp, time.Now().Add(grace))
 	c.wmu.Unlock()
 	putBuf(bp)

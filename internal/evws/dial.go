@@ -90,21 +90,18 @@ func handshake(ctx context.Context, nc net.Conn, u *url.URL, o *Options) (*Conn,
 		return nil, err
 	}
 	nc.SetDeadline(time.Time{})
-	if !o.Goroutine {
-		if sc, ok := nc.(syscall.Conn); ok {
-			if rc, err := sc.SyscallConn(); err == nil {
-				if fd, ok := pollable(rc); ok {
-					if p := o.Poller; p != nil {
-						c.p = p
-					} else {
+	if sc, ok := nc.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			if fd, ok := pollable(rc); ok {
+				c.rc, c.fd = rc, fd
+				if !o.Goroutine {
+					c.p = o.Poller
+					if c.p == nil {
 						c.p = defaultPoller()
 					}
-					if c.p != nil {
-						c.rc, c.fd = rc, fd
-						if c.tio != nil {
-							c.tio.polled = true
-						}
-					}
+				}
+				if c.tio != nil {
+					c.tio.polled = c.p != nil
 				}
 			}
 		}
@@ -125,7 +122,7 @@ func (c *Conn) upgrade(ctx context.Context, u *url.URL) error {
 			}
 			cfg.ServerName = u.Hostname()
 		}
-		c.tio = &tlsIO{Conn: c.nc}
+		c.tio = &tlsIO{Conn: c.nc, c: c}
 		c.tc = tls.Client(c.tio, cfg)
 		if err := c.tc.HandshakeContext(ctx); err != nil {
 			return err

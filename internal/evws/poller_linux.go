@@ -347,3 +347,23 @@ func (p *Poller) readTLS(c *Conn) bool {
 	}
 	return n == len(p.cbuf)
 }
+
+// writeNow writes what the socket takes at once.
+func (c *Conn) writeNow(b []byte) (int, error) {
+	var n int
+	var werr error
+	err := c.rc.Write(func(fd uintptr) bool {
+		n, werr = unix.Write(int(fd), b)
+		return true
+	})
+	if err != nil {
+		return 0, err
+	}
+	if werr == unix.EAGAIN {
+		return 0, nil
+	}
+	if werr != nil {
+		return 0, werr
+	}
+	return n, nil
+}

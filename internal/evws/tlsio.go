@@ -9,6 +9,7 @@ import "net"
 // read. Writes go to the socket.
 type tlsIO struct {
 	net.Conn
+	c      *Conn
 	polled bool   // set before the poller reads
 	feed   []byte // the poller's bytes not yet taken
 }
@@ -23,6 +24,17 @@ func (t *tlsIO) Read(b []byte) (int, error) {
 	n := copy(b, t.feed)
 	t.feed = t.feed[n:]
 	return n, nil
+}
+
+// Write is crypto/tls writing records, one call at a time.
+func (t *tlsIO) Write(b []byte) (int, error) {
+	if t.c.rc == nil {
+		return t.Conn.Write(b) // the handshake, or a conn without a descriptor
+	}
+	if err := t.c.writeRaw(b); err != nil {
+		return 0, err
+	}
+	return len(b), nil
 }
 
 // errWouldBlock ends a read of a polled TLS connection: crypto/tls keeps
