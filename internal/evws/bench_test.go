@@ -80,7 +80,7 @@ func benchClient(b *testing.B, impl, url string) func() {
 		}()
 		return func() { c.CloseNow(); cancel(); <-done }
 	default:
-		c, err := Dial(ctx, url, &Options{Subprotocol: "json-rpc", Goroutine: impl == "evws-goroutine"})
+		c, err := Dial(ctx, url, nil, &Options{Subprotocol: "json-rpc", Goroutine: impl == "evws-goroutine"})
 
 		if err != nil {
 			b.Fatal(err)

@@ -46,14 +46,12 @@ type Handler interface {
 	Closed(c *Conn, err error)
 }
 
-// Options configure connections. One value may serve a whole fleet: Dial
-// keeps a pointer to it, so it must not change once used.
+// Options configure connections. One value may serve a whole fleet: each
+// connection keeps a pointer to it, so it must not change once used.
 type Options struct {
 	// Subprotocol is requested in the handshake; a server that does not
 	// echo it is accepted, one that names another is not.
 	Subprotocol string
-	// TLSConfig is used for wss:// (its ServerName defaults to the host).
-	TLSConfig *tls.Config
 	// NetDial opens the TCP connection; nil means a net.Dialer with a 30 s
 	// TCP keepalive. A conn it returns is read through its file descriptor
 	// when it offers SyscallConn, so such a wrapper must not change bytes.

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -63,7 +65,7 @@ func TestHandshakeRefusalCarriesStatusAndRetryAfter(t *testing.T) {
 			defer srv.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 			defer cancel()
-			_, err := Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), &Options{Subprotocol: "json-rpc"})
+			_, err := Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), nil, &Options{Subprotocol: "json-rpc"})
 			var he *HandshakeError
 			require.ErrorAs(t, err, &he)
 			assert.Equal(t, tc.status, he.StatusCode)
@@ -83,7 +85,7 @@ func TestHandshakeIsBoundedByTheContext(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err = Dial(ctx, "ws://"+ln.Addr().String()+"/", &Options{})
+	_, err = Dial(ctx, "ws://"+ln.Addr().String()+"/", nil, &Options{})
 	require.Error(t, err)
 	assert.ErrorIs(t, err, os.ErrDeadlineExceeded)
 	assert.Less(t, time.Since(start), time.Second)
@@ -99,11 +101,12 @@ func TestTextMessagesBothWays(t *testing.T) {
 			t.Run(name, func(t *testing.T) {
 				srv := newWSServer(t, useTLS, nil)
 				o := m.options(t)
+				var tc *tls.Config
 				if useTLS {
-					o.TLSConfig = srv.tlsConfig()
+					tc = srv.tlsConfig()
 				}
 				r := newRecorder()
-				c := dial(t, srv.url(), o, r)
+				c := dialTLS(t, srv.url(), tc, o, r)
 				a := srv.accept(t)
 				ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 				defer cancel()
@@ -128,11 +131,12 @@ func TestFragmentedAndLargeMessages(t *testing.T) {
 			t.Run(map[bool]string{false: "ws", true: "wss"}[useTLS], func(t *testing.T) {
 				srv := newWSServer(t, useTLS, nil)
 				o := m.options(t)
+				var tc *tls.Config
 				if useTLS {
-					o.TLSConfig = srv.tlsConfig()
+					tc = srv.tlsConfig()
 				}
 				r := newRecorder()
-				c := dial(t, srv.url(), o, r)
+				c := dialTLS(t, srv.url(), tc, o, r)
 				a := srv.accept(t)
 				a.c.SetReadLimit(1 << 20)
 				ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
@@ -502,7 +506,7 @@ func TestNoGoroutinePerIdleConnection(t *testing.T) {
 	recs := make([]*recorder, n)
 	for i := range conns {
 		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-		conns[i], err = Dial(ctx, srv.url(), o)
+		conns[i], err = Dial(ctx, srv.url(), nil, o)
 		cancel()
 		require.NoError(t, err)
 		recs[i] = &recorder{msgs: make(chan string, 1), closed: make(chan error, 1)}
@@ -537,4 +541,70 @@ func TestWrappedConnWithoutDescriptorIsReadByAGoroutine(t *testing.T) {
 	defer cancel()
 	require.NoError(t, a.c.Write(ctx, websocket.MessageText, []byte("hi")))
 	assert.Equal(t, "hi", r.message(t))
+}
+
+// TestIdleKeepaliveRoundsAllocateNothing: an idle connection's keepalive
+// rounds, its own pings to a silent server and its pongs to a server that
+// pings, leave no garbage behind: a fleet's idle CPU is not a GC's.
+func TestIdleKeepaliveRoundsAllocateNothing(t *testing.T) {
+	const (
+		conns  = 50
+		iv     = 20 * time.Millisecond
+		rounds = 15
+	)
+	for _, tc := range []struct {
+		name       string
+		serverPing bool
+	}{{"device pings a silent server", false}, {"server pings the device", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var frames atomic.Int64
+			// Each server goroutine reads and writes with fixed buffers
+			// only, so the heap counters are the device's.
+			srv := newRawServer(t, func(c net.Conn, br *bufio.Reader) {
+				var in [6]byte // an empty masked ping or pong
+				ping, pong := []byte{0x89, 0}, []byte{0x8a, 0}
+				tick := time.NewTicker(iv / 2) // the server's schedule
+				defer tick.Stop()
+				if _, _, err := readClientFrame(br); err != nil { // the first frame
+					return
+				}
+				for {
+					if tc.serverPing {
+						if _, err := c.Write(ping); err != nil {
+							return
+						}
+					}
+					if _, err := io.ReadFull(br, in[:]); err != nil {
+						return
+					}
+					frames.Add(1)
+					if !tc.serverPing {
+						if _, err := c.Write(pong); err != nil {
+							return
+						}
+						continue
+					}
+					<-tick.C
+				}
+			})
+			o := modes[0].options(t)
+			o.PingInterval, o.PingTimeout = iv, iv
+			for range conns {
+				r := newRecorder()
+				c := dial(t, srv.url(), o, r)
+				require.NoError(t, c.Write([]byte("hello")))
+			}
+			within(t, "every connection in its rounds", func() bool { return frames.Load() >= 2*conns })
+			runtime.GC()
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			start := frames.Load()
+			within(t, "rounds", func() bool { return frames.Load()-start >= conns*rounds })
+			runtime.ReadMemStats(&after)
+			n := frames.Load() - start
+			perRound := float64(after.Mallocs-before.Mallocs) / float64(n)
+			t.Logf("%d ping rounds, %d allocations, %.3f per round", n, after.Mallocs-before.Mallocs, perRound)
+			assert.Less(t, perRound, 0.2, "an idle round allocates nothing")
+		})
+	}
 }

@@ -35,9 +35,11 @@ var ErrBadHandshake = errors.New("evws: bad handshake response")
 var defaultDialer = &net.Dialer{KeepAlive: 30 * time.Second}
 
 // Dial opens a websocket to a ws:// or wss:// URL, sending its path and
-// query verbatim, the subprotocol and no Origin or auth header. ctx bounds
-// the whole of it. The connection does not read until Start.
-func Dial(ctx context.Context, rawURL string, o *Options) (*Conn, error) {
+// query verbatim, the subprotocol and no Origin or auth header; tc is the
+// TLS configuration for wss:// (nil: the system roots; its ServerName
+// defaults to the host). ctx bounds the whole of it. The connection does
+// not read until Start.
+func Dial(ctx context.Context, rawURL string, tc *tls.Config, o *Options) (*Conn, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, errors.New("evws: invalid URL")
@@ -53,7 +55,7 @@ func Dial(ctx context.Context, rawURL string, o *Options) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := handshake(ctx, nc, u, o)
+	c, err := handshake(ctx, nc, u, tc, o)
 	if err != nil {
 		nc.Close()
 		return nil, err
@@ -74,13 +76,13 @@ func hostPort(u *url.URL) string {
 
 const websocketGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
-func handshake(ctx context.Context, nc net.Conn, u *url.URL, o *Options) (*Conn, error) {
+func handshake(ctx context.Context, nc net.Conn, u *url.URL, tc *tls.Config, o *Options) (*Conn, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		nc.SetDeadline(dl)
 	}
 	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
 	c := &Conn{o: o, nc: nc}
-	err := c.upgrade(ctx, u)
+	err := c.upgrade(ctx, u, tc)
 	if !stop() || ctx.Err() != nil {
 		if err == nil {
 			err = ctx.Err()
@@ -110,10 +112,9 @@ func handshake(ctx context.Context, nc net.Conn, u *url.URL, o *Options) (*Conn,
 }
 
 // upgrade makes the TLS and websocket handshakes on c.nc.
-func (c *Conn) upgrade(ctx context.Context, u *url.URL) error {
+func (c *Conn) upgrade(ctx context.Context, u *url.URL, cfg *tls.Config) error {
 	var rw io.ReadWriter = c.nc
 	if u.Scheme == "wss" {
-		cfg := c.o.TLSConfig
 		if cfg == nil || cfg.ServerName == "" && !cfg.InsecureSkipVerify {
 			if cfg == nil {
 				cfg = &tls.Config{}

@@ -102,9 +102,15 @@ func (r *recorder) waitClosed(t *testing.T) error {
 // dial dials url, starts the connection with r and drops it at cleanup.
 func dial(t *testing.T, url string, o *Options, r *recorder) *Conn {
 	t.Helper()
+	return dialTLS(t, url, nil, o, r)
+}
+
+// dialTLS is dial with a TLS configuration for wss://.
+func dialTLS(t *testing.T, url string, tc *tls.Config, o *Options, r *recorder) *Conn {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
-	c, err := Dial(ctx, url, o)
+	c, err := Dial(ctx, url, tc, o)
 	require.NoError(t, err)
 	c.Start(r)
 	t.Cleanup(func() {

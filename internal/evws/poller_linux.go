@@ -350,12 +350,12 @@ func (p *Poller) readTLS(c *Conn) bool {
 
 // writeNow writes what the socket takes at once.
 func (c *Conn) writeNow(b []byte) (int, error) {
-	var n int
-	var werr error
-	err := c.rc.Write(func(fd uintptr) bool {
-		n, werr = unix.Write(int(fd), b)
-		return true
-	})
+	w := rawWrites.Get().(*rawWrite)
+	w.b = b
+	err := c.rc.Write(w.fn)
+	n, werr := w.n, w.err
+	*w = rawWrite{fn: w.fn}
+	rawWrites.Put(w)
 	if err != nil {
 		return 0, err
 	}
@@ -367,3 +367,23 @@ func (c *Conn) writeNow(b []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// rawWrite is one write through RawConn.Write. Its func is made once per
+// pooled value: a closure made per call would be garbage per frame.
+type rawWrite struct {
+	b   []byte
+	n   int
+	err error
+	fn  func(uintptr) bool
+}
+
+func (w *rawWrite) do(fd uintptr) bool {
+	w.n, w.err = unix.Write(int(fd), w.b)
+	return true
+}
+
+var rawWrites = sync.Pool{New: func() any {
+	w := new(rawWrite)
+	w.fn = w.do
+	return w
+}}

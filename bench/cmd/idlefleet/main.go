@@ -18,10 +18,12 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"runtime"
@@ -30,6 +32,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -41,24 +44,26 @@ import (
 func main() {
 	role := flag.String("role", "driver", "driver, server or client")
 	n := flag.Int("n", 10000, "connections")
-	impls := flag.String("impls", "coder,evws", "implementations, comma-separated: coder, evws, evws-goroutine")
+	impls := flag.String("impls", "coder,evws", "implementations, comma-separated: coder, evws, evws-goroutine; a suffix :DURATION sets that one's keepalive")
 	rounds := flag.Int("rounds", 3, "rounds")
 	ping := flag.Duration("ping", 0, "the server pings every connection this often (0: a silent server)")
 	keepalive := flag.Duration("keepalive", 0, "evws keepalive interval (0: none; coder never pings)")
 	idle := flag.Duration("idle", 10*time.Second, "idle window")
 	settle := flag.Duration("settle", 2*time.Second, "wait after connecting, before the window")
 	samples := flag.Int("samples", 5, "RSS samples over the window")
-	park := flag.Bool("park", false, "the client parks one goroutine per connection (as Component.Run does)")
+	park := flag.Bool("park", false, "the goroutine that dialled each connection parks for its life (as Component.Run does)")
+	useTLS := flag.Bool("tls", false, "wss:// with a self-signed certificate (the client does not verify it)")
 	impl := flag.String("impl", "", "client: implementation")
 	url := flag.String("url", "", "client: server URL")
 	flag.Parse()
 	raiseFileLimit()
 	switch *role {
 	case "server":
-		os.Exit(serve(*ping))
+		os.Exit(serve(*ping, *useTLS))
 	case "client":
 		os.Exit(client(*impl, *url, *n, *keepalive, *park))
 	}
+	tlsFlag = *useTLS
 	os.Exit(drive(strings.Split(*impls, ","), *n, *rounds, *ping, *keepalive, *idle, *settle, *samples, *park))
 }
 
@@ -73,38 +78,51 @@ func raiseFileLimit() {
 
 // serve accepts websockets until stdin closes, reading each (so pings are
 // answered and closes seen) and pinging it every ping from a random phase.
-func serve(ping time.Duration) int {
-	ln, err := netListen()
+func serve(ping time.Duration, useTLS bool) int {
+	ln, err := netListen(useTLS)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "server:", err)
 		return 1
 	}
-	fmt.Println("ws://" + ln.Addr().String() + "/shelly")
+	scheme := "ws://"
+	if useTLS {
+		scheme = "wss://"
+	}
+	fmt.Println(scheme + ln.Addr().String() + "/shelly")
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		_, _ = io.Copy(io.Discard, os.Stdin)
 		cancel()
 		ln.Close()
 	}()
-	return httpServe(ctx, ln, func(c *websocket.Conn) {
+	var pings atomic.Int64
+	defer func() { fmt.Fprintf(os.Stderr, "server: %d pings received from clients\n", pings.Load()) }()
+	onPing := func(context.Context, []byte) bool { pings.Add(1); return true }
+	return httpServe(ctx, ln, onPing, func(c *websocket.Conn) {
 		c.SetReadLimit(1 << 20)
 		if ping > 0 {
 			go func() {
-				t := time.NewTimer(rand.N(ping))
+				// A fixed period from a random phase, as a server's
+				// interval timer pings.
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(rand.N(ping)):
+				}
+				t := time.NewTicker(ping)
 				defer t.Stop()
 				for {
-					select {
-					case <-ctx.Done():
-						return
-					case <-t.C:
-					}
 					pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
 					err := c.Ping(pctx)
 					pcancel()
 					if err != nil {
 						return
 					}
-					t.Reset(ping)
+					select {
+					case <-ctx.Done():
+						return
+					case <-t.C:
+					}
 				}
 			}()
 		}
@@ -126,27 +144,41 @@ func client(impl, url string, n int, keepalive time.Duration, park bool) int {
 	var mu sync.Mutex
 	var failed error
 	stop := make(chan struct{})
+	insecure := &tls.Config{InsecureSkipVerify: true}
 	o := &evws.Options{Subprotocol: "json-rpc", Goroutine: impl == "evws-goroutine",
 		PingInterval: keepalive, PingTimeout: 10 * time.Second}
+	dopts := &websocket.DialOptions{Subprotocols: []string{"json-rpc"},
+		HTTPClient: &http.Client{Transport: &http.Transport{TLSClientConfig: insecure}}}
 	h := &echo{}
+	var ready sync.WaitGroup // connections up (their goroutines may park)
 	for i := range n {
 		sem <- struct{}{}
+		ready.Add(1)
 		wg.Go(func() {
-			defer func() { <-sem }()
+			released := false
+			defer func() {
+				if !released {
+					<-sem
+					ready.Done()
+				}
+			}()
 			full := fmt.Appendf(nil, `{"src":"dev-%d","dst":"ws","method":"NotifyFullStatus","params":{"ts":1,"ws":{"connected":true}}}`, i)
 			var err error
 			switch impl {
 			case "coder":
 				var c *websocket.Conn
-				c, _, err = websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: []string{"json-rpc"}})
+				c, _, err = websocket.Dial(ctx, url, dopts)
 				if err == nil {
 					if err = c.Write(ctx, websocket.MessageText, full); err == nil {
 						go coderEcho(ctx, c)
+						if keepalive > 0 {
+							coderKeepalive(ctx, c, keepalive)
+						}
 					}
 				}
 			case "evws", "evws-goroutine":
 				var c *evws.Conn
-				c, err = evws.Dial(ctx, url, o)
+				c, err = evws.Dial(ctx, url, insecure, o)
 				if err == nil {
 					if err = c.Write(full); err == nil {
 						c.Start(h)
@@ -160,12 +192,17 @@ func client(impl, url string, n int, keepalive time.Duration, park bool) int {
 				failed = err
 				mu.Unlock()
 			}
-			if park {
-				go func() { <-stop }()
+			if park && err == nil {
+				// The goroutine that dialled parks until the end, as
+				// Component.Run does for the life of its connection.
+				released = true
+				<-sem
+				ready.Done()
+				<-stop
 			}
 		})
 	}
-	wg.Wait()
+	ready.Wait()
 	if failed != nil {
 		fmt.Fprintln(os.Stderr, "client:", failed)
 		return 1
@@ -191,6 +228,7 @@ func client(impl, url string, n int, keepalive time.Duration, park bool) int {
 	}
 	_, _ = io.Copy(io.Discard, os.Stdin)
 	close(stop)
+	wg.Wait()
 	return 0
 }
 
@@ -206,6 +244,20 @@ func coderEcho(ctx context.Context, c *websocket.Conn) {
 			return
 		}
 	}
+}
+
+// coderKeepalive pings c every interval from a timer, as the library's
+// peer did before the keepalive revision.
+func coderKeepalive(ctx context.Context, c *websocket.Conn, iv time.Duration) {
+	var t *time.Timer
+	t = time.AfterFunc(iv, func() {
+		pctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := c.Ping(pctx)
+		cancel()
+		if err == nil && ctx.Err() == nil {
+			t.Reset(iv)
+		}
+	})
 }
 
 // echo writes every message back, from a goroutine: never on the poller.
@@ -301,7 +353,7 @@ type result struct {
 
 // measure runs one server and one client of impl with n connections.
 func measure(impl string, n int, ping, keepalive, idle, settle time.Duration, samples int, park bool) (rss []float64, cpu float64, took time.Duration, err error) {
-	srv, err := start("-role", "server", "-ping", ping.String())
+	srv, err := start("-role", "server", "-ping", ping.String(), fmt.Sprintf("-tls=%v", tlsFlag))
 	if err != nil {
 		return nil, 0, 0, err
 	}
@@ -333,6 +385,9 @@ func measure(impl string, n int, ping, keepalive, idle, settle time.Duration, sa
 	return rss, cpu, took, nil
 }
 
+// tlsFlag is the driver's -tls, handed to its servers.
+var tlsFlag bool
+
 func median(v []float64) float64 {
 	s := slices.Clone(v)
 	slices.Sort(s)
@@ -343,17 +398,26 @@ func median(v []float64) float64 {
 }
 
 func drive(impls []string, n, rounds int, ping, keepalive, idle, settle time.Duration, samples int, park bool) int {
-	fmt.Printf("idlefleet: n=%d ping=%v keepalive=%v idle=%v settle=%v samples=%d park=%v GOGC=%q\n",
-		n, ping, keepalive, idle, settle, samples, park, os.Getenv("GOGC"))
+	fmt.Printf("idlefleet: n=%d ping=%v keepalive=%v idle=%v settle=%v samples=%d park=%v tls=%v GOGC=%q\n",
+		n, ping, keepalive, idle, settle, samples, park, tlsFlag, os.Getenv("GOGC"))
 	per := map[string][]result{}
 	for r := range rounds {
-		for _, impl := range impls {
-			one, _, _, err := measure(impl, 1, 0, keepalive, 2*time.Second, time.Second, 3, park)
+		for _, name := range impls {
+			impl, ka := name, keepalive
+			if i, d, ok := strings.Cut(name, ":"); ok {
+				var err error
+				if ka, err = time.ParseDuration(d); err != nil {
+					fmt.Fprintln(os.Stderr, err)
+					return 2
+				}
+				impl = i
+			}
+			one, _, _, err := measure(impl, 1, 0, ka, 2*time.Second, time.Second, 3, park)
 			if err != nil {
 				fmt.Fprintln(os.Stderr, err)
 				return 1
 			}
-			rss, cpu, took, err := measure(impl, n, ping, keepalive, idle, settle, samples, park)
+			rss, cpu, took, err := measure(impl, n, ping, ka, idle, settle, samples, park)
 			if err != nil {
 				fmt.Fprintln(os.Stderr, err)
 				return 1
@@ -361,9 +425,9 @@ func drive(impls []string, n, rounds int, ping, keepalive, idle, settle time.Dur
 			res := result{rss1: median(one), rssN: slices.Max(rss), cpuPct: cpu, connectTime: took}
 			res.perConnKiB = (res.rssN - res.rss1) / float64(n-1)
 			res.perKPct = cpu / float64(n) * 1000
-			per[impl] = append(per[impl], res)
+			per[name] = append(per[name], res)
 			fmt.Printf("round %d %-15s RSS(1) %6.0f KiB  RSS(N) max %8.0f KiB (samples %v)  per conn %5.2f KiB  idle CPU %6.3f %% (%.4f %% per 1,000)  connected in %v\n",
-				r+1, impl, res.rss1, res.rssN, rss, res.perConnKiB, res.cpuPct, res.perKPct, took.Round(time.Millisecond))
+				r+1, name, res.rss1, res.rssN, rss, res.perConnKiB, res.cpuPct, res.perKPct, took.Round(time.Millisecond))
 		}
 	}
 	fmt.Println("medians over rounds:")
