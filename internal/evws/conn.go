@@ -570,7 +570,9 @@ func (c *Conn) tick() {
 	bp := getBuf()
 	*bp = appendFrame(*bp, opPing, nil)
 	c.owe(&c.owedPing, bp, true)
-	c.timer.Reset(to)
+	// Back at the timeout, or at the next interval if that comes first:
+	// a pong by then makes the next ping due an interval after it.
+	c.timer.Reset(min(to, iv))
 }
 
 // maxPingGrain bounds how late alignDelay makes a keepalive check.

@@ -612,3 +612,27 @@ func TestIdleKeepaliveRoundsAllocateNothing(t *testing.T) {
 		})
 	}
 }
+
+// TestKeepalivePingsEveryIntervalWhateverItsTimeout: a timeout longer than
+// the interval bounds the wait for a pong, not the time between pings.
+func TestKeepalivePingsEveryIntervalWhateverItsTimeout(t *testing.T) {
+	var pings atomic.Int32
+	srv := newWSServer(t, false, &websocket.AcceptOptions{
+		Subprotocols:   []string{"json-rpc"},
+		OnPingReceived: func(context.Context, []byte) bool { pings.Add(1); return true },
+	})
+	o := modes[0].options(t)
+	const iv = 40 * time.Millisecond
+	o.PingInterval, o.PingTimeout = iv, 50*iv
+	dial(t, srv.url(), o, newRecorder())
+	a := srv.accept(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	reads := make(chan error, 1)
+	go func() { _, _, err := a.c.Read(ctx); reads <- err }()
+	start := time.Now()
+	within(t, "ten pings", func() bool { return pings.Load() >= 10 })
+	took := time.Since(start)
+	cancel()
+	<-reads
+	assert.Less(t, took, 20*iv, "ten pings %v apart took %v", iv, took)
+}
