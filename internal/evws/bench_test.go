@@ -16,8 +16,10 @@ import (
 // The round-trip benchmarks: a coder/websocket server in the process sends
 // a Ws.GetStatus request and waits for it to come back, one at a time or
 // 64 in flight, to a client that echoes each message: coder/websocket's
-// reader goroutine, or evws with the echo written from a new goroutine
-// (a handler never runs on the poller).
+// reader goroutine; evws with the echo passed to Conn.Go (evws), written
+// from a new goroutine (evws-spawn), or written in Message (evws-inline,
+// not allowed of a handler: it prices the handoff); evws read by a
+// goroutine per connection (evws-goroutine).
 //
 //	go test ./internal/evws -run '^$' -bench 'RoundTrip|Pipelined' -count 5
 
@@ -40,10 +42,19 @@ func benchServer(b *testing.B) (url string, conns chan *websocket.Conn) {
 	return "ws" + srv.URL[len("http"):] + "/", conns
 }
 
-// goEcho writes every message back from a goroutine of its own.
+// goEcho writes every message back from work passed to Conn.Go, as a
+// request is served.
 type goEcho struct{ closed chan struct{} }
 
 func (goEcho) Message(c *Conn, text bool, data []byte) {
+	m := slices.Clone(data)
+	c.Go(func() { c.Write(m) })
+}
+
+// spawnEcho writes every message back from a new goroutine.
+type spawnEcho struct{ goEcho }
+
+func (spawnEcho) Message(c *Conn, text bool, data []byte) {
 	m := slices.Clone(data)
 	go c.Write(m)
 }
@@ -86,16 +97,19 @@ func benchClient(b *testing.B, impl, url string) func() {
 			b.Fatal(err)
 		}
 		e := goEcho{closed: make(chan struct{})}
-		if impl == "evws-inline" {
+		switch impl {
+		case "evws-inline":
 			c.Start(inlineEcho{e})
-		} else {
+		case "evws-spawn":
+			c.Start(spawnEcho{e})
+		default:
 			c.Start(e)
 		}
 		return func() { c.Drop(); cancel(); <-e.closed }
 	}
 }
 
-var benchImpls = []string{"coder", "evws", "evws-goroutine", "evws-inline"}
+var benchImpls = []string{"coder", "evws", "evws-spawn", "evws-goroutine", "evws-inline"}
 
 func request(dst []byte, id int) []byte {
 	dst = append(dst[:0], `{"id":`...)
@@ -171,7 +185,7 @@ func BenchmarkPipelined(b *testing.B) {
 //	go test ./internal/evws -run '^$' -bench Pairs -benchtime 1x
 func BenchmarkPairs(b *testing.B) {
 	const pairs, chunk = 15, 2000
-	for _, impl := range []string{"evws", "evws-goroutine", "evws-inline"} {
+	for _, impl := range []string{"evws", "evws-spawn", "evws-goroutine", "evws-inline"} {
 		for _, inFlight := range []int{1, 64} {
 			b.Run(fmt.Sprintf("%s/inflight=%d", impl, inFlight), func(b *testing.B) {
 				urlA, connsA := benchServer(b)

@@ -636,3 +636,41 @@ func TestKeepalivePingsEveryIntervalWhateverItsTimeout(t *testing.T) {
 	<-reads
 	assert.Less(t, took, 20*iv, "ten pings %v apart took %v", iv, took)
 }
+
+// TestSlowWorkHandsThePollerToAnotherGoroutine: work passed to Go runs on
+// the poller; while one connection's work is stuck, the poller's other
+// connections are read within a few ticks, and the stuck work's goroutine
+// ends once it is done.
+func TestSlowWorkHandsThePollerToAnotherGoroutine(t *testing.T) {
+	srv := newWSServer(t, false, nil)
+	o := modes[0].options(t)
+	release := make(chan struct{})
+	var ran atomic.Int32
+	slow := newRecorder()
+	slow.onMessage = func(c *Conn, data []byte) {
+		c.Go(func() {
+			<-release
+			ran.Add(1)
+		})
+	}
+	dial(t, srv.url(), o, slow)
+	a := srv.accept(t)
+	fast := newRecorder()
+	fast.onMessage = func(c *Conn, data []byte) { c.Go(func() { ran.Add(1) }) }
+	dial(t, srv.url(), o, fast)
+	b := srv.accept(t)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+
+	require.NoError(t, a.c.Write(ctx, websocket.MessageText, []byte("stuck")))
+	assert.Equal(t, "stuck", slow.message(t))
+	start := time.Now()
+	for i := range 5 {
+		require.NoError(t, b.c.Write(ctx, websocket.MessageText, []byte{'0' + byte(i)}))
+		assert.Equal(t, string(rune('0'+i)), fast.message(t))
+	}
+	assert.Less(t, time.Since(start), 500*time.Millisecond, "the other connection waited for the stuck work")
+	within(t, "the fast work ran", func() bool { return ran.Load() == 5 })
+	close(release)
+	within(t, "the stuck work ran", func() bool { return ran.Load() == 6 })
+}

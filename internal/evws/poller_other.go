@@ -24,3 +24,4 @@ func (p *Poller) closed(*Conn)                       {}
 func (p *Poller) resume(*Conn)                       {}
 func (p *Poller) readRaw(*Conn, []byte) (int, error) { return 0, errors.ErrUnsupported }
 func (c *Conn) writeNow([]byte) (int, error)         { return 0, errors.ErrUnsupported }
+func (p *Poller) goInline(f func())                  { go f() }
