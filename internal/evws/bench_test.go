@@ -2,13 +2,11 @@ package evws
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/coder/websocket"
 )
@@ -175,72 +173,4 @@ func BenchmarkPipelined(b *testing.B) {
 			}
 		})
 	}
-}
-
-// BenchmarkPairs alternates coder/websocket and each evws way in chunks
-// of 2,000 round trips (one at a time, then 64 in flight), 15 pairs, and
-// reports the median of coder time / evws time per pair (1.0 = as fast):
-// pairing keeps the ratio meaningful on a machine whose speed drifts.
-//
-//	go test ./internal/evws -run '^$' -bench Pairs -benchtime 1x
-func BenchmarkPairs(b *testing.B) {
-	const pairs, chunk = 15, 2000
-	for _, impl := range []string{"evws", "evws-spawn", "evws-goroutine", "evws-inline"} {
-		for _, inFlight := range []int{1, 64} {
-			b.Run(fmt.Sprintf("%s/inflight=%d", impl, inFlight), func(b *testing.B) {
-				urlA, connsA := benchServer(b)
-				stopA := benchClient(b, "coder", urlA)
-				defer stopA()
-				bare := <-connsA
-				urlB, connsB := benchServer(b)
-				stopB := benchClient(b, impl, urlB)
-				defer stopB()
-				ev := <-connsB
-				ratios := make([]float64, 0, pairs)
-				for i := range pairs {
-					var tb, te time.Duration
-					if i%2 == 0 {
-						tb, te = roundTrips(b, bare, chunk, inFlight), roundTrips(b, ev, chunk, inFlight)
-					} else {
-						te, tb = roundTrips(b, ev, chunk, inFlight), roundTrips(b, bare, chunk, inFlight)
-					}
-					ratios = append(ratios, float64(tb)/float64(te))
-				}
-				slices.Sort(ratios)
-				b.ReportMetric(ratios[len(ratios)/2], "x-of-coder")
-				b.ReportMetric(ratios[0], "min-x")
-				b.ReportMetric(ratios[len(ratios)-1], "max-x")
-			})
-		}
-	}
-}
-
-// roundTrips times n requests through s with inFlight outstanding.
-func roundTrips(b *testing.B, s *websocket.Conn, n, inFlight int) time.Duration {
-	ctx := context.Background()
-	slots := make(chan struct{}, inFlight)
-	done := make(chan error, 1)
-	start := time.Now()
-	go func() {
-		var req []byte
-		for i := range n {
-			slots <- struct{}{}
-			req = request(req, i)
-			if err := s.Write(ctx, websocket.MessageText, req); err != nil {
-				done <- err
-				return
-			}
-		}
-		done <- nil
-	}()
-	for range n {
-		if _, _, err := s.Read(ctx); err != nil {
-			b.Fatal(err)
-		}
-		<-slots
-	}
-	if err := <-done; err != nil {
-		b.Fatal(err)
-	}
-	return time.Since(start)
 }
