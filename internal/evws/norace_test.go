@@ -1,0 +1,5 @@
+//go:build !race
+
+package evws
+
+const raceEnabled = false
