@@ -43,7 +43,8 @@ type Handler interface {
 	// Closed is the last call: the connection is closed and its socket
 	// released. err is why: ErrClosed after Close or Drop, a *CloseError
 	// when the server closed, ErrNoPong, an error wrapping
-	// websocket.ErrMessageTooBig or ErrProtocol, or the socket's error.
+	// websocket.ErrMessageTooBig or ErrProtocol, a *WriteError when a
+	// write failed, or the socket's error.
 	Closed(c *Conn, err error)
 }
 
@@ -155,6 +156,7 @@ type Conn struct {
 	discard atomic.Bool // the connection failed: what still arrives is dropped
 
 	mu      sync.Mutex
+	started bool          // Start was called on a live connection: Closed is owed
 	ending  bool          // ended or closing: no data frame goes out or in
 	closing bool          // Close sent its frame and waits for the server's
 	down    bool          // the socket is closed
@@ -177,18 +179,29 @@ func (c *Conn) Subprotocol() string { return c.subprotocol }
 func (c *Conn) Polled() bool { return c.p != nil }
 
 // Start begins reading and the keepalive, delivering events to h. It is
-// separate from Dial so that the caller can write first.
+// separate from Dial so that the caller can write first. On a connection
+// that ended before Start (a write failed, or Close or Drop was called),
+// Start delivers Closed at once, on the caller's goroutine.
 func (c *Conn) Start(h Handler) {
 	c.h = h
 	c.lastRead.Store(mono())
+	c.mu.Lock()
+	if c.down {
+		cause := c.cause
+		c.mu.Unlock()
+		c.releaseRead()
+		h.Closed(c, cause)
+		return
+	}
+	c.started = true
 	if c.o.PingInterval > 0 {
 		c.timer = time.AfterFunc(alignDelay(c.o.PingInterval, c.o.PingInterval), c.tick)
 	}
 	if c.p != nil {
+		c.mu.Unlock()
 		c.p.add(c)
 		return
 	}
-	c.mu.Lock()
 	if c.downCh == nil {
 		c.downCh = make(chan struct{})
 	}
@@ -214,9 +227,9 @@ func (c *Conn) Write(data []byte) error {
 	err := c.writeLocked(*bp, time.Now().Add(c.o.writeTimeout()))
 	c.unlockWriter()
 	if err != nil {
-		c.fail(err)
+		return c.failWrite(err)
 	}
-	return err
+	return nil
 }
 
 // writeLocked writes what is owed, then f (if any), by the deadline. The
@@ -298,7 +311,7 @@ func (c *Conn) unlockWriter() {
 		err := c.writeLocked(nil, time.Now().Add(c.o.writeTimeout()))
 		c.wmu.Unlock()
 		if err != nil {
-			c.fail(err)
+			c.failWrite(err)
 			return
 		}
 	}
@@ -333,7 +346,7 @@ func (c *Conn) owe(slot *atomic.Pointer[[]byte], bp *[]byte, mayBlock bool) {
 		if err != nil {
 			putBuf(bp)
 			c.wmu.Unlock()
-			c.fail(err)
+			c.failWrite(err)
 			return
 		}
 		if n < len(*bp) {
@@ -361,12 +374,13 @@ func (c *Conn) payLocked() {
 	err := c.writeLocked(nil, time.Now().Add(c.o.writeTimeout()))
 	c.unlockWriter()
 	if err != nil {
-		c.fail(err)
+		c.failWrite(err)
 	}
 }
 
 // Close sends a close frame with code and reason, waits up to the close
-// timeout for the server's, and closes the socket. Closed follows.
+// timeout for the server's, and closes the socket. Closed follows. Before
+// Start it does not wait: nothing reads the answer.
 func (c *Conn) Close(code StatusCode, reason string) error {
 	c.mu.Lock()
 	if c.ending {
@@ -378,7 +392,7 @@ func (c *Conn) Close(code StatusCode, reason string) error {
 	if c.downCh == nil {
 		c.downCh = make(chan struct{})
 	}
-	downCh := c.downCh
+	downCh, reading := c.downCh, c.started
 	c.mu.Unlock()
 
 	grace := c.o.closeTimeout()
@@ -393,8 +407,8 @@ func (c *Conn) Close(code StatusCode, reason string) error {
 	err := c.writeLocked(*bp, time.Now().Add(grace))
 	c.wmu.Unlock()
 	putBuf(bp)
-	if err != nil {
-		c.shutdown()
+	if err != nil || !reading {
+		c.shutdown() // before Start nothing reads the answer
 		return err
 	}
 	t := time.NewTimer(grace)
@@ -416,6 +430,14 @@ func (c *Conn) Drop() {
 	}
 	c.mu.Unlock()
 	c.shutdown()
+}
+
+// failWrite ends the connection for a write that failed with err, and
+// returns the error Closed reports.
+func (c *Conn) failWrite(err error) error {
+	we := &WriteError{Err: err}
+	c.fail(we)
+	return we
 }
 
 // fail ends the connection for err without a close frame.
@@ -492,20 +514,20 @@ func (c *Conn) shutdown() {
 		return
 	}
 	c.down = true
-	downCh := c.downCh
+	downCh, polled, timer := c.downCh, c.p != nil && c.started, c.timer
 	c.mu.Unlock()
 	c.gone.Store(true)
-	if c.timer != nil {
-		c.timer.Stop()
+	if timer != nil {
+		timer.Stop()
 	}
-	if c.p != nil {
+	if polled {
 		c.p.remove(c) // before the close, while the descriptor is ours
 	}
 	c.nc.Close()
 	if downCh != nil {
 		close(downCh)
 	}
-	if c.p != nil {
+	if polled {
 		c.p.closed(c)
 	}
 }
@@ -605,3 +627,12 @@ func alignDelay(d, iv time.Duration) time.Duration {
 	at := time.Now().Add(d).UnixNano()
 	return d + time.Duration((g-at%g)%g)
 }
+
+// WriteError is how a connection ends when writing to its socket failed,
+// so that Closed tells a write's failure from a read's.
+type WriteError struct{ Err error }
+
+func (e *WriteError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the socket's error.
+func (e *WriteError) Unwrap() error { return e.Err }

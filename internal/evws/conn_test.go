@@ -491,6 +491,8 @@ func TestWriteToAServerThatNeverReadsTimesOut(t *testing.T) {
 		}
 		require.Error(t, err)
 		assert.ErrorIs(t, err, os.ErrDeadlineExceeded)
+		var we *WriteError
+		assert.ErrorAs(t, err, &we, "Closed tells a write's failure from a read's")
 		assert.Equal(t, err, r.waitClosed(t))
 	})
 }
@@ -673,4 +675,52 @@ func TestSlowWorkHandsThePollerToAnotherGoroutine(t *testing.T) {
 	within(t, "the fast work ran", func() bool { return ran.Load() == 5 })
 	close(release)
 	within(t, "the stuck work ran", func() bool { return ran.Load() == 6 })
+}
+
+// TestEndBeforeStart: a connection may fail or be ended between Dial and
+// Start (its first write failed, or its owner gave up on it). Drop then
+// delivers nothing until Start, which delivers Closed once; Close does not
+// wait for an answer nobody reads. Before the fix the poller called a nil
+// Handler, and Close waited its whole timeout.
+func TestEndBeforeStart(t *testing.T) {
+	forModes(t, func(t *testing.T, m mode) {
+		t.Run("drop", func(t *testing.T) {
+			srv := newWSServer(t, false, nil)
+			o := m.options(t)
+			ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+			defer cancel()
+			c, err := Dial(ctx, srv.url(), nil, o)
+			require.NoError(t, err)
+			srv.accept(t)
+			require.NoError(t, c.Write([]byte("first")))
+			c.Drop()
+			assert.ErrorIs(t, c.Write([]byte("late")), ErrClosed)
+			r := newRecorder()
+			c.Start(r)
+			assert.ErrorIs(t, r.waitClosed(t), ErrClosed)
+			if o.Poller != nil {
+				o.Poller.Wait()
+			}
+			assert.EqualValues(t, 1, r.closes.Load())
+		})
+		t.Run("close", func(t *testing.T) {
+			srv := newWSServer(t, false, nil)
+			o := m.options(t)
+			o.CloseTimeout = 2 * time.Second
+			ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+			defer cancel()
+			c, err := Dial(ctx, srv.url(), nil, o)
+			require.NoError(t, err)
+			a := srv.accept(t)
+			reads := make(chan error, 1)
+			go func() { _, _, err := a.c.Read(ctx); reads <- err }()
+			start := time.Now()
+			require.NoError(t, c.Close(1011, "no status"))
+			assert.Less(t, time.Since(start), time.Second, "nothing reads the answer: no wait for it")
+			assert.Equal(t, websocket.StatusCode(1011), websocket.CloseStatus(<-reads))
+			r := newRecorder()
+			c.Start(r)
+			assert.ErrorIs(t, r.waitClosed(t), ErrClosed)
+		})
+	})
 }

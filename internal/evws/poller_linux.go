@@ -138,7 +138,6 @@ func (p *Poller) add(c *Conn) {
 	}
 	p.gen++
 	c.gen = p.gen
-	p.conns[c.fd] = c
 	p.n++
 	p.ready = append(p.ready, c)
 	if !p.running {
@@ -146,6 +145,13 @@ func (p *Poller) add(c *Conn) {
 		p.wg.Add(1)
 		go p.loop()
 	}
+	if c.gone.Load() {
+		// Ended as Start ran: its Closed is queued (see shutdown).
+		p.mu.Unlock()
+		p.wake()
+		return
+	}
+	p.conns[c.fd] = c
 	p.mu.Unlock()
 	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: c.fd, Pad: c.gen}
 	var err error
