@@ -619,12 +619,14 @@ const maxPingGrain = 100 * time.Millisecond
 // that the check falls on a multiple of that grain of the clock: the
 // checks of thousands of connections then run in batches, the runtime
 // waking once per batch rather than once per connection.
-func alignDelay(d, iv time.Duration) time.Duration {
+func alignDelay(d, iv time.Duration) time.Duration { return alignDelayAt(d, iv, time.Now()) }
+
+func alignDelayAt(d, iv time.Duration, now time.Time) time.Duration {
 	g := int64(min(iv/256, maxPingGrain))
 	if g <= 0 {
 		return d
 	}
-	at := time.Now().Add(d).UnixNano()
+	at := now.Add(d).UnixNano()
 	return d + time.Duration((g-at%g)%g)
 }
 

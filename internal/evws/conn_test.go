@@ -724,3 +724,96 @@ func TestEndBeforeStart(t *testing.T) {
 		})
 	})
 }
+
+// TestAlignDelay: a keepalive check falls on a grain of 1/256 of the
+// interval (at most 100 ms), at most a grain late. (Moved from the root
+// package's keepalive with it.)
+func TestAlignDelay(t *testing.T) {
+	base := time.Unix(1_700_000_000, 0)
+	for _, tc := range []struct {
+		iv, after, want time.Duration
+	}{
+		// 30 s: a grain of 100 ms, so at most 100 ms later, on the grain.
+		{30 * time.Second, 0, 30 * time.Second},
+		{30 * time.Second, 1 * time.Millisecond, 30*time.Second + 99*time.Millisecond},
+		{30 * time.Second, 99 * time.Millisecond, 30*time.Second + 1*time.Millisecond},
+		{30 * time.Second, 100 * time.Millisecond, 30 * time.Second},
+		// 2.56 s: a grain of 10 ms.
+		{2560 * time.Millisecond, 3 * time.Millisecond, 2560*time.Millisecond + 7*time.Millisecond},
+		// Test intervals stay as given to within 1/256 (-1: checked below).
+		{50 * time.Millisecond, 100 * time.Microsecond, -1},
+		{255 * time.Nanosecond, 7, 255 * time.Nanosecond},
+	} {
+		now := base.Add(tc.after)
+		got := alignDelayAt(tc.iv, tc.iv, now)
+		if tc.want >= 0 {
+			assert.Equal(t, tc.want, got, "interval %v at +%v", tc.iv, tc.after)
+		}
+		if g := int64(min(tc.iv/256, maxPingGrain)); g > 0 {
+			assert.Zero(t, now.Add(got).UnixNano()%g, "interval %v at +%v: on the grain", tc.iv, tc.after)
+		}
+		assert.GreaterOrEqual(t, got, tc.iv)
+		assert.LessOrEqual(t, got, tc.iv+min(tc.iv/256, maxPingGrain))
+	}
+}
+
+// backPressure serves one message at a time, as a device with all its
+// in-flight slots taken does: it pauses reading at each message and
+// resumes once the work is done.
+type backPressure struct {
+	n      atomic.Int64
+	closed chan error
+}
+
+func (h *backPressure) Message(c *Conn, _ bool, _ []byte) {
+	h.n.Add(1)
+	c.PauseRead()
+	c.Go(c.ResumeRead)
+}
+
+func (h *backPressure) Closed(_ *Conn, err error) { h.closed <- err }
+
+// TestFloodDoesNotStarveTheOtherConnections: a connection that always has
+// more to deliver (a flood served one message at a time with back
+// pressure) is read in turns with the others, whose new bytes are
+// collected every turn. Before the fix the poller went from turn to turn
+// on the resumed connection alone and read the others only once it had
+// caught up: a request on another connection waited a second and more.
+func TestFloodDoesNotStarveTheOtherConnections(t *testing.T) {
+	frame := serverFrame(true, opText, bytes.Repeat([]byte("f"), 100))
+	flood := bytes.Repeat(frame, (64<<10)/len(frame)+1)
+	stop := make(chan struct{})
+	srv := newRawServer(t, func(c net.Conn, _ *bufio.Reader) {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := c.Write(flood); err != nil {
+				return
+			}
+		}
+	})
+	defer close(stop)
+	o := modes[0].options(t)
+	h := &backPressure{closed: make(chan error, 1)}
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	fc, err := Dial(ctx, srv.url(), nil, o)
+	require.NoError(t, err)
+	fc.Start(h)
+	defer func() { fc.Drop(); <-h.closed }()
+	within(t, "the flood arrives", func() bool { return h.n.Load() > 10_000 })
+
+	other := newWSServer(t, false, nil)
+	r := newRecorder()
+	dial(t, other.url(), o, r)
+	a := other.accept(t)
+	for i := range 3 {
+		start := time.Now()
+		require.NoError(t, a.c.Write(ctx, websocket.MessageText, []byte("ping")))
+		assert.Equal(t, "ping", r.message(t))
+		assert.Less(t, time.Since(start), 200*time.Millisecond, "message %d waited behind the flood", i)
+	}
+}

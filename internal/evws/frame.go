@@ -3,7 +3,8 @@ package evws
 import (
 	"encoding/binary"
 	"math/rand/v2"
-	"sync"
+
+	"github.com/shellyws/shellyws/internal/bpool"
 )
 
 // opcode is a frame's opcode (RFC 6455 section 5.2).
@@ -124,20 +125,10 @@ func validCloseCode(code StatusCode) bool {
 	return false
 }
 
-// maxKeptBuf bounds the buffers kept for reuse, so the pool does not hold
-// on to the memory of the largest frame seen.
-const maxKeptBuf = 64 << 10
+// maxKeptBuf is the largest buffer the pool keeps.
+const maxKeptBuf = bpool.Large
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+// getBuf and putBuf take and give back buffers of the module's one pool.
+func getBuf() *[]byte { return bpool.Get() }
 
-func getBuf() *[]byte {
-	bp := bufPool.Get().(*[]byte)
-	*bp = (*bp)[:0]
-	return bp
-}
-
-func putBuf(bp *[]byte) {
-	if bp != nil && cap(*bp) <= maxKeptBuf {
-		bufPool.Put(bp)
-	}
-}
+func putBuf(bp *[]byte) { bpool.Put(bp) }

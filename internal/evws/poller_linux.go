@@ -234,7 +234,14 @@ func (p *Poller) loop() {
 			return // another goroutine polls now
 		}
 		if len(work) > 0 || len(done) > 0 {
-			continue // queued work first; the events wait in the set
+			// More may be queued (a connection resumed, or cut short for
+			// fairness): collect what the others received meanwhile
+			// without waiting, so that they are read in turn with it.
+			p.collect(p.pollNow())
+			if !p.runInline() {
+				return
+			}
+			continue
 		}
 		p.wait()
 		if !p.runInline() {
@@ -336,11 +343,29 @@ func indexAfter(q []func()) int {
 	return i
 }
 
+// pollNow returns how many events the set holds, without waiting.
+func (p *Poller) pollNow() int {
+	n, err := unix.EpollWait(p.ep, p.events, 0)
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
 // wait parks until events arrive and reads the connections they name.
 func (p *Poller) wait() {
 	if err := p.erc.Read(p.waitFn); err != nil {
 		return
 	}
+	p.collect(p.nev)
+}
+
+// collect reads the connections the first n events name.
+func (p *Poller) collect(n int) {
+	if n == 0 {
+		return
+	}
+	p.nev = n
 	p.now = mono()
 	p.mu.Lock()
 	for _, ev := range p.events[:p.nev] {
