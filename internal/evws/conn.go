@@ -65,8 +65,9 @@ type Options struct {
 	WriteTimeout time.Duration
 	// CloseTimeout bounds the close handshake Close waits for. Default 1 s.
 	CloseTimeout time.Duration
-	// PingInterval: with nothing read for this long, the connection sends
-	// a ping; 0 turns the keepalive off.
+	// PingInterval: with nothing read for this long and a grain (1/256
+	// of it, at most 100 ms), the connection sends a ping; 0 turns the
+	// keepalive off.
 	PingInterval time.Duration
 	// PingTimeout: with nothing read this long after the ping, the
 	// connection fails with ErrNoPong. Default PingInterval.
@@ -599,8 +600,8 @@ func (c *Conn) tick() {
 	if c.paused.Load() {
 		quiet = 0
 	}
-	if quiet < iv {
-		c.timer.Reset(alignDelay(iv-quiet, iv))
+	if wait := pingWait(quiet, iv); wait > 0 {
+		c.timer.Reset(alignDelay(wait, iv))
 		return
 	}
 	c.pingAt.Store(now)
@@ -615,6 +616,20 @@ func (c *Conn) tick() {
 // maxPingGrain bounds how late alignDelay makes a keepalive check.
 const maxPingGrain = 100 * time.Millisecond
 
+// pingGrain is the grain of the keepalive of interval iv.
+func pingGrain(iv time.Duration) time.Duration { return min(iv/256, maxPingGrain) }
+
+// pingWait is how long the keepalive waits before it pings after quiet
+// without anything read, 0 when a ping is due: an interval and a grain of
+// silence. The grain lets a server that pings on the same interval, a
+// little late, ping first, and the device then sends none.
+func pingWait(quiet, iv time.Duration) time.Duration {
+	if due := iv + pingGrain(iv); quiet < due {
+		return due - quiet
+	}
+	return 0
+}
+
 // alignDelay is d, made up to 1/256 of iv (at most maxPingGrain) longer so
 // that the check falls on a multiple of that grain of the clock: the
 // checks of thousands of connections then run in batches, the runtime
@@ -622,7 +637,7 @@ const maxPingGrain = 100 * time.Millisecond
 func alignDelay(d, iv time.Duration) time.Duration { return alignDelayAt(d, iv, time.Now()) }
 
 func alignDelayAt(d, iv time.Duration, now time.Time) time.Duration {
-	g := int64(min(iv/256, maxPingGrain))
+	g := int64(pingGrain(iv))
 	if g <= 0 {
 		return d
 	}

@@ -817,3 +817,15 @@ func TestFloodDoesNotStarveTheOtherConnections(t *testing.T) {
 		assert.Less(t, time.Since(start), 200*time.Millisecond, "message %d waited behind the flood", i)
 	}
 }
+
+// TestPingWaitLetsALateServerPingFirst: a ping is due a grain after a whole
+// interval of silence, not at once: a server that pings on the same
+// interval, a little late, then pings first and the device sends none.
+func TestPingWaitLetsALateServerPingFirst(t *testing.T) {
+	const iv = 30 * time.Second
+	grain := 100 * time.Millisecond
+	assert.Equal(t, iv+grain, pingWait(0, iv))
+	assert.Equal(t, grain, pingWait(iv, iv), "a whole interval quiet: one grain more")
+	assert.Equal(t, time.Duration(0), pingWait(iv+grain, iv))
+	assert.Equal(t, time.Duration(0), pingWait(3*iv, iv))
+}
