@@ -2,6 +2,7 @@ package shellyws
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/shellyws/shellyws/internal/bpool"
+	"github.com/shellyws/shellyws/internal/evws"
 	"github.com/shellyws/shellyws/internal/frame"
 	"github.com/shellyws/shellyws/internal/redact"
 )
@@ -232,7 +235,7 @@ func (c *Component) connect(ctx context.Context, cfg Config, restart context.Con
 	// connection with the config being replaced.
 	dialCtx, cancelDial := context.WithCancel(ctx)
 	c.watchRestart(restart, restartWatch{cancelDial: cancelDial})
-	d, status, hdr, err := c.dial(dialCtx, cfg)
+	conn, status, hdr, err := c.dial(dialCtx, cfg)
 	c.unwatchRestart()
 	cancelDial()
 	if err != nil {
@@ -246,7 +249,7 @@ func (c *Component) connect(ctx context.Context, cfg Config, restart context.Con
 		busy, retryAfter := serverAsksBackoff(status, hdr)
 		return attempt{serverBusy: busy, retryAfter: retryAfter, busyWhy: busyWhy(status, err)}
 	}
-	s := c.newSession(ctx, d, server, log)
+	s := c.newSession(ctx, conn, server, log)
 	start := c.opts.now()
 	connected, cause, restarted := s.run(ctx, restart, cb)
 	if !connected {
@@ -289,10 +292,8 @@ type session struct {
 
 // newSession wraps a dialled connection as the outbound session; parent
 // bounds it (Run's context, or a wake's).
-func (c *Component) newSession(parent context.Context, d dialed, server string, log *slog.Logger) *session {
-	d.conn.SetReadLimit(c.opts.readLimit)
-	s := &session{peer: newPeer(parent, c, d.conn, d.raw, log, c.queue), server: server}
-	s.peer.heard = d.heard
+func (c *Component) newSession(parent context.Context, conn *evws.Conn, server string, log *slog.Logger) *session {
+	s := &session{peer: newPeer(parent, c, conn, log, c.queue), server: server}
 	s.peer.channel = ChannelOutbound
 	s.peer.dst.Store(new(outboundDst))
 	return s
@@ -307,7 +308,8 @@ func (s *session) open(cb *callbackRunner) error {
 	// instant the handshake finished waits in the socket and then sees
 	// Ws.GetStatus report connected.
 	if err := s.sendFullStatus(); err != nil {
-		s.finish(0, "")
+		s.conn.Drop()
+		s.finish()
 		return err
 	}
 	s.c.connects.Add(1)
@@ -360,12 +362,14 @@ func (s *session) sendFullStatus() error {
 		s.closeWith(websocket.StatusInternalError, "no status")
 		return s.c.connError("status", s.server, 0, err)
 	}
-	bp := getBuf()
-	defer putBuf(bp)
+	bp := bpool.Get()
+	defer bpool.Put(bp)
 	*bp = frame.AppendNotification(*bp, s.c.id, outboundDst, methodNotifyFullStatus, params)
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
-	if err := s.write(*bp); err != nil {
+	if err := s.conn.Write(*bp); err != nil {
+		var we *evws.WriteError
+		if errors.As(err, &we) {
+			err = we.Err
+		}
 		return s.c.connError("write", s.server, 0, err)
 	}
 	return nil

@@ -6,15 +6,12 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
-	"sync"
-	"sync/atomic"
-	"time"
 
 	"github.com/coder/websocket"
 
+	"github.com/shellyws/shellyws/internal/evws"
 	"github.com/shellyws/shellyws/internal/redact"
 )
 
@@ -90,106 +87,52 @@ func (c *Component) tlsConfig(sslCA *string, host string) (*tls.Config, error) {
 	return tc, nil
 }
 
-// dialed is an outbound websocket just opened.
-type dialed struct {
-	conn *websocket.Conn
-	raw  net.Conn // the TCP connection beneath it
-	// heard is set to mono() by every ping and pong from the server; the
-	// session's peer keeps it up to date for frames too.
-	heard *atomic.Int64
+// wsOptions are the options of the component's outbound connections,
+// made once by New: evws keeps a pointer to them per connection.
+func (o *options) wsOptions() *evws.Options {
+	return &evws.Options{
+		Subprotocol:  Subprotocol,
+		NetDial:      o.dialContext, // nil: a net.Dialer with a 30 s TCP keepalive
+		ReadLimit:    o.readLimit,
+		WriteTimeout: o.writeTimeout,
+		CloseTimeout: closeGrace,
+		PingInterval: o.pingInterval,
+		PingTimeout:  o.pingTimeout,
+	}
 }
 
 // dial opens a websocket to server, bounded by the dial timeout, and returns
-// it with the TCP connection beneath it, or the HTTP status and headers of a
-// refused handshake. Every goroutine it starts that calls user code has
-// ended when it returns.
-func (c *Component) dial(ctx context.Context, cfg Config) (dialed, int, http.Header, error) {
+// it not yet reading, or the HTTP status and headers of a refused
+// handshake. The request is written by hand from the URL's host and
+// request URI: user info is never sent (a device sends no auth headers;
+// the firmware has no field for them), nor Origin, nor User-Agent, and no
+// proxy of the environment is used. A redirect is a refusal. Every call of
+// the dial hook has returned when dial does.
+func (c *Component) dial(ctx context.Context, cfg Config) (*evws.Conn, int, http.Header, error) {
 	server := *cfg.Server
 	u, err := url.Parse(server)
 	if err != nil {
-		return dialed{}, 0, nil, errors.New("invalid server URL")
+		return nil, 0, nil, errors.New("invalid server URL")
 	}
-	transport := &http.Transport{
-		Proxy:                 nil, // a device talks to its server directly
-		TLSHandshakeTimeout:   c.opts.dialTimeout,
-		ResponseHeaderTimeout: c.opts.dialTimeout,
-		DisableCompression:    true,
-	}
+	var tc *tls.Config
 	if u.Scheme == "wss" {
-		tc, err := c.tlsConfig(cfg.SSLCA, u.Hostname())
-		if err != nil {
-			return dialed{}, 0, nil, err
+		if tc, err = c.tlsConfig(cfg.SSLCA, u.Hostname()); err != nil {
+			return nil, 0, nil, err
 		}
 		if tc.InsecureSkipVerify {
 			c.opts.logger.Warn("shellyws: TLS certificate verification is off (ssl_ca \"*\")",
 				"server", redact.URL(server))
 		}
-		transport.TLSClientConfig = tc
-	}
-	dialTCP := c.opts.dialContext
-	if dialTCP == nil {
-		dialTCP = (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext
 	}
 	dialCtx, cancel := context.WithTimeout(ctx, c.opts.dialTimeout)
 	defer cancel()
-	// The TCP connection is made here, on Run's goroutine, and handed to
-	// net/http, which would otherwise dial on a goroutine of its own that
-	// can outlive Run and call the hook after it returned. Keeping it also
-	// lets deadlines bound writes without a context per frame, and closing
-	// it aborts everything at once.
-	raw, err := dialTCP(dialCtx, "tcp", hostPort(u))
+	conn, err := evws.Dial(dialCtx, server, tc, c.wsOpts)
 	if err != nil {
-		return dialed{}, 0, nil, err
-	}
-	var handed sync.Once
-	transport.DialContext = func(context.Context, string, string) (net.Conn, error) {
-		var conn net.Conn
-		handed.Do(func() { conn = raw })
-		if conn == nil {
-			return nil, errors.New("shellyws: one connection per dial")
+		var he *evws.HandshakeError
+		if errors.As(err, &he) {
+			return nil, he.StatusCode, he.Header, err
 		}
-		return conn, nil
+		return nil, 0, nil, err
 	}
-	defer transport.CloseIdleConnections()
-	target := server
-	if u.User != nil {
-		// A device sends no auth headers (the firmware has no field for
-		// them); Go's client would turn user info into Basic auth.
-		u.User = nil
-		target = u.String()
-	}
-	heard := new(atomic.Int64)
-	touch := func() { heard.Store(mono()) }
-	conn, resp, err := websocket.Dial(dialCtx, target, &websocket.DialOptions{
-		HTTPClient: &http.Client{
-			Transport: transport,
-			// Devices do not follow redirects; a 3xx is a refused handshake.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
-		Subprotocols: []string{Subprotocol},
-		// A server's ping or pong proves the connection alive, as a
-		// frame does: the device then sends no ping of its own.
-		OnPingReceived: func(context.Context, []byte) bool { touch(); return true },
-		OnPongReceived: func(context.Context, []byte) { touch() },
-	})
-	if err != nil {
-		raw.Close() // whether or not net/http took it, the attempt is over
-		if resp != nil {
-			return dialed{}, resp.StatusCode, resp.Header, err
-		}
-		return dialed{}, 0, nil, err
-	}
-	touch()
-	return dialed{conn: conn, raw: raw, heard: heard}, 0, nil, nil
-}
-
-// hostPort is the address to dial for u, with the scheme's default port.
-func hostPort(u *url.URL) string {
-	if port := u.Port(); port != "" {
-		return net.JoinHostPort(u.Hostname(), port)
-	}
-	if u.Scheme == "wss" {
-		return net.JoinHostPort(u.Hostname(), "443")
-	}
-	return net.JoinHostPort(u.Hostname(), "80")
+	return conn, 0, nil, nil
 }

@@ -592,18 +592,20 @@ func (h *Handler) serveWebsocket(w http.ResponseWriter, r *http.Request) {
 		h.wg.Done()
 	}()
 
-	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	cc := newCoderConn(&h.c.opts)
+	ws, err := websocket.Accept(w, r, cc.acceptOptions(&websocket.AcceptOptions{
 		Subprotocols:       []string{Subprotocol},
 		InsecureSkipVerify: len(h.opts.originPatterns) == 0,
 		OriginPatterns:     h.opts.originPatterns,
-	})
+	}))
 	if err != nil {
 		h.log.Debug("shellyws: inbound websocket handshake failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	conn.SetReadLimit(h.opts.maxRequestSize)
+	ws.SetReadLimit(h.opts.maxRequestSize)
+	cc.ws = ws
 	log := h.log.With("remote", r.RemoteAddr)
-	p := newPeer(h.ctx, h.c, conn, nil, log, newNotifyQueue(h.opts.clientQueueSize))
+	p := newPeer(h.ctx, h.c, cc, log, newNotifyQueue(h.opts.clientQueueSize))
 	p.dstFromSrc = true
 	p.channel = ChannelInboundWebsocket
 	var authed atomic.Bool

@@ -238,7 +238,11 @@ func WithUserCA(load func() ([]byte, error)) Option { return func(o *options) { 
 // and tests. dial is called on Run's (or Wake's) goroutine, never after it
 // returned, and must honour ctx: it ends at the dial timeout, when Run's or
 // Wake's context ends, on Reboot, on Restart during Run and at the cap of a
-// wake, and the caller waits for dial to return. Default (and nil): a net.Dialer.
+// wake, and the caller waits for dial to return. A conn it returns that
+// offers SyscallConn (as *net.TCPConn does) is read through its socket by
+// the process's one poller, so a wrapper must not change the bytes it
+// reads; one without is read by a goroutine of its own. Default (and nil):
+// a net.Dialer with a 30 s TCP keepalive.
 func WithDialContext(dial func(ctx context.Context, network, addr string) (net.Conn, error)) Option {
 	return func(o *options) { o.dialContext = dial }
 }
@@ -257,28 +261,31 @@ func WithWriteTimeout(d time.Duration) Option { return func(o *options) { o.writ
 // up to two grains of 1/256 of it (at most 100 ms each) longer: one so
 // that a server pinging on the same interval, a little late, is not raced,
 // one so that the pings of many connections in one process go out
-// together. A device whose server pings or talks so sends none. When that
-// ping's pong does not arrive within timeout the connection is dropped and
+// together. A device whose server pings or talks so sends none. When
+// nothing arrives within timeout of that ping the connection is dropped and
 // redialled, so a half-open connection is noticed within interval+timeout
 // (plus those grains) of the last thing heard: within two intervals when
-// timeout is at most interval less 1/128 of it, as the defaults are. On an
-// inbound websocket client (Handler) frames and pongs count, its pings do
-// not. An interval of 0 disables the device's own pings (it still answers
-// the server's) and timeout is then ignored; a negative interval, or a
-// timeout that is not positive with pings on, makes New fail. Default: an
-// interval of 30 s and a timeout of 10 s.
+// timeout is at most interval less 1/128 of it, as the defaults are. The
+// same holds for an inbound websocket client (Handler). While every
+// in-flight slot is taken (see WithMaxInFlight) the ping waits: the pong
+// could not be read. An interval of 0 disables the device's own pings (it
+// still answers the server's) and timeout is then ignored; a negative
+// interval, or a timeout that is not positive with pings on, makes New
+// fail. Default: an interval of 30 s and a timeout of 10 s.
 func WithPing(interval, timeout time.Duration) Option {
 	return func(o *options) { o.pingInterval, o.pingTimeout = interval, timeout }
 }
 
 // WithReadLimit sets the largest frame accepted from the server; a larger
-// one closes the connection with status 1009 and the device redials.
+// one closes the connection with status 1009, as soon as its header
+// announces it, and the device redials.
 // It must be positive. Default: 1 MiB, room for any real request.
 func WithReadLimit(n int64) Option { return func(o *options) { o.readLimit = n } }
 
 // WithMaxInFlight bounds how many requests of one connection are dispatched
-// at once; while all slots are taken the device stops reading, pushing back
-// on the server. It must be at least 1. Default: 16.
+// at once; while all slots are taken the device stops reading (one more
+// request read waits for a slot), pushing back on the server. It must be
+// at least 1. Default: 16.
 func WithMaxInFlight(n int) Option { return func(o *options) { o.maxInFlight = n } }
 
 // WithQueueSize bounds the notifications kept while disconnected or while

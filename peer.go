@@ -4,32 +4,50 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/shellyws/shellyws/internal/evws"
 )
 
+// wsConn is the websocket under a peer: an *evws.Conn for the outbound
+// connection, a coderConn for an inbound client. Its handler's Message and
+// Closed run one at a time and must not block; Closed is the last call.
+type wsConn interface {
+	// Start begins reading; frames written before it go out first.
+	Start(h evws.Handler)
+	// Write sends one text frame within the write timeout; a failed write
+	// ends the connection, and Closed then reports an *evws.WriteError.
+	Write(text []byte) error
+	// Go runs the work a message asked for: a request to serve.
+	Go(f func())
+	// Close sends a close frame and closes within closeGrace; Drop closes
+	// without one. Either way Closed follows with evws.ErrClosed.
+	Close(code websocket.StatusCode, reason string) error
+	Drop()
+	// PauseRead, called from Message, stops reading after that message
+	// (back pressure; the keepalive holds meanwhile); ResumeRead takes it
+	// up again from any goroutine.
+	PauseRead()
+	ResumeRead()
+}
+
 // peer serves RPC on one websocket, the outbound connection or an inbound
-// client, on the goroutine that calls run: that goroutine reads and serves
-// requests, handing reading on to a new goroutine only when a request runs
-// long (see readLoop). Writes happen where they arise, one at a time under
-// writeMu: handlers write their answers, and a short-lived flusher writes
-// queued notifications. Keepalive pings and stops run from timers. An idle
-// connection so costs one goroutine, its caller's.
+// client. The connection delivers each message to Message, which decodes
+// it and hands the request to the connection's Go (for the outbound
+// connection: on the poller, which a new goroutine takes over if the
+// request runs two ticks of 5 ms); Closed tells it the connection ended.
+// Writes happen where they arise: handlers write their answers, and a
+// short-lived flusher writes queued notifications. The keepalive is the
+// connection's. An idle outbound peer so costs no goroutine.
 type peer struct {
 	c     *Component
-	conn  *websocket.Conn
+	conn  wsConn
 	log   *slog.Logger
 	queue *notifyQueue
-
-	// raw is the TCP connection under an outbound websocket, nil for an
-	// inbound one. With it, reads take no context and writes are bounded by
-	// a deadline: a context per frame would cost coder/websocket several
-	// allocations each time.
-	raw net.Conn
 
 	// dst addresses the peer's notifications; until it is set they are not
 	// queued. With dstFromSrc the first src the peer sends sets it.
@@ -38,40 +56,21 @@ type peer struct {
 
 	channel Channel // what requests of this peer report
 	// authorize, set on inbound clients only, admits a request or returns
-	// the error to answer instead (authgate.go); the outbound channel is exempt.
+	// the error to answer instead (inbound_auth.go); the outbound channel
+	// is exempt.
 	authorize func(*Request) error
 
 	ctx    context.Context // ends with the peer; handlers get it
 	cancel context.CancelFunc
-	// wg counts every goroutine of the peer but run's caller: readers that
-	// took over, timer callbacks (counted from when they are armed) and the
-	// flusher.
+	// wg counts the work of the peer that may outlive a stop: requests
+	// being served, the flusher, stops and AfterReply functions. It is
+	// waited for only after Closed, after which no request is added.
 	wg sync.WaitGroup
 
 	// parent is newPeer's parent; its one AfterFunc registration, counted
 	// in wg, both stops a running peer (parentStop) and arms the abort.
 	parent     context.Context
 	stopParent func() bool
-
-	writeMu sync.Mutex    // one writer at a time
-	slots   chan struct{} // in-flight requests
-	// readersDone is made by the first handoff (under serving.mu, before
-	// the new reader starts) and closed by the last reader: run's own
-	// reader, once it handed reading on, waits for it. A peer whose
-	// reader never handed off has none.
-	readersDone chan struct{}
-
-	// waitingSlot is set while the reader waits for an in-flight slot: no
-	// one reads pongs then, so the keepalive holds its ping rather than
-	// drop a connection that is only busy.
-	waitingSlot atomic.Bool
-
-	// heard is mono() when something last arrived from the other side: a
-	// frame, a ping or a pong. The keepalive pings only after a whole
-	// interval of silence. It points at heardOwn, or for an outbound
-	// connection at the value the dial's ping and pong callbacks set.
-	heard    *atomic.Int64
-	heardOwn atomic.Int64
 
 	// inflight counts the requests dispatched and not yet answered. A
 	// restart waits for them (waitReplies): draining is set then, so no
@@ -81,13 +80,17 @@ type peer struct {
 	draining atomic.Bool
 	drained  atomic.Pointer[chan struct{}]
 
-	// readEnded is set by the reader the instant it sees the connection
-	// end, before anything else: from then on notifications stay queued
-	// for the next connection instead of going to a socket the kernel may
-	// still accept writes on (a half-closed or proxied one).
-	readEnded atomic.Bool
+	// flushMu makes one writer of the queue at a time, so notifications
+	// go out in the order they were queued.
+	flushMu sync.Mutex
 
-	// Lock order: writeMu and mu are never held together; either may be
+	// slotMu guards the in-flight slots: busy of them are taken, and held
+	// is the one request read while all were, waiting with reading paused.
+	slotMu sync.Mutex
+	busy   int
+	held   *call
+
+	// Lock order: mu and slotMu are never held together; either may be
 	// held while taking the queue's lock, and neither while calling user
 	// code (handlers run with no peer lock held).
 	mu   sync.Mutex
@@ -100,14 +103,11 @@ type peer struct {
 	// while it runs: that context is not derived from ctx, whose children
 	// map and done channel would then stay with the connection.
 	statusCancel context.CancelFunc
-	// ping is the keepalive's one timer: it fires when the next ping may
-	// be due and, while pinging is set, when the pong is late.
-	ping      *time.Timer
-	pinging   bool
-	pingArmed int64 // mono() when the pong's deadline was armed
-	flushing  bool  // the flusher is running
-	ended     bool
-	end       peerEnd // the first reason the peer ended
+	flushing     bool // the flusher is running
+	ended        bool
+	end          peerEnd // the first reason the peer ended
+	// onClosed, set by start, is called once by Closed.
+	onClosed func()
 }
 
 // stopReason is why a peer ended.
@@ -180,25 +180,17 @@ type stopOn struct {
 // and Handler.Close return promptly.
 const closeGrace = time.Second
 
-// maxKeptBuf is the largest buffer kept for reuse after a frame, so the
-// pools do not hold on to the memory of the largest frame seen.
-const maxKeptBuf = 64 << 10
-
 // newPeer prepares a peer whose life ends closeGrace after parent does.
-// Its context is not derived from parent: cancelling a read context tears
-// the socket down at once, and the other side deserves a close frame first.
-func newPeer(parent context.Context, c *Component, conn *websocket.Conn, raw net.Conn, log *slog.Logger, queue *notifyQueue) *peer {
+// Its context is not derived from parent: the other side deserves a close
+// frame before handlers see the end.
+func newPeer(parent context.Context, c *Component, conn wsConn, log *slog.Logger, queue *notifyQueue) *peer {
 	p := &peer{
 		c:      c,
 		conn:   conn,
-		raw:    raw,
 		log:    log,
 		queue:  queue,
 		parent: parent,
-		slots:  make(chan struct{}, c.opts.maxInFlight),
 	}
-	p.heard = &p.heardOwn
-	p.heard.Store(mono()) // the handshake is the first thing heard
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.wg.Add(1) // for parentDone; finish takes it back if it never runs
 	p.stopParent = context.AfterFunc(parent, p.parentDone)
@@ -247,13 +239,24 @@ func (s *peerStop) fire() {
 	s.p.stopFor(s.on.ctx, s.on.reason)
 }
 
-// run serves the peer on the caller's goroutine until the connection ends
-// or one of stops is done, and returns why, with the close frame of that
-// stop sent.
+// run serves the peer until the connection ends or one of stops is done,
+// and returns why, with the close frame of that stop sent. The caller's
+// goroutine only waits: the connection reads.
 func (p *peer) run(stops ...stopOn) peerEnd {
+	done := make(chan struct{})
+	others := p.start(func() { close(done) }, stops...)
+	<-done
+	return p.wind(others)
+}
+
+// start serves the peer with stops and calls onClosed once the connection
+// has ended (from Closed: it must not block); wind, called after that,
+// ends the peer.
+func (p *peer) start(onClosed func(), stops ...stopOn) []peerStop {
 	var others []peerStop
 	parentStop, parentReason := false, endShutdown
 	p.mu.Lock()
+	p.onClosed = onClosed
 	p.live = !p.ended // a stop may have come before run (see watchRestart)
 	for _, s := range stops {
 		switch {
@@ -279,25 +282,17 @@ func (p *peer) run(stops ...stopOn) peerEnd {
 		p.wg.Add(1)
 		s.unwait = context.AfterFunc(s.on.ctx, s.fire)
 	}
-	if iv := p.c.opts.pingInterval; iv > 0 {
-		p.mu.Lock()
-		p.wg.Add(1) // for the armed ping; see pingOnce
-		p.ping = time.AfterFunc(pingDelay(iv, time.Now()), p.pingOnce)
-		p.mu.Unlock()
-	}
+	p.conn.Start(p)
 	p.kick() // notifications queued before the connection
+	return others
+}
 
-	p.wg.Add(1)
-	if !p.readLoop() {
-		<-p.readersDone
-	}
-
+// wind ends a peer whose connection has ended: it unregisters the stops
+// and waits for the peer's work, and returns why it ended.
+func (p *peer) wind(others []peerStop) peerEnd {
 	p.mu.Lock()
 	p.live = false
 	end := p.end
-	if p.ping != nil && p.ping.Stop() {
-		p.wg.Done()
-	}
 	p.parentStop = false
 	p.mu.Unlock()
 	for i := range others {
@@ -305,6 +300,27 @@ func (p *peer) run(stops ...stopOn) peerEnd {
 			p.wg.Done()
 		}
 	}
-	p.finish(0, "") // the close frame, if any, went out in stopWith
+	p.finish()
 	return end
+}
+
+// Closed implements evws.Handler: the connection has ended, for err. A
+// stop of the peer's own has recorded its reason already; anything else
+// is a failure, reported with what failed.
+func (p *peer) Closed(_ *evws.Conn, err error) {
+	var we *evws.WriteError
+	switch {
+	case errors.Is(err, evws.ErrNoPong):
+		p.fail("ping", err)
+	case errors.As(err, &we):
+		p.fail("write", we.Err)
+	default:
+		p.fail("read", err) // a no-op after a stop of the peer's own (evws.ErrClosed)
+	}
+	p.mu.Lock()
+	f := p.onClosed
+	p.mu.Unlock()
+	if f != nil {
+		f()
+	}
 }

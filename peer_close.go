@@ -6,28 +6,21 @@ import (
 	"github.com/coder/websocket"
 )
 
-// abort ends the peer at once: every wait on the socket fails.
+// abort ends the peer at once: the connection is dropped and the opening's
+// status call cancelled.
 func (p *peer) abort() {
-	p.cancel() // also closes an inbound socket, whose reads take p.ctx
+	p.cancel()
 	p.mu.Lock()
 	if p.statusCancel != nil {
 		p.statusCancel()
 	}
 	p.mu.Unlock()
-	if p.raw != nil {
-		p.raw.Close()
-	}
+	p.conn.Drop()
 }
 
-// finish closes the connection, with a close frame if code is not zero, and
-// waits for every goroutine of the peer. run calls it; a caller whose peer
-// never ran (a failed NotifyFullStatus) calls it directly.
-func (p *peer) finish(code websocket.StatusCode, reason string) {
-	if code != 0 {
-		p.closeWith(code, reason)
-	} else {
-		p.conn.CloseNow()
-	}
+// finish waits for every goroutine of the peer, once its connection has
+// ended (after Closed, or, for a peer that never ran, after Drop).
+func (p *peer) finish() {
 	p.cancel()
 	if p.stopParent() {
 		p.wg.Done() // parentDone will not run
@@ -35,17 +28,17 @@ func (p *peer) finish(code websocket.StatusCode, reason string) {
 	p.wg.Wait()
 }
 
+// closeWith sends a close frame with code; the connection waits for the
+// answer for closeGrace at most.
 func (p *peer) closeWith(code websocket.StatusCode, reason string) {
-	if p.raw != nil {
-		// The close handshake gets closeGrace, not coder/websocket's 5+5 s.
-		p.raw.SetDeadline(time.Now().Add(closeGrace))
-	}
 	p.conn.Close(code, reason)
 }
 
 // stopWith ends the peer for why, once: a stop closes the connection with
-// its close frame, a failure or a reboot drops it. Either way the reader
-// then fails and run returns.
+// its close frame, a failure or a reboot drops it. Either way Closed
+// follows. It blocks for a close handshake (at most closeGrace), and for
+// a restart's replies: never call it for those on the connection's
+// reading goroutine.
 func (p *peer) stopWith(why peerEnd) {
 	p.mu.Lock()
 	first := !p.ended
@@ -65,12 +58,9 @@ func (p *peer) stopWith(why peerEnd) {
 	if code := why.reason.closeCode(); code != 0 {
 		p.closeWith(code, why.reason.closeReason())
 	} else {
-		p.conn.CloseNow()
-		if p.raw != nil {
-			p.raw.Close()
-		}
+		p.conn.Drop()
 	}
-	p.cancel() // handlers, and a reader waiting for a slot, see the end
+	p.cancel() // handlers see the end
 }
 
 // waitReplies waits until every request dispatched has been answered, or
@@ -124,4 +114,8 @@ func (p *peer) stopSoon(reason stopReason) {
 	}()
 }
 
-func (p *peer) fail(op string, err error) { p.stopWith(peerEnd{reason: endFailed, op: op, err: err}) }
+// fail ends the peer for a failure of op. It does not block: the
+// connection is dropped.
+func (p *peer) fail(op string, err error) {
+	p.stopWith(peerEnd{reason: endFailed, op: op, err: err})
+}

@@ -151,16 +151,18 @@ func AsError(err error) *Error {
 
 // Dispatcher answers RPC requests.
 //
-// Dispatch is called once per request by the connection's reader: on a
-// websocket (the outbound connection, or an inbound client of a Handler)
-// the reader calls it on its own goroutine and, if the call is still
-// running 5 to 10 ms later, hands reading on to a new goroutine, so a slow
-// call holds up the requests behind it no longer than that (one goroutine
-// per process, watchServing, finds such calls; it ends about 25 ms after
-// the last request, within goleak's default retries); each HTTP
-// request of a Handler is dispatched on its own goroutine. Calls therefore run concurrently, up to
-// the component's in-flight limit per connection (see WithMaxInFlight;
-// HTTP requests share one such pool), and must be safe for concurrent use.
+// Dispatch is called once per request. On the outbound connection it runs
+// on the goroutine that reads every outbound connection of the process,
+// once the messages read in that turn are delivered; if the call is still
+// running 5 to 10 ms later, a new goroutine takes over reading, so a slow
+// call holds up the requests behind it (on any outbound connection) no
+// longer than that (one goroutine per process watches while requests
+// run; it ends about 25 ms after the last, within goleak's default
+// retries). Each request of an inbound websocket client, and each HTTP
+// request of a Handler, is dispatched on a goroutine of its own. Calls
+// therefore run concurrently, up to the component's in-flight limit per
+// connection (see WithMaxInFlight; HTTP requests share one such pool),
+// and must be safe for concurrent use.
 // ctx is cancelled when the request's connection drops, its HTTP client
 // goes away, Run returns, the wake ends (see Component.Wake), the device
 // reboots or the Handler is closed; Dispatch must then return promptly,

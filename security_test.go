@@ -612,6 +612,31 @@ func TestSecurityUserInfoIsNotSent(t *testing.T) {
 	}
 }
 
+// TestHandshakeHeaders: the outbound handshake asks json-rpc and carries
+// no Origin (Home Assistant's remote endpoint answers 403 to one, section
+// 14), no Authorization and no User-Agent (docs/protocol-decisions.md).
+func TestHandshakeHeaders(t *testing.T) {
+	got := make(chan http.Header, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case got <- r.Header.Clone():
+		default:
+		}
+		http.Error(w, "no", http.StatusForbidden)
+	}))
+	t.Cleanup(srv.Close)
+	startDevice(t, enabledConfig("ws"+strings.TrimPrefix(srv.URL, "http")+"/shelly"))
+	select {
+	case h := <-got:
+		assert.Equal(t, shellyws.Subprotocol, h.Get("Sec-WebSocket-Protocol"))
+		for _, name := range []string{"Origin", "Authorization", "User-Agent", "Sec-WebSocket-Extensions"} {
+			assert.Empty(t, h.Values(name), name)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("no handshake")
+	}
+}
+
 // TestSecurityNoRedirectNoCompression: the device dials exactly its URL: a
 // redirect is a refused handshake, never followed to another host; and it
 // offers no permessage-deflate, so a server cannot send a compression bomb

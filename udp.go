@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/shellyws/shellyws/internal/bpool"
 	"github.com/shellyws/shellyws/internal/frame"
 )
 
@@ -277,20 +278,14 @@ func (d *dropCounter) flush(log *slog.Logger) {
 	}
 }
 
-// datagramBufPool holds the buffers datagrams are read into, each big
-// enough for any datagram (a larger read is detected and dropped).
-var datagramBufPool = sync.Pool{New: func() any {
-	b := make([]byte, MaxDatagram+1)
-	return &b
-}}
+// getDatagramBuf returns a buffer big enough for any datagram (a larger
+// read is detected and dropped), from the module's one pool.
+func getDatagramBuf() *[]byte { return bpool.GetLarge() }
 
-func getDatagramBuf() *[]byte { return datagramBufPool.Get().(*[]byte) }
+// A large buffer holds MaxDatagram+1 bytes: this fails to compile if not.
+var _ [bpool.Large - MaxDatagram - 1]struct{}
 
-func putDatagramBuf(b *[]byte) {
-	if b != nil {
-		datagramBufPool.Put(b)
-	}
-}
+func putDatagramBuf(b *[]byte) { bpool.Put(b) }
 
 // readDatagramBlocking reads with ReadFrom, holding a pooled buffer while
 // it waits: for a conn that is no socket.

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/shellyws/shellyws/internal/bpool"
 	"github.com/shellyws/shellyws/internal/frame"
 	"github.com/shellyws/shellyws/internal/redact"
 )
@@ -514,13 +515,13 @@ func (c *Component) wakeConnect(r *wakeRun, cfg Config, cb *callbackRunner) (*wa
 	server := *cfg.Server
 	log := c.opts.logger.With("server", redact.URL(server))
 	c.state.set(StateConnecting, nil)
-	d, status, _, err := c.dial(r.ctx, cfg)
+	conn, status, _, err := c.dial(r.ctx, cfg)
 	if err != nil {
 		return nil, c.dialFailed(log, server, status, err)
 	}
 	// r.ctx as parent: past the cap a stalled connection is cut off after
 	// closeGrace.
-	s := c.newSession(r.ctx, d, server, log)
+	s := c.newSession(r.ctx, conn, server, log)
 	start := c.opts.clock() // up from the full status on, as Run counts it
 	if err := s.open(cb); err != nil {
 		c.dialFailures.Add(1)
@@ -575,15 +576,15 @@ func (c *Component) sleepOutbound(oc *wakeConn, cb *callbackRunner) bool {
 }
 
 func (c *Component) writeSleepEvent(p *peer) error {
-	bp := getBuf()
-	defer putBuf(bp)
+	bp := bpool.Get()
+	defer bpool.Put(bp)
 	*bp = frame.AppendNotification(*bp, c.id, outboundDst, methodNotifyEvent, sleepParams(c.opts.now()))
-	p.writeMu.Lock()
-	defer p.writeMu.Unlock()
+	p.flushMu.Lock() // after every notification a flusher is writing
+	defer p.flushMu.Unlock()
 	if err := p.ctx.Err(); err != nil {
 		return err
 	}
-	return p.write(*bp)
+	return p.conn.Write(*bp)
 }
 
 // sleepParams encodes the params of the sleep event, with the keys in the

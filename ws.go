@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+
+	"github.com/shellyws/shellyws/internal/evws"
 )
 
 // Errors of the component's Go API.
@@ -62,9 +64,10 @@ func (c *Component) claimRun(caller int32) error {
 // its status and, while Run runs, its connection to the configured server.
 // All methods are safe for concurrent use.
 type Component struct {
-	id   string
-	opts options
-	disp Dispatcher
+	id     string
+	opts   options
+	wsOpts *evws.Options // of the outbound connections
+	disp   Dispatcher
 
 	// Lock order: mu, then the store (Save runs under mu); auth.mu, then
 	// the auth store; wake.mu, then the state's lock; subsMu, the state's
@@ -136,6 +139,7 @@ func New(deviceID string, opts ...Option) (*Component, error) {
 	c := &Component{
 		id:     deviceID,
 		opts:   o,
+		wsOpts: o.wsOptions(),
 		stored: cfg.Clone(),
 		active: cfg.Clone(),
 		state:  newStateBox(),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -81,4 +82,23 @@ func TestDialGate(t *testing.T) {
 		require.Error(t, err)
 	}
 	require.Len(t, g.slots, 0)
+}
+
+// A gated conn offers the socket beneath it, so the library's poller reads
+// the fleet's connections rather than a goroutine per device (evws reads a
+// conn without SyscallConn on a goroutine of its own).
+func TestGatedConnOffersItsSocket(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	c, err := newDialGate(1).wrap(nil)(t.Context(), "tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	sc, ok := c.(syscall.Conn)
+	require.True(t, ok, "a gated conn is a syscall.Conn")
+	rc, err := sc.SyscallConn()
+	require.NoError(t, err)
+	var fd uintptr
+	require.NoError(t, rc.Control(func(f uintptr) { fd = f }))
+	require.NotZero(t, fd)
 }
