@@ -3,7 +3,6 @@ package shellyws
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -17,136 +16,7 @@ import (
 	"github.com/shellyws/shellyws/internal/bpool"
 	"github.com/shellyws/shellyws/internal/evws"
 	"github.com/shellyws/shellyws/internal/frame"
-	"github.com/shellyws/shellyws/internal/redact"
 )
-
-// Run keeps the outbound connection up while ctx lives: it dials the
-// configured server, sends NotifyFullStatus, serves requests through the
-// Dispatcher, sends notifications, and redials with backoff whenever the
-// connection fails or the server closes it. While the component is disabled
-// it dials nothing and waits for Restart; enabled without a server it does
-// the same, with LastError ErrNoServer and a warning logged.
-//
-// Run is the device's boot: it starts from the stored config, whatever
-// SetConfig stored before it was called, without a Restart.
-//
-// When the server refuses the handshake with HTTP 429 or 503, or closes a
-// connection that had not yet proved healthy (see WithHealthyAfter) with
-// 1008 (policy violation) or 1013 (try again later), it asks for a longer
-// back-off: the next attempt waits as WithServerBackoff decides (by default
-// 60 to 120 s, or the handshake's Retry-After), beyond the normal policy's
-// cap, and a warning says so with the wait. A 1008 or 1013 close of a
-// connection that had been up longer is an ordinary drop with the normal
-// back-off: Home Assistant closes every socket with 1008 when it stops.
-// See Reboot for what a reboot does to Run.
-//
-// Run blocks until ctx ends, then closes the connection with status 1001,
-// waits for every goroutine it started (handlers, AfterReply functions and
-// callbacks included) and returns nil; no hook or callback is called after
-// it returned. It may be called only once, and not during a Wake: such a
-// call returns an error wrapping ErrAlreadyRunning.
-func (c *Component) Run(ctx context.Context) error {
-	if err := c.claimRun(runByRun); err != nil {
-		return err
-	}
-	cb := &callbackRunner{}
-	defer func() {
-		cb.wait()
-		c.state.set(StateClosed, nil)
-	}()
-	c.powerOn()
-	attempt := 0 // waits in a row, counted for the backoff policy
-	for {
-		if ctx.Err() != nil {
-			return nil
-		}
-		if c.isDown() {
-			if !c.boot(ctx) {
-				return nil
-			}
-			attempt = 0
-			continue
-		}
-		cfg, restart := c.activeConfig()
-		if !cfg.Enable || cfg.Server == nil {
-			var why error
-			if cfg.Enable {
-				why = ErrNoServer
-				c.opts.logger.Warn("shellyws: outbound websocket enabled without a server; waiting for a restart")
-			} else {
-				c.opts.logger.Debug("shellyws: outbound websocket disabled; waiting for a restart")
-			}
-			c.state.set(StateDisconnected, why)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-restart.Done():
-				attempt = 0
-				continue
-			}
-		}
-		c.state.set(StateConnecting, nil)
-		a := c.connect(ctx, cfg, restart, cb)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if a.restarted {
-			attempt = 0
-			continue
-		}
-		var delay time.Duration
-		if a.serverBusy {
-			delay = c.opts.serverBackoff(a.retryAfter)
-			// At the default level: a device silent for minutes must say why.
-			c.opts.logger.Warn(fmt.Sprintf("shellyws: server asked to back off (%s): retrying in %v", a.busyWhy, delay),
-				"server", redact.URL(*cfg.Server), "retry_after", a.retryAfter)
-		} else {
-			if a.healthy {
-				attempt = 0
-			}
-			attempt++
-			delay = c.nextDelay(attempt)
-			c.opts.logger.Info("shellyws: reconnecting", "in", delay)
-		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		case <-restart.Done():
-			t.Stop()
-			attempt = 0
-		case <-t.C:
-		}
-	}
-}
-
-// boot brings the device back after Reboot, on Run's goroutine: the
-// callbacks, the boot time and an empty queue. It returns false if ctx
-// ended first.
-func (c *Component) boot(ctx context.Context) bool {
-	c.state.set(StateDisconnected, nil)
-	if f := c.opts.onReboot; f != nil {
-		f()
-	}
-	if d := c.opts.bootTime; d > 0 {
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return false
-		case <-t.C:
-		}
-	}
-	// Emptied again: a notification published while the device was down,
-	// or put back by the connection that was dropped, is from before.
-	c.queue.clear()
-	if f := c.opts.onBoot; f != nil {
-		f()
-	}
-	c.powerOn()
-	return true
-}
 
 // nextDelay is the backoff policy's wait before the attempt-th retry in a
 // row. It never lets a policy give up: a device retries for ever.
@@ -225,53 +95,10 @@ type attempt struct {
 	serverBusy bool
 	retryAfter time.Duration
 	busyWhy    string
-}
-
-// connect makes one connection and serves it until it ends.
-func (c *Component) connect(ctx context.Context, cfg Config, restart context.Context, cb *callbackRunner) attempt {
-	server := *cfg.Server
-	log := c.opts.logger.With("server", redact.URL(server))
-	// A Restart or Reboot abandons the dial, which would otherwise open a
-	// connection with the config being replaced.
-	dialCtx, cancelDial := context.WithCancel(ctx)
-	c.watchRestart(restart, restartWatch{cancelDial: cancelDial})
-	conn, status, hdr, err := c.dial(dialCtx, cfg)
-	c.unwatchRestart()
-	cancelDial()
-	if err != nil {
-		if ctx.Err() != nil {
-			return attempt{}
-		}
-		if restart.Err() != nil {
-			return attempt{restarted: true}
-		}
-		c.dialFailed(log, server, status, err)
-		busy, retryAfter := serverAsksBackoff(status, hdr)
-		return attempt{serverBusy: busy, retryAfter: retryAfter, busyWhy: busyWhy(status, err)}
-	}
-	s := c.newSession(ctx, conn, server, log)
-	start := c.opts.now()
-	connected, cause, restarted := s.run(ctx, restart, cb)
-	if !connected {
-		c.dialFailures.Add(1)
-		c.state.set(StateDisconnected, cause)
-		return attempt{restarted: restarted, serverBusy: closeAsksBackoff(cause, false), busyWhy: busyWhy(0, cause)}
-	}
-	c.disconnects.Add(1)
-	c.state.set(StateDisconnected, cause)
-	if ctx.Err() == nil {
-		log.Warn("shellyws: disconnected", "err", cause)
-	}
-	if f := c.opts.onDisconnect; f != nil {
-		cb.post(func() { f(cause) })
-	}
-	healthy := c.opts.now().Sub(start) >= c.opts.healthyAfter
-	return attempt{
-		healthy:    healthy,
-		restarted:  restarted,
-		serverBusy: closeAsksBackoff(cause, healthy),
-		busyWhy:    busyWhy(0, cause),
-	}
+	// server is the URL dialled; restart, the restart context the attempt
+	// began with, ends the wait after it.
+	server  string
+	restart context.Context
 }
 
 // dialFailed records a dial that failed and returns why.
@@ -322,23 +149,18 @@ func (s *session) open(cb *callbackRunner) error {
 	return nil
 }
 
-func (s *session) run(parent, restart context.Context, cb *callbackRunner) (connected bool, cause error, restarted bool) {
-	if err := s.open(cb); err != nil {
-		return false, err, false
-	}
-	s.c.watchRestart(restart, restartWatch{p: s.peer})
-	end := s.peer.run(stopOn{parent, endShutdown})
-	s.c.unwatchRestart()
-	s.c.live.CompareAndSwap(s.peer, nil)
+// cause is why the session ended, given its peer's end and its parent,
+// and whether Restart or Reboot ended it.
+func (s *session) cause(end peerEnd, parent context.Context) (cause *ConnError, restarted bool) {
 	switch {
 	case end.reason == endReboot:
-		return true, s.c.connError("reboot", s.server, 0, ErrRebooted), true
+		return s.c.connError("reboot", s.server, 0, ErrRebooted), true
 	case end.reason == endRestart:
-		return true, s.c.connError("restart", s.server, 0, ErrRestarted), true
+		return s.c.connError("restart", s.server, 0, ErrRestarted), true
 	case end.reason == endShutdown || parent.Err() != nil:
-		return true, s.c.connError("shutdown", s.server, 0, context.Cause(parent)), false
+		return s.c.connError("shutdown", s.server, 0, context.Cause(parent)), false
 	}
-	return true, s.c.connError(end.op, s.server, 0, end.err), false
+	return s.c.connError(end.op, s.server, 0, end.err), false
 }
 
 func (s *session) sendFullStatus() error {

@@ -8,7 +8,10 @@
 // The entry points:
 //
 //   - New creates the Component of one device; Component.Run keeps its
-//     connection up until its context ends.
+//     connection up until its context ends. Component.Start does the same
+//     without blocking, for fleets: an idle connected device then holds no
+//     goroutine (one poller per process reads every outbound connection);
+//     Component.Wait and Component.Done say when it has stopped.
 //   - Config, MergeConfig and a ConfigStore (MemoryStore, FileStore) hold the
 //     component's wire-visible settings, as Ws.GetConfig and Ws.SetConfig
 //     see them.

@@ -88,6 +88,9 @@ func TestErrAlreadyRunningNamesRunAndWake(t *testing.T) {
 	require.ErrorIs(t, err, shellyws.ErrAlreadyRunning)
 	assert.Contains(t, err.Error(), "Run was called")
 	assert.NotContains(t, err.Error(), "Wake is running")
+	err = dev.Start(testCtx(t))
+	require.ErrorIs(t, err, shellyws.ErrAlreadyRunning, "Start is Run without the wait")
+	assert.Contains(t, err.Error(), "Run was already called")
 }
 
 // A device id is <model>-<12 hex digits>; anything else is refused with

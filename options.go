@@ -206,7 +206,8 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 // WithHealthyAfter), after a restart and after a reboot, never after a
 // failure, so a server that accepts and drops at once cannot cause a tight
 // loop. A negative wait, from a policy that would give up, is taken as
-// 60 s: a device never gives up. delay is called on Run's goroutine; one
+// 60 s: a device never gives up. delay is called by the component's run
+// (Run or Start), one call at a time; one
 // shared by many components must be safe for concurrent use, as those of
 // ExponentialBackoff are. It does not set the wait after the server asked
 // for a longer back-off (see WithServerBackoff). Default (and nil):
@@ -235,10 +236,12 @@ func WithRootCAs(pool *x509.CertPool) Option { return func(o *options) { o.rootC
 func WithUserCA(load func() ([]byte, error)) Option { return func(o *options) { o.userCA = load } }
 
 // WithDialContext sets how TCP connections are made, for custom transports
-// and tests. dial is called on Run's (or Wake's) goroutine, never after it
-// returned, and must honour ctx: it ends at the dial timeout, when Run's or
-// Wake's context ends, on Reboot, on Restart during Run and at the cap of a
-// wake, and the caller waits for dial to return. A conn it returns that
+// and tests. dial is called on a short-lived goroutine of Run's (or Start's;
+// at most one at a time per component) or on Wake's goroutine, never after
+// Run or Wake returned (or Wait, after Start), and must honour ctx: it ends
+// at the dial timeout, when Run's or Wake's context ends, on Reboot, on
+// Restart during Run and at the cap of a wake, and the caller waits for
+// dial to return. A conn it returns that
 // offers SyscallConn (as *net.TCPConn does) is read through its socket by
 // the process's one poller, so a wrapper must not change the bytes it
 // reads; one without is read by a goroutine of its own. Default (and nil):
@@ -342,7 +345,8 @@ func WithBootTime(d time.Duration) Option { return func(o *options) { o.bootTime
 // WithOnReboot sets a function called when Reboot took the device down,
 // once its connections are dropped: an embedder closes its inbound
 // listener, resets its uptime and sets its reset reason there. It runs on
-// Run's goroutine, which waits for it. Default (and nil): none.
+// a goroutine of Run's (or Start's), which waits for it before the boot
+// time starts. Default (and nil): none.
 func WithOnReboot(f func()) Option { return func(o *options) { o.onReboot = f } }
 
 // WithOnBoot sets a function called when the device comes back from a

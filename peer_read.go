@@ -18,18 +18,14 @@ func (p *peer) Message(_ *evws.Conn, text bool, data []byte) {
 		return
 	}
 	cl, err := decodeCall(p.ctx, p.channel, data) // copies what it keeps
-	if err != nil && cl != nil {
-		p.log.Debug("shellyws: answered a frame without a method name", "err", err)
-		p.wg.Add(1)
-		p.conn.Go(func() {
-			defer p.wg.Done()
-			p.reply(&cl.req, nil, errBadMethod)
-		})
+	if err != nil && cl == nil {
+		p.log.Debug("shellyws: dropped a malformed frame", "err", err)
 		return
 	}
 	if err != nil {
-		p.log.Debug("shellyws: dropped a malformed frame", "err", err)
-		return
+		// Answered -103 in turn with the requests around it: a call
+		// without a method (serveOne).
+		p.log.Debug("shellyws: answering a frame without a method name", "err", err)
 	}
 	if p.draining.Load() {
 		p.log.Debug("shellyws: restarting; request not executed", "method", cl.req.Method)
@@ -102,6 +98,10 @@ func (p *peer) authorizeRequest(req *Request) (trusted bool, err error) {
 func (p *peer) serveOne(cl *call) {
 	defer p.answered() // after the reply is written, or abandoned
 	defer cl.done(p.spawn)
+	if cl.req.Method == "" { // decodeCall's errBadMethod: no request to run
+		p.reply(&cl.req, nil, errBadMethod)
+		return
+	}
 	var result any
 	trusted, err := p.authorizeRequest(&cl.req)
 	if trusted && p.dstFromSrc && cl.req.Src != "" && p.dst.Load() == nil {

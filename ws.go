@@ -51,13 +51,13 @@ func (c *Component) claimRun(caller int32) error {
 	}
 	switch holder := c.running.Load(); {
 	case caller == runByRun && holder == runByRun:
-		return alreadyRunning("shellyws: Run was already called; a component runs once")
+		return alreadyRunning("shellyws: Run was already called (or Start); a component runs once")
 	case caller == runByRun:
-		return alreadyRunning("shellyws: a Wake is running; Run and Wake never run at once")
+		return alreadyRunning("shellyws: a Wake is running; Run (or Start) and Wake never run at once")
 	case holder == runByWake:
 		return alreadyRunning("shellyws: another Wake is running")
 	}
-	return alreadyRunning("shellyws: Run was called; a device that runs does not wake")
+	return alreadyRunning("shellyws: Run was called (or Start); a device that runs does not wake")
 }
 
 // Component is the Outbound Websocket component of one device: its config,
@@ -92,6 +92,7 @@ type Component struct {
 	live     atomic.Pointer[peer] // the outbound connection while it is up
 
 	running atomic.Int32 // who runs the component: notRunning, runByRun or runByWake
+	runner  *runner      // Run's or Start's, under mu; nil before either
 	state   *stateBox
 	queue   *notifyQueue
 
@@ -291,10 +292,10 @@ var errRebooting = errors.New("shellyws: rebooting")
 //     websocket handshakes 503 (code -114, "Rebooting"), standing in for a
 //     web server that is not up yet (close the listener in WithOnReboot
 //     for a device that is unreachable instead);
-//   - on Run's goroutine, the WithOnReboot callback is called, Run waits the
-//     boot time (WithBootTime), calls WithOnBoot and dials at once, without
-//     back-off, with the stored config; its first frame is a fresh
-//     NotifyFullStatus.
+//   - the WithOnReboot callback is called, Run waits the boot time
+//     (WithBootTime), calls WithOnBoot and dials at once, without back-off,
+//     with the stored config; its first frame is a fresh NotifyFullStatus.
+//     (Run here is Run or Start alike.)
 //
 // A Reboot while the device is down does nothing. Without Run, the device
 // stays down until Run or Wake is called: either is the boot. On a sleeping

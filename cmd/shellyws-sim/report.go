@@ -31,9 +31,9 @@ func (p *printer) printf(format string, args ...any) {
 }
 
 // retryReporter wraps the component's backoff policy to report each delay
-// it hands out: the library asks for one per failed attempt, on Run's
-// goroutine, right after the connection or dial failed, so the cause is the
-// component's LastError at that moment.
+// it hands out: the library asks for one per failed attempt, right after
+// the connection or dial failed, so the cause is the component's LastError
+// at that moment.
 type retryReporter struct {
 	policy func(attempt int) time.Duration // nil: shellyws.DefaultBackoff
 	comp   *shellyws.Component             // set before Run
