@@ -409,7 +409,11 @@ func report(logf func(string, ...any), cfg config, r *result) {
 		env = strings.Join(cfg.env, " ")
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "black-box figures, %d devices (simulator environment: %s); the server %s\n", cfg.n, env, pingPolicy(cfg.serverPing))
+	windows := "one idle window, the server silent"
+	if cfg.serverPing > 0 {
+		windows = "two idle windows: the server's pings (" + pingPolicy(cfg.serverPing) + "), then silent"
+	}
+	fmt.Fprintf(&b, "black-box figures, %d devices (simulator environment: %s); %s\n", cfg.n, env, windows)
 	fmt.Fprintf(&b, "  %s\n", r.machine)
 	type fleet struct {
 		name string
@@ -472,10 +476,10 @@ func round(d time.Duration) time.Duration {
 	return d.Round(10 * time.Millisecond)
 }
 
-// pingPolicy says how the server pings, for a report.
+// pingPolicy says how a server pings, for a report.
 func pingPolicy(every time.Duration) string {
 	if every == 0 {
-		return "never pings"
+		return "never ping"
 	}
-	return fmt.Sprintf("pings every connection every %v (each from a random phase) in the first idle window, and is silent in the second", every)
+	return fmt.Sprintf("ping every connection every %v, each from a random phase", every)
 }

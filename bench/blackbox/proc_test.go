@@ -220,28 +220,11 @@ type idle struct {
 func measureIdle(pids []int, length time.Duration, samples int, counts func() (pingCounts, error)) (idle, error) {
 	var w idle
 	samples = max(samples, 2)
-	cpu := func() (time.Duration, error) {
-		var sum time.Duration
-		for _, pid := range pids {
-			d, err := cpuTime(pid)
-			if err != nil {
-				return 0, err
-			}
-			sum += d
-		}
-		return sum, nil
-	}
+	cpu := func() (time.Duration, error) { return sumCPU(pids) }
 	rss := func() error {
-		sum := 0
-		for _, pid := range pids {
-			r, err := rssKiB(pid)
-			if err != nil {
-				return err
-			}
-			sum += r
-		}
+		sum, err := sumRSS(pids)
 		w.rss = append(w.rss, sum)
-		return nil
+		return err
 	}
 	p0, err := counts()
 	if err != nil {
@@ -273,6 +256,32 @@ func measureIdle(pids []int, length time.Duration, samples int, counts func() (p
 	}
 	w.pings = p1.minus(p0)
 	return w, nil
+}
+
+// sumCPU is the user + system time of the processes together.
+func sumCPU(pids []int) (time.Duration, error) {
+	var sum time.Duration
+	for _, pid := range pids {
+		d, err := cpuTime(pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += d
+	}
+	return sum, nil
+}
+
+// sumRSS is the resident set of the processes together, in KiB.
+func sumRSS(pids []int) (int, error) {
+	sum := 0
+	for _, pid := range pids {
+		r, err := rssKiB(pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += r
+	}
+	return sum, nil
 }
 
 // machine states the limits a run is bound by, for its report.

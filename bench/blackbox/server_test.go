@@ -227,6 +227,12 @@ func (s *server) busiest(w time.Duration) (most, total int) {
 	s.mu.Lock()
 	ts := slices.Clone(s.handshakes)
 	s.mu.Unlock()
+	return busiest(ts, w)
+}
+
+// busiest returns the largest number of ts in any window of length w, and
+// their total; it sorts ts.
+func busiest(ts []time.Time, w time.Duration) (most, total int) {
 	slices.SortFunc(ts, func(a, b time.Time) int { return a.Compare(b) })
 	j := 0
 	for i := range ts {
