@@ -22,7 +22,7 @@
 // busiest 100 ms share of those handshakes, and round trips of
 // Ws.GetStatus through it as a share of the bare echo device's, one at a
 // time and 64 in flight. A run of the defaults (1,000 devices) takes about
-// six minutes:
+// five minutes:
 //
 //	go test ./bench/blackbox -run '^$' -bench Blackbox -benchtime 1x -timeout 30m
 //	go test ./bench/blackbox -run '^$' -bench Blackbox -benchtime 1x -timeout 30m -args -bb.n=10000
