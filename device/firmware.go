@@ -89,23 +89,10 @@ type otaRun struct {
 func (firmwareService) name() string { return "firmware" }
 
 func (firmwareService) register(p *Model, handle func(string, handler)) {
-	listed := func(method string) bool {
-		if p.Methods == nil {
-			return true
-		}
-		for _, m := range p.Methods {
-			if strings.EqualFold(m, method) {
-				return true
-			}
-		}
-		return false
-	}
-	if listed("Shelly.CheckForUpdate") {
-		handle("Shelly.CheckForUpdate", checkForUpdateRPC)
-	}
-	if listed("Shelly.Update") {
-		handle("Shelly.Update", updateRPC)
-	}
+	registerMethods(p, handle, []serviceMethod{
+		{"Shelly.CheckForUpdate", checkForUpdateRPC},
+		{"Shelly.Update", updateRPC},
+	})
 }
 
 func (firmwareService) load(d *Device, raw json.RawMessage) error {

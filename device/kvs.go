@@ -36,10 +36,7 @@ type kvsService struct{}
 func (kvsService) name() string { return "kvs" }
 
 // kvsMethods are the service's methods, in the firmware's spelling.
-var kvsMethods = []struct {
-	name string
-	h    handler
-}{
+var kvsMethods = []serviceMethod{
 	{"KVS.Set", kvsSet},
 	{"KVS.Get", kvsGet},
 	{"KVS.GetMany", kvsGetMany},
@@ -51,11 +48,7 @@ func (kvsService) register(p *Model, handle func(string, handler)) {
 	if !hasKVS(p) {
 		return
 	}
-	for _, m := range kvsMethods {
-		if p.Methods == nil || methodListed(p.Methods, m.name) {
-			handle(m.name, m.h)
-		}
-	}
+	registerMethods(p, handle, kvsMethods)
 }
 
 // hasKVS reports whether devices of p have KVS: where the dump has a
@@ -64,14 +57,9 @@ func (kvsService) register(p *Model, handle func(string, handler)) {
 // battery models included, and NewModel models).
 func hasKVS(p *Model) bool {
 	if p.Methods != nil {
-		return methodListed(p.Methods, "KVS.Get")
+		return listed(p.Methods, "KVS.Get")
 	}
 	return p.Status.Object("sys").Has("kvs_rev")
-}
-
-// methodListed reports whether methods holds name, in any case.
-func methodListed(methods []string, name string) bool {
-	return slices.ContainsFunc(methods, func(m string) bool { return strings.EqualFold(m, name) })
 }
 
 func (kvsService) load(d *Device, raw json.RawMessage) error {

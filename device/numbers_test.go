@@ -2,6 +2,7 @@ package device_test
 
 import (
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -55,4 +56,37 @@ func TestNumbersKeepTheirDecimalPoint(t *testing.T) {
 		check("EM.GetStatus", raw)
 		assert.GreaterOrEqual(t, len(raw), 250, "the whole em:0 object")
 	}
+}
+
+// With telemetry a Pro 3EM stays a plausible meter: its totals are the sums
+// of its phases, no phase draws more active than apparent power, and its
+// energy counters grow while it draws power.
+func TestTelemetryMeterStaysConsistent(t *testing.T) {
+	clock := newFakeClock()
+	_, c, _ := connectProfile(t, "pro3em-gen2", device.Options{Telemetry: 20 * time.Millisecond, Now: clock.Now})
+	var before map[string]float64
+	c.CallT(t, "EMData.GetStatus", map[string]any{"id": 0}, &before)
+	for range 3 {
+		c.ExpectStatusT(t)
+	}
+	clock.Advance(time.Hour)
+	c.ExpectStatusT(t)
+	var emRaw map[string]any
+	c.CallT(t, "EM.GetStatus", map[string]any{"id": 0}, &emRaw)
+	em := map[string]float64{}
+	for k, v := range emRaw {
+		if f, ok := v.(float64); ok {
+			em[k] = f
+		}
+	}
+	sum := 0.0
+	for _, ph := range []string{"a_", "b_", "c_"} {
+		sum += em[ph+"act_power"]
+		assert.LessOrEqual(t, math.Abs(em[ph+"act_power"]), em[ph+"aprt_power"]+1e-9, ph)
+	}
+	assert.InDelta(t, sum, em["total_act_power"], 0.01)
+	var after map[string]float64
+	c.CallT(t, "EMData.GetStatus", map[string]any{"id": 0}, &after)
+	assert.Greater(t, after["total_act"], before["total_act"]+1000, "an hour at about 2.4 kW")
+	assert.InDelta(t, after["a_total_act_energy"]+after["b_total_act_energy"]+after["c_total_act_energy"], after["total_act"], 0.05)
 }

@@ -46,7 +46,7 @@ func (m *model) newParts(d *Device) []part {
 			parts = append(parts, newLight(d, key, id, st))
 		case "input":
 			parts = append(parts, newInput(d, key, id, st))
-		case "temperature", "humidity", "devicepower", "illuminance", "em", "em1", "pm1", "voltmeter":
+		case "temperature", "humidity", "devicepower", "illuminance", "em", "em1", "pm1", "voltmeter", "emdata", "em1data":
 			parts = append(parts, &readings{k: key, st: st})
 		}
 	}
@@ -296,6 +296,86 @@ func (r *readings) patchLocked(d *Device, now time.Time) jsonv.Patch {
 			total := base + power*now.Sub(d.bootedAt).Hours()
 			p = append(p, jsonv.Field{Key: "aenergy", Val: jsonv.Patch{{Key: "total", Val: round(total, 3)}}})
 		}
+	}
+	if d.tick == 0 {
+		return p // without telemetry, meters answer the dump's readings
+	}
+	switch typ, n, _ := strings.Cut(r.k, ":"); typ {
+	case "em":
+		p = phaseTotals(p, r.st)
+	case "emdata":
+		p = meterEnergy(p, r.st, d.p.Status.Object("em:"+n), d.uptimeHoursLocked(now), []string{"a_", "b_", "c_"}, "total_act", "total_act_ret")
+	case "em1data":
+		p = meterEnergy(p, r.st, d.p.Status.Object("em1:"+n), d.uptimeHoursLocked(now), []string{""}, "", "")
+	}
+	return p
+}
+
+// uptimeHoursLocked is how long the device has been up, in hours.
+func (d *Device) uptimeHoursLocked(now time.Time) float64 { return now.Sub(d.bootedAt).Hours() }
+
+// phaseTotals keeps a three-phase meter's readings consistent once they
+// drift: no phase draws more active than apparent power, and the totals are
+// the sums of the phases, as on a real meter.
+func phaseTotals(p jsonv.Patch, st *jsonv.Object) jsonv.Patch {
+	if len(p) == 0 {
+		return p // the dump's own values, consistent as captured
+	}
+	reading := func(key string) (float64, bool) {
+		if v, ok := p.Get(key); ok {
+			if d, isDec := v.(jsonv.Decimal); isDec {
+				return float64(d), true
+			}
+		}
+		return st.Number(key)
+	}
+	var act, aprt, cur float64
+	for _, ph := range []string{"a_", "b_", "c_"} {
+		a, ok1 := reading(ph + "act_power")
+		ap, ok2 := reading(ph + "aprt_power")
+		if ok1 && ok2 && math.Abs(a) > ap {
+			ap = math.Abs(a)
+			p = setField(p, ph+"aprt_power", jsonv.Decimal(round(ap, 1)))
+		}
+		c, _ := reading(ph + "current")
+		act, aprt, cur = act+a, aprt+ap, cur+c
+	}
+	for key, v := range map[string]float64{"total_act_power": act, "total_aprt_power": aprt, "total_current": cur} {
+		if st.Has(key) {
+			p = setField(p, key, jsonv.Decimal(round(v, 3)))
+		}
+	}
+	return p
+}
+
+// meterEnergy counts an energy meter's counters on since boot at the
+// power its meter (em or em1 status) shows: active energy while the power
+// is positive, returned energy while it is negative; totals are the sums of
+// the phases. Counters are Wh.
+func meterEnergy(p jsonv.Patch, data, meter *jsonv.Object, hours float64, phases []string, total, totalRet string) jsonv.Patch {
+	if meter == nil || hours <= 0 {
+		return p
+	}
+	var sum, sumRet float64
+	for _, ph := range phases {
+		power, ok := meter.Number(ph + "act_power")
+		act, ok1 := data.Number(ph + "total_act_energy")
+		ret, ok2 := data.Number(ph + "total_act_ret_energy")
+		if !ok || !ok1 || !ok2 {
+			continue
+		}
+		if power > 0 {
+			act += power * hours
+		} else {
+			ret += -power * hours
+		}
+		p = setField(p, ph+"total_act_energy", jsonv.Decimal(round(act, 2)))
+		p = setField(p, ph+"total_act_ret_energy", jsonv.Decimal(round(ret, 2)))
+		sum, sumRet = sum+act, sumRet+ret
+	}
+	if total != "" && data.Has(total) {
+		p = setField(p, total, jsonv.Decimal(round(sum, 2)))
+		p = setField(p, totalRet, jsonv.Decimal(round(sumRet, 2)))
 	}
 	return p
 }

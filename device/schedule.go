@@ -37,10 +37,7 @@ type scheduleService struct{}
 
 func (scheduleService) name() string { return "schedules" }
 
-var scheduleMethods = []struct {
-	name string
-	h    handler
-}{
+var scheduleMethods = []serviceMethod{
 	{"Schedule.Create", scheduleCreate},
 	{"Schedule.Delete", scheduleDelete},
 	{"Schedule.DeleteAll", scheduleDeleteAll},
@@ -52,11 +49,7 @@ func (scheduleService) register(p *Model, handle func(string, handler)) {
 	if !hasSchedules(p) {
 		return
 	}
-	for _, m := range scheduleMethods {
-		if p.Methods == nil || listed(p.Methods, m.name) {
-			handle(m.name, m.h)
-		}
-	}
+	registerMethods(p, handle, scheduleMethods)
 }
 
 // hasSchedules reports whether devices of p have the Schedule service:

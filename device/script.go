@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -37,10 +36,7 @@ type scriptService struct{}
 func (scriptService) name() string { return "scripts" }
 
 // scriptMethods are the service's methods.
-var scriptMethods = []struct {
-	name string
-	h    handler
-}{
+var scriptMethods = []serviceMethod{
 	{"Script.Create", scriptCreate},
 	{"Script.Delete", scriptDelete},
 	{"Script.Eval", scriptEval},
@@ -58,11 +54,7 @@ func (scriptService) register(p *Model, handle func(string, handler)) {
 	if !hasScripts(p) {
 		return
 	}
-	for _, m := range scriptMethods {
-		if p.Methods == nil || listed(p.Methods, m.name) {
-			handle(m.name, m.h)
-		}
-	}
+	registerMethods(p, handle, scriptMethods)
 }
 
 // hasScripts reports whether devices of p have the Script service: where
@@ -75,16 +67,6 @@ func hasScripts(p *Model) bool {
 		return listed(p.Methods, "Script.List")
 	}
 	return p.Status.Object("sys").Has("kvs_rev") && p.WakeupPeriod() == 0
-}
-
-// listed reports whether methods holds name, in any case.
-func listed(methods []string, name string) bool {
-	for _, m := range methods {
-		if strings.EqualFold(m, name) {
-			return true
-		}
-	}
-	return false
 }
 
 func (scriptService) load(d *Device, raw json.RawMessage) error {

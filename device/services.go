@@ -2,6 +2,8 @@ package device
 
 import (
 	"encoding/json"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/shellyws/shellyws/internal/jsonv"
@@ -36,6 +38,28 @@ type service interface {
 
 // services are every device's, in the order their sections are stored.
 var services = []service{kvsService{}, webhookService{}, scriptService{}, scheduleService{}, firmwareService{}}
+
+// serviceMethod is one method of a service.
+type serviceMethod struct {
+	name string
+	h    handler
+}
+
+// registerMethods adds methods to a model's table: every one where the
+// model has no captured Shelly.ListMethods, else those the capture lists
+// (it is served exactly as captured).
+func registerMethods(p *Model, handle func(string, handler), methods []serviceMethod) {
+	for _, m := range methods {
+		if p.Methods == nil || listed(p.Methods, m.name) {
+			handle(m.name, m.h)
+		}
+	}
+}
+
+// listed reports whether methods holds name, in any case.
+func listed(methods []string, name string) bool {
+	return slices.ContainsFunc(methods, func(m string) bool { return strings.EqualFold(m, name) })
+}
 
 // saveServicesLocked fills doc with every service's section.
 func (d *Device) saveServicesLocked(doc *stateDoc) error {

@@ -53,7 +53,7 @@ func (webhookService) register(p *Model, handle func(string, handler)) {
 	}
 	c := newHookCatalog(p)
 	for _, m := range hookMethods {
-		if p.Methods != nil && !methodListed(p.Methods, m.name) {
+		if p.Methods != nil && !listed(p.Methods, m.name) {
 			continue
 		}
 		h := m.h
@@ -69,7 +69,7 @@ func (webhookService) register(p *Model, handle func(string, handler)) {
 // NewModel models).
 func hasWebhooks(p *Model) bool {
 	if p.Methods != nil {
-		return methodListed(p.Methods, "Webhook.List")
+		return listed(p.Methods, "Webhook.List")
 	}
 	return p.Status.Object("sys").Has("webhook_rev")
 }

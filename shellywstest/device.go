@@ -35,20 +35,7 @@ func both[O ~func(P), P any](a, b O) O {
 // the device to connect; see RunComponent.
 func StartComponent(t testing.TB, c *shellyws.Component) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- c.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("shellywstest: Run returned %v", err)
-			}
-		case <-time.After(DefaultTimeout):
-			t.Errorf("shellywstest: Run did not return within %v of its context ending", DefaultTimeout)
-		}
-	})
+	StartDevice(t, c)
 }
 
 // RunComponent is StartComponent followed by a wait, bounded by

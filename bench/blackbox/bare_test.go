@@ -17,8 +17,9 @@ import (
 // The bare echo device: the least a device must do on coder/websocket. It
 // dials BB_N connections to BB_URL, sends on each a NotifyFullStatus with
 // src BB_PREFIX-<i>, then echoes every frame it reads back from one
-// goroutine per connection reusing one buffer. It does not reconnect. It
-// runs until its stdin closes.
+// goroutine per connection reusing one buffer; that reader answers the
+// server's pings. It sends no pings and does not reconnect. It runs until
+// its stdin closes.
 
 func runBare() int {
 	raiseFileLimit()

@@ -20,7 +20,7 @@ import (
 //
 //	go test ./bench/blackbox -run '^$' -bench ChannelsRSS -benchtime 1x -count 3
 func BenchmarkChannelsRSS(b *testing.B) {
-	cfg := configFromFlags()
+	cfg := configFromFlags(1000)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	srv, bin, err := serverAndSimulator(b.TempDir())

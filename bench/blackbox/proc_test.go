@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -78,9 +79,16 @@ func startBare(url, prefix string, n int) (*child, error) {
 	return startChild(fmt.Sprintf("bare -n %d", n), cmd)
 }
 
-func startChild(name string, cmd *exec.Cmd) (*child, error) {
+func startChild(name string, cmd *exec.Cmd) (*child, error) { return startChildOut(name, cmd, nil) }
+
+// startChildOut is startChild with the child's stdout going to stdout
+// instead (closed when the child has exited), stderr still kept.
+func startChildOut(name string, cmd *exec.Cmd, stdout io.WriteCloser) (*child, error) {
 	c := &child{name: name, cmd: cmd, out: &tailBuffer{max: 8 << 10}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = c.out, c.out
+	if stdout != nil {
+		cmd.Stdout = stdout
+	}
 	var err error
 	if c.stdin, err = cmd.StdinPipe(); err != nil {
 		return nil, err
@@ -91,6 +99,9 @@ func startChild(name string, cmd *exec.Cmd) (*child, error) {
 	}
 	go func() {
 		_ = cmd.Wait()
+		if stdout != nil {
+			_ = stdout.Close()
+		}
 		close(c.done)
 	}()
 	return c, nil
@@ -193,4 +204,126 @@ func (b *tailBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return string(b.buf)
+}
+
+// idle is what an idle window measured of a set of processes.
+type idle struct {
+	length time.Duration
+	cpu    float64 // % of one core, the processes together
+	rss    []int   // KiB, the processes together, in time order: the first at the window's start, the last at its end
+	pings  pingCounts
+}
+
+// measureIdle samples the processes' RSS samples times (at least twice:
+// at the start and the end) over length, their CPU time over the same
+// span, and what counts says the servers pinged in it.
+func measureIdle(pids []int, length time.Duration, samples int, counts func() (pingCounts, error)) (idle, error) {
+	var w idle
+	samples = max(samples, 2)
+	cpu := func() (time.Duration, error) { return sumCPU(pids) }
+	rss := func() error {
+		sum, err := sumRSS(pids)
+		w.rss = append(w.rss, sum)
+		return err
+	}
+	p0, err := counts()
+	if err != nil {
+		return w, err
+	}
+	c0, err := cpu()
+	if err != nil {
+		return w, err
+	}
+	t0 := time.Now()
+	for i := range samples {
+		if i > 0 {
+			// The sampling interval of idle processes, by design.
+			time.Sleep(time.Until(t0.Add(length * time.Duration(i) / time.Duration(samples-1))))
+		}
+		if err := rss(); err != nil {
+			return w, err
+		}
+	}
+	c1, err := cpu()
+	if err != nil {
+		return w, err
+	}
+	w.length = time.Since(t0)
+	w.cpu = 100 * float64(c1-c0) / float64(w.length)
+	p1, err := counts()
+	if err != nil {
+		return w, err
+	}
+	w.pings = p1.minus(p0)
+	return w, nil
+}
+
+// sumCPU is the user + system time of the processes together.
+func sumCPU(pids []int) (time.Duration, error) {
+	var sum time.Duration
+	for _, pid := range pids {
+		d, err := cpuTime(pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += d
+	}
+	return sum, nil
+}
+
+// sumRSS is the resident set of the processes together, in KiB.
+func sumRSS(pids []int) (int, error) {
+	sum := 0
+	for _, pid := range pids {
+		r, err := rssKiB(pid)
+		if err != nil {
+			return 0, err
+		}
+		sum += r
+	}
+	return sum, nil
+}
+
+// machine states the limits a run is bound by, for its report.
+func machine() string {
+	var lim syscall.Rlimit
+	_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
+	read := func(path string) string {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return "?"
+		}
+		return strings.Join(strings.Fields(string(data)), " ")
+	}
+	load := strings.Fields(read("/proc/loadavg"))
+	load = load[:min(3, len(load))]
+	memTotal, memAvail := meminfo("MemTotal:"), meminfo("MemAvailable:")
+	return fmt.Sprintf("machine: %d cores, ulimit -n %d (hard %d), load %s, memory %.1f GiB available of %.1f, ephemeral ports %s, somaxconn %s",
+		runtime.NumCPU(), lim.Cur, lim.Max, strings.Join(load, " "), float64(memAvail)/(1<<20), float64(memTotal)/(1<<20),
+		strings.ReplaceAll(read("/proc/sys/net/ipv4/ip_local_port_range"), " ", "–"), read("/proc/sys/net/core/somaxconn"))
+}
+
+// meminfo is a field of /proc/meminfo in KiB, 0 if unknown.
+func meminfo(field string) int {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(data)) {
+		if v, ok := strings.CutPrefix(line, field); ok {
+			n, _ := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			return n
+		}
+	}
+	return 0
+}
+
+// fileLimit is the hard limit on open files, which children inherit: a Go
+// program raises its soft limit to it at start.
+func fileLimit() int {
+	var lim syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) != nil {
+		return 0
+	}
+	return int(lim.Max)
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -21,6 +22,7 @@ import (
 // last restart, timestamps every handshake, and hands the connections of
 // chosen devices to the round-trip driver. restart drops every connection
 // without a close frame and closes the listener, as a crashed server does.
+// With setPing it pings every connection it reads (see ping_test.go).
 type server struct {
 	addr string // 127.0.0.1:PORT, the same across restarts
 
@@ -31,13 +33,27 @@ type server struct {
 	seen       map[string]struct{} // devices that sent NotifyFullStatus since the last restart
 	want       int
 	reached    chan struct{} // closed when len(seen) reaches want
+	reachedAt  time.Time     // when reached closed
 	handshakes []time.Time
 	watch      map[string]chan *websocket.Conn // src → where its connection goes
 	readers    sync.WaitGroup
+
+	pingEvery time.Duration        // 0: silent
+	pingers   map[*pinger]struct{} // one per connection the server reads
+	pinging   sync.WaitGroup       // pings in flight
+	pings     pingStats
+}
+
+// pingStats counts the server's pings since it started.
+type pingStats struct {
+	sent, answered, missed atomic.Int64
 }
 
 func newServer() (*server, error) {
-	s := &server{raw: map[net.Conn]struct{}{}, seen: map[string]struct{}{}, watch: map[string]chan *websocket.Conn{}}
+	s := &server{
+		raw: map[net.Conn]struct{}{}, seen: map[string]struct{}{}, watch: map[string]chan *websocket.Conn{},
+		pingers: map[*pinger]struct{}{},
+	}
 	if err := s.listen("127.0.0.1:0"); err != nil {
 		return nil, err
 	}
@@ -87,8 +103,33 @@ func (s *server) expect(n int, reset bool) <-chan struct{} {
 	}
 	s.want, s.reached = n, make(chan struct{})
 	if len(s.seen) >= n {
+		s.reachedAt = time.Now()
 		close(s.reached)
 	}
+	return s.reached
+}
+
+// awaitReached waits until the count armed by expect (or re-armed by
+// restart) is reached, and returns when that happened; it gives up when
+// stop closes.
+func (s *server) awaitReached(stop <-chan struct{}) (time.Time, bool) {
+	s.mu.Lock()
+	ch := s.reached
+	s.mu.Unlock()
+	select {
+	case <-ch:
+	case <-stop:
+		return time.Time{}, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reachedAt, true
+}
+
+// current is the channel of the count now armed.
+func (s *server) current() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return s.reached
 }
 
@@ -134,6 +175,7 @@ func (s *server) serve(w http.ResponseWriter, r *http.Request) {
 		// close reached twice.
 		s.seen[f.Src] = struct{}{}
 		if len(s.seen) == s.want {
+			s.reachedAt = time.Now()
 			close(s.reached)
 		}
 	}
@@ -144,6 +186,8 @@ func (s *server) serve(w http.ResponseWriter, r *http.Request) {
 		watch <- c
 		return
 	}
+	p := s.startPinger(c)
+	defer s.stopPinger(p)
 	for {
 		if _, _, err := c.Read(ctx); err != nil {
 			c.CloseNow()
@@ -154,11 +198,15 @@ func (s *server) serve(w http.ResponseWriter, r *http.Request) {
 
 // restart drops every connection and closes the listener, waits down, and
 // listens on the same address again. It returns when the drop happened.
+// The count expect armed starts again from zero, for the same number.
 func (s *server) restart(down time.Duration) (time.Time, error) {
 	s.mu.Lock()
 	srv, done := s.srv, s.done
 	s.seen = map[string]struct{}{}
 	s.handshakes = nil
+	if s.want > 0 {
+		s.reached = make(chan struct{})
+	}
 	s.mu.Unlock()
 	_ = srv.Close() // listener and idle connections
 	s.mu.Lock()
@@ -179,6 +227,12 @@ func (s *server) busiest(w time.Duration) (most, total int) {
 	s.mu.Lock()
 	ts := slices.Clone(s.handshakes)
 	s.mu.Unlock()
+	return busiest(ts, w)
+}
+
+// busiest returns the largest number of ts in any window of length w, and
+// their total; it sorts ts.
+func busiest(ts []time.Time, w time.Duration) (most, total int) {
 	slices.SortFunc(ts, func(a, b time.Time) int { return a.Compare(b) })
 	j := 0
 	for i := range ts {
@@ -190,7 +244,8 @@ func (s *server) busiest(w time.Duration) (most, total int) {
 	return most, len(ts)
 }
 
-// close stops the server and waits for its connections' readers.
+// close stops the server and waits for its connections' readers and
+// pings.
 func (s *server) close() {
 	s.mu.Lock()
 	srv, done := s.srv, s.done
@@ -203,6 +258,7 @@ func (s *server) close() {
 	s.mu.Unlock()
 	<-done
 	s.readers.Wait()
+	s.pinging.Wait()
 }
 
 // isNotification tells a device's notification from an answer (or the
