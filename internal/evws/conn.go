@@ -155,6 +155,9 @@ type Conn struct {
 
 	gone    atomic.Bool // the socket is closed: the reader stops
 	discard atomic.Bool // the connection failed: what still arrives is dropped
+	// hup is set when the poller saw the other side hang up: reading goes
+	// on past a short read, to the end, which came with the last bytes.
+	hup atomic.Bool
 
 	mu      sync.Mutex
 	started bool          // Start was called on a live connection: Closed is owed

@@ -829,3 +829,32 @@ func TestPingWaitLetsALateServerPingFirst(t *testing.T) {
 	assert.Equal(t, time.Duration(0), pingWait(iv+grain, iv))
 	assert.Equal(t, time.Duration(0), pingWait(3*iv, iv))
 }
+
+// TestCloseRightBehindDataIsSeen: a server that sends a frame and closes
+// its socket at once (a pong followed by a crash, a restart) gives the
+// poller one edge for both; the read that takes the frame is short, and
+// the end must still be seen at once. Before the fix the poller stopped
+// at the short read and the connection looked alive until the keepalive
+// failed (31 s of 10,000 devices coming back after a server restart).
+func TestCloseRightBehindDataIsSeen(t *testing.T) {
+	for range 20 {
+		srv := newRawServer(t, func(c net.Conn, br *bufio.Reader) {
+			if _, _, err := readClientFrame(br); err != nil {
+				return
+			}
+			c.Write(serverFrame(true, opText, []byte("bye")))
+			c.Close()
+		})
+		o := modes[0].options(t)
+		r := newRecorder()
+		c := dial(t, srv.url(), o, r)
+		require.NoError(t, c.Write([]byte("hello")))
+		assert.Equal(t, "bye", r.message(t))
+		select {
+		case err := <-r.closed:
+			assert.ErrorIs(t, err, io.EOF)
+		case <-time.After(time.Second):
+			t.Fatal("the end behind the frame was not seen")
+		}
+	}
+}

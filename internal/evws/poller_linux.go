@@ -377,6 +377,9 @@ func (p *Poller) collect(n int) {
 		}
 		if int(ev.Fd) < len(p.conns) {
 			if c := p.conns[ev.Fd]; c != nil && c.gen == ev.Pad {
+				if ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+					c.hup.Store(true)
+				}
 				p.work = append(p.work, c)
 			}
 		}
@@ -449,8 +452,9 @@ func (p *Poller) readPlain(c *Conn) bool {
 		c.fail(err)
 		return false
 	}
-	// A short read emptied the socket: a new edge comes with new bytes.
-	return n == len(p.buf)
+	// A short read emptied the socket: a new edge comes with new bytes,
+	// but none with an end that came with these (hup): read on to it.
+	return n == len(p.buf) || n > 0 && c.hup.Load()
 }
 
 // readTLS reads one buffer of records, decrypts what is complete, and
@@ -481,7 +485,7 @@ func (p *Poller) readTLS(c *Conn) bool {
 		c.fail(rerr)
 		return false
 	}
-	return n == len(p.cbuf)
+	return n == len(p.cbuf) || n > 0 && c.hup.Load()
 }
 
 // writeNow writes what the socket takes at once.
