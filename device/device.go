@@ -545,16 +545,28 @@ func (d *Device) beginLocked() error {
 
 // Run runs the device until ctx ends: the component's connection and the
 // device's timers (Shelly.Reboot's delay, toggle_after, cover movement,
-// telemetry); a sleeping device runs its wake cycle (see Start). It
-// returns after everything it started has exited. It may be called once; a
-// second call returns shellyws.ErrAlreadyRunning.
+// telemetry); a sleeping device runs its wake cycle. It is Start followed
+// by Wait, and returns after everything it started has exited. It may be
+// called once; a second call returns shellyws.ErrAlreadyRunning.
 func (d *Device) Run(ctx context.Context) error {
+	if err := d.Start(ctx); err != nil {
+		return err
+	}
+	d.Wait()
+	return nil
+}
+
+// Start runs the device until ctx ends, as Run does, without a goroutine
+// of its own: a device that is always on runs its component with
+// shellyws.Component.Start (an idle connected device holds no goroutine)
+// and its timers; a sleeping device is woken by a timer (after
+// Options.FirstWake, then a period after each sleep), its wake running on
+// the timer's goroutine, and between wakes holds only its state and one
+// timer. Wait waits for the end. A second call, or a call after Run,
+// returns shellyws.ErrAlreadyRunning.
+func (d *Device) Start(ctx context.Context) error {
 	if d.sleeping() {
-		if err := d.Start(ctx); err != nil {
-			return err
-		}
-		d.Wait()
-		return nil
+		return d.startSleeping(ctx)
 	}
 	d.mu.Lock()
 	if err := d.beginLocked(); err != nil {
@@ -565,13 +577,27 @@ func (d *Device) Run(ctx context.Context) error {
 		d.telemetryTimer = d.startTimerLocked(d.telemetry, d.telemetryTick)
 	}
 	d.armSchedulesLocked()
+	d.timers.Add(1) // for stop: Wait waits for it
 	d.mu.Unlock()
 
 	d.bootChannelsCtx(ctx)
 	d.channelsUp()
-	err := d.comp.Run(ctx)
-	d.channelsDown()
+	if err := d.comp.Start(ctx); err != nil {
+		d.stop()
+		return err
+	}
+	context.AfterFunc(ctx, func() {
+		d.comp.Wait() // its connection closed with 1001 first
+		d.stop()
+	})
+	return nil
+}
 
+// stop ends a device that is always on once its component has: the
+// channels, then the timers and the parts' hardware.
+func (d *Device) stop() {
+	defer d.timers.Done()
+	d.channelsDown()
 	d.mu.Lock()
 	d.running = false
 	d.stopRebootLocked()
@@ -584,8 +610,6 @@ func (d *Device) Run(ctx context.Context) error {
 		s.stopLocked(d)
 	}
 	d.mu.Unlock()
-	d.timers.Wait()
-	return err
 }
 
 // startTimerLocked runs fire after delay on a timer Run waits for. fire must

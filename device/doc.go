@@ -12,7 +12,9 @@
 // EM1Spec, or CustomSpec for one the kit has no type for). New makes one
 // unit of it: its id, its stores (Options.StateDir keeps everything in
 // files), its server and password. Run keeps it connected until its
-// context ends.
+// context ends; Start does the same without blocking, and a connected
+// device that is idle then holds no goroutine, so a process can run a
+// fleet of thousands (Wait waits for the end).
 //
 // The hardware side reaches the device through handles: Device.Switch
 // (OnOutput drives the relay, SetMeter feeds the meter), Device.Input
@@ -68,8 +70,8 @@
 // # Sleeping devices
 //
 // A model whose sys.wakeup_period is above 0 (or Options.WakeupPeriod)
-// sleeps: Run runs its wake cycle on timers, with no goroutine and no
-// connection between wakes (protocol section 9).
+// sleeps: Run (or Start) runs its wake cycle on timers, with no goroutine
+// and no connection between wakes (protocol section 9).
 //
 // # Time
 //

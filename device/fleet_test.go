@@ -1,7 +1,9 @@
 package device_test
 
 import (
+	"bytes"
 	"context"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -96,4 +98,65 @@ func TestFleetSurvivesServerRestart(t *testing.T) {
 		st := d.Component().Stats()
 		assert.GreaterOrEqual(t, st.Connects, uint64(2), d.ID())
 	}
+}
+
+// libraryGoroutines counts the goroutines running the library's or the
+// kit's code (not the test server's).
+func libraryGoroutines() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	count := 0
+	for _, g := range bytes.Split(buf, []byte("\n\n")) {
+		if bytes.Contains(g, []byte("shellyws/shellyws.(")) || bytes.Contains(g, []byte("shellyws/shellyws/device.")) {
+			count++
+		}
+	}
+	return count
+}
+
+// TestAlwaysOnDevicesHoldNoGoroutine: devices that are always on, started
+// with Start, hold no goroutine each once connected and idle (the
+// simulator starts its fleet so); Wait returns once each has closed its
+// connection and stopped.
+func TestAlwaysOnDevicesHoldNoGoroutine(t *testing.T) {
+	const n = 50
+	srv := shellywstest.NewServer(t)
+	before := libraryGoroutines()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	devs := make([]*device.Device, n)
+	for i := range devs {
+		d, err := device.New(withModel(device.Options{ID: device.DeriveID(testID, i), Store: enabledStore(srv.URL())}))
+		require.NoError(t, err)
+		require.NoError(t, d.Start(ctx))
+		devs[i] = d
+	}
+	actx, acancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer acancel()
+	for range n {
+		c, err := srv.Accept(actx)
+		require.NoError(t, err)
+		_, err = c.ExpectFullStatus(actx)
+		require.NoError(t, err)
+	}
+	for _, d := range devs {
+		require.NoError(t, d.Component().AwaitConnected(actx))
+	}
+	require.Eventually(t, func() bool { return libraryGoroutines() <= before+2 }, waitTimeout, time.Millisecond,
+		"%d idle devices hold %d goroutines of the library and kit (before: %d)", n, libraryGoroutines(), before)
+	assert.ErrorIs(t, devs[0].Start(ctx), shellyws.ErrAlreadyRunning)
+
+	cancel()
+	for _, d := range devs {
+		d.Wait()
+		assert.Equal(t, shellyws.StateClosed, d.State())
+	}
+	assert.LessOrEqual(t, libraryGoroutines(), before+2, "after Wait")
 }

@@ -2,7 +2,6 @@ package device
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/shellyws/shellyws"
@@ -37,9 +36,6 @@ type WakeInfo struct {
 	Next time.Duration
 }
 
-// errNotSleeping is Start's error for a device that is always on.
-var errNotSleeping = errors.New("device: Start runs sleeping devices; use Run")
-
 // Sleeping reports whether the device is a sleeping (battery) device: its
 // model has a sys.wakeup_period above 0, or Options.WakeupPeriod set one.
 func (d *Device) Sleeping() bool { return d.sleepCycle != nil }
@@ -69,16 +65,10 @@ func (d *Device) State() shellyws.State {
 	return d.comp.State()
 }
 
-// Start runs a sleeping device until ctx ends without a goroutine of its
-// own: a timer wakes it (after Options.FirstWake, then a period after each
-// sleep), the wake runs on the timer's goroutine, and between wakes the
-// device holds only its state and one timer. Wait waits for the end. It
-// fails for a device that is always on, and for a second call (with Run's
-// ErrAlreadyRunning).
-func (d *Device) Start(ctx context.Context) error {
-	if !d.sleeping() {
-		return errNotSleeping
-	}
+// startSleeping is Start of a sleeping device: a timer wakes it, the wake
+// runs on the timer's goroutine, and between wakes the device holds only
+// its state and one timer.
+func (d *Device) startSleeping(ctx context.Context) error {
 	d.mu.Lock()
 	if err := d.beginLocked(); err != nil {
 		d.mu.Unlock()
@@ -99,10 +89,13 @@ func (d *Device) Start(ctx context.Context) error {
 	return nil
 }
 
-// Wait returns once a device started with Start has stopped: its context
-// ended and every timer and wake it started has returned.
+// Wait returns once a device started with Start (or Run) has stopped: its
+// context ended, its component closed its connection, and every timer,
+// wake and channel it started has returned. It returns at once if the
+// device was not started.
 func (d *Device) Wait() {
 	if !d.sleeping() {
+		d.timers.Wait()
 		return
 	}
 	d.mu.Lock()

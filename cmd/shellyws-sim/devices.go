@@ -256,18 +256,20 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 		out.printf("simulator: mDNS on %s announces %d device(s) as _shelly._tcp and _http._tcp", s.mdnsIface, len(devices))
 	}
 
+	// No goroutine per device: a connected idle device is read by the
+	// library's poller, a sleeping one is woken by a timer.
 	var wg sync.WaitGroup
-	var sleepers []*device.Device
-	for _, d := range devices {
-		if d.Sleeping() {
-			// No goroutine of its own: a timer runs each wake.
-			if err := d.Start(ctx); err != nil {
-				return fail("device %s: %v", d.ID(), err)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for i, d := range devices {
+		if err := d.Start(ctx); err != nil { // a fresh device: never ErrAlreadyRunning
+			cancel()
+			for _, d := range devices[:i] {
+				d.Wait()
 			}
-			sleepers = append(sleepers, d)
-			continue
+			_ = closeAll(servers)
+			return fail("device %s: %v", d.ID(), err)
 		}
-		wg.Go(func() { _ = d.Run(ctx) })
 	}
 	if !single {
 		wg.Go(func() { printStatus(ctx, out, devices) })
@@ -281,7 +283,7 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "simulator: -http shutdown: %v\n", err)
 	}
 	wg.Wait()
-	for _, d := range sleepers {
+	for _, d := range devices {
 		d.Wait()
 	}
 	if !single {
