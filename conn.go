@@ -118,9 +118,9 @@ type session struct {
 }
 
 // newSession wraps a dialled connection as the outbound session; parent
-// bounds it (Run's context, or a wake's).
-func (c *Component) newSession(parent context.Context, conn *evws.Conn, server string, log *slog.Logger) *session {
-	s := &session{peer: newPeer(parent, c, conn, log, c.queue), server: server}
+// bounds it (Run's context, or a wake's), watched as newPeer says.
+func (c *Component) newSession(parent context.Context, conn *evws.Conn, server string, log *slog.Logger, watched bool) *session {
+	s := &session{peer: newPeer(parent, c, conn, log, c.queue, watched), server: server}
 	s.peer.channel = ChannelOutbound
 	s.peer.dst.Store(new(outboundDst))
 	return s
@@ -135,10 +135,22 @@ func (s *session) open(cb *callbackRunner) error {
 	// instant the handshake finished waits in the socket and then sees
 	// Ws.GetStatus report connected.
 	if err := s.sendFullStatus(); err != nil {
-		s.conn.Drop()
-		s.finish()
+		s.abandon()
 		return err
 	}
+	s.opened(cb)
+	return nil
+}
+
+// abandon drops a session that never ran and waits for what it started.
+func (s *session) abandon() {
+	s.conn.Drop()
+	s.finish()
+}
+
+// opened makes the session, its NotifyFullStatus sent, the device's live
+// connection.
+func (s *session) opened(cb *callbackRunner) {
 	s.c.connects.Add(1)
 	s.c.state.set(StateConnected, nil)
 	s.log.Info("shellyws: connected")
@@ -146,7 +158,6 @@ func (s *session) open(cb *callbackRunner) error {
 		cb.post(f)
 	}
 	s.c.live.Store(s.peer)
-	return nil
 }
 
 // cause is why the session ended, given its peer's end and its parent,

@@ -605,7 +605,7 @@ func (h *Handler) serveWebsocket(w http.ResponseWriter, r *http.Request) {
 	ws.SetReadLimit(h.opts.maxRequestSize)
 	cc.ws = ws
 	log := h.log.With("remote", r.RemoteAddr)
-	p := newPeer(h.ctx, h.c, cc, log, newNotifyQueue(h.opts.clientQueueSize))
+	p := newPeer(h.ctx, h.c, cc, log, newNotifyQueue(h.opts.clientQueueSize), false)
 	p.dstFromSrc = true
 	p.channel = ChannelInboundWebsocket
 	var authed atomic.Bool

@@ -58,12 +58,9 @@ type notifyQueue struct {
 	head    int
 	n       int
 	dropped uint64
-	ready   chan struct{} // has a value while items wait
 }
 
-func newNotifyQueue(size int) *notifyQueue {
-	return &notifyQueue{size: size, ready: make(chan struct{}, 1)}
-}
+func newNotifyQueue(size int) *notifyQueue { return &notifyQueue{size: size} }
 
 func (q *notifyQueue) push(n notification) {
 	q.mu.Lock()
@@ -84,10 +81,6 @@ func (q *notifyQueue) push(n notification) {
 	q.items[(q.head+q.n)%len(q.items)] = n
 	q.n++
 	q.mu.Unlock()
-	select {
-	case q.ready <- struct{}{}:
-	default:
-	}
 }
 
 // pushFront puts n back at the head, where pop finds it first. If the queue
@@ -126,10 +119,6 @@ func (q *notifyQueue) clear() {
 		q.items[q.head] = notification{}
 		q.head = (q.head + 1) % len(q.items)
 		q.n--
-	}
-	select {
-	case <-q.ready:
-	default:
 	}
 }
 

@@ -182,8 +182,10 @@ const closeGrace = time.Second
 
 // newPeer prepares a peer whose life ends closeGrace after parent does.
 // Its context is not derived from parent: the other side deserves a close
-// frame before handlers see the end.
-func newPeer(parent context.Context, c *Component, conn wsConn, log *slog.Logger, queue *notifyQueue) *peer {
+// frame before handlers see the end. Unless watched is set, the peer
+// registers parentDone on parent; a watched peer's owner calls it instead
+// (see runner.ctxDone), which saves a registration per device of a fleet.
+func newPeer(parent context.Context, c *Component, conn wsConn, log *slog.Logger, queue *notifyQueue, watched bool) *peer {
 	p := &peer{
 		c:      c,
 		conn:   conn,
@@ -192,15 +194,22 @@ func newPeer(parent context.Context, c *Component, conn wsConn, log *slog.Logger
 		parent: parent,
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
+	if watched {
+		p.stopParent = notRegistered
+		return p
+	}
 	p.wg.Add(1) // for parentDone; finish takes it back if it never runs
 	p.stopParent = context.AfterFunc(parent, p.parentDone)
 	return p
 }
 
-// parentDone runs when parent is done: it stops the peer if run serves
-// with parent among its stops, and aborts it if it has not ended
-// closeGrace later. One registration on parent does both, as each costs
-// memory for the connection's whole life.
+// notRegistered is the stopParent of a watched peer.
+func notRegistered() bool { return false }
+
+// parentDone runs when parent is done, counted in wg: it stops the peer if
+// run serves with parent among its stops, and aborts it if it has not
+// ended closeGrace later. One registration on parent does both, as each
+// costs memory for the connection's whole life.
 func (p *peer) parentDone() {
 	defer p.wg.Done()
 	t := time.NewTimer(closeGrace) // from now, however long the stop takes

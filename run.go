@@ -65,11 +65,21 @@ func (c *Component) Start(ctx context.Context) error {
 // has ended (see Wait); nil before either was called.
 func (c *Component) Done() <-chan struct{} {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.runner == nil {
+	r := c.runner
+	c.mu.Unlock()
+	if r == nil {
 		return nil
 	}
-	return c.runner.done
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.done == nil {
+		// Made on demand: a fleet's devices, which no one waits on, hold none.
+		r.done = make(chan struct{})
+		if r.finished {
+			close(r.done)
+		}
+	}
+	return r.done
 }
 
 // Wait blocks until the life Start began has ended: ctx ended, the
@@ -93,7 +103,6 @@ type runner struct {
 	// ended is closed by end for Run, whose goroutine then finishes;
 	// without Run (nil), end finishes on a goroutine of its own.
 	ended chan struct{}
-	done  chan struct{} // closed by finish
 
 	// wg counts everything that may still take a step: the ctx
 	// registration, an armed wait's timer and restart registration, the
@@ -109,6 +118,13 @@ type runner struct {
 	unwait   func() bool // the armed wait's restart registration
 	stopping bool        // ctx has ended
 	over     bool        // end was called
+	// done is Done's channel, made on demand (under mu) and closed by
+	// finish, which sets finished.
+	done     chan struct{}
+	finished bool
+	// peer is the session's while its end is not yet being handled:
+	// ctxDone stops it (it has no registration on ctx of its own).
+	peer *peer
 }
 
 // start claims c for Run (blocking) or Start and takes the first step.
@@ -116,7 +132,7 @@ func (c *Component) start(ctx context.Context, blocking bool) (*runner, error) {
 	if err := c.claimRun(runByRun); err != nil {
 		return nil, err
 	}
-	r := &runner{c: c, ctx: ctx, done: make(chan struct{})}
+	r := &runner{c: c, ctx: ctx}
 	if blocking {
 		r.ended = make(chan struct{})
 	}
@@ -259,7 +275,8 @@ func (r *runner) disarmLocked() {
 }
 
 // ctxDone runs when ctx ends: an armed wait ends the life at once; a dial
-// or a connection ends with ctx and then takes the step that ends it.
+// ends with ctx, and a connection is closed with 1001, each then taking
+// the step that ends the life.
 func (r *runner) ctxDone() {
 	defer r.wg.Done()
 	r.mu.Lock()
@@ -268,10 +285,34 @@ func (r *runner) ctxDone() {
 	if waiting {
 		r.disarmLocked()
 	}
+	p := r.peer
 	r.mu.Unlock()
 	if waiting {
 		r.end()
 	}
+	if p != nil {
+		r.stopPeer(p)
+	}
+}
+
+// stopPeer does for the session's peer what its own registration on ctx
+// would: close with 1001 (once it runs), abort closeGrace later.
+func (r *runner) stopPeer(p *peer) {
+	r.mu.Lock()
+	if r.peer != p {
+		r.mu.Unlock()
+		return // its end is being handled: nothing to stop
+	}
+	p.wg.Add(1) // before its end is waited for: r.peer is still p
+	r.mu.Unlock()
+	p.parentDone()
+}
+
+// unwatchPeer forgets the session's peer before its end is waited for.
+func (r *runner) unwatchPeer() {
+	r.mu.Lock()
+	r.peer = nil
+	r.mu.Unlock()
 }
 
 // end ends the life once: Run's goroutine, or one of its own for Start,
@@ -299,7 +340,12 @@ func (r *runner) finish() {
 	r.wg.Wait()
 	r.cb.wait()
 	r.c.state.set(StateClosed, nil)
-	close(r.done)
+	r.mu.Lock()
+	r.finished = true
+	if r.done != nil {
+		close(r.done)
+	}
+	r.mu.Unlock()
 }
 
 // connect makes one connection attempt, on a goroutine of its own counted
@@ -331,14 +377,28 @@ func (r *runner) connect(cfg Config, restart context.Context) {
 		r.after(a)
 		return
 	}
-	s := c.newSession(r.ctx, conn, server, log)
+	s := c.newSession(r.ctx, conn, server, log, true)
+	r.mu.Lock()
+	stopping := r.stopping
+	if !stopping {
+		r.peer = s.peer // ctxDone stops it from now on
+	}
+	r.mu.Unlock()
+	if stopping {
+		s.abandon()
+		r.after(attempt{})
+		return
+	}
 	start := c.opts.now()
-	if err := s.open(&r.cb); err != nil {
+	if err := s.sendFullStatus(); err != nil {
+		r.unwatchPeer() // before the wait for its goroutines
+		s.abandon()
 		c.dialFailures.Add(1)
 		c.state.set(StateDisconnected, err)
 		r.after(attempt{server: server, restart: restart, serverBusy: closeAsksBackoff(err, false), busyWhy: busyWhy(0, err)})
 		return
 	}
+	s.opened(&r.cb)
 	c.watchRestart(restart, restartWatch{p: s.peer})
 	r.wg.Add(1) // until connEnded returns
 	s.peer.start(func() { go r.connEnded(s, start, restart) }, stopOn{r.ctx, endShutdown})
@@ -349,6 +409,7 @@ func (r *runner) connect(cfg Config, restart context.Context) {
 func (r *runner) connEnded(s *session, start time.Time, restart context.Context) {
 	defer r.wg.Done()
 	c := r.c
+	r.unwatchPeer()
 	end := s.peer.wind(nil)
 	c.unwatchRestart()
 	c.live.CompareAndSwap(s.peer, nil)

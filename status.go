@@ -74,17 +74,17 @@ func (c *Component) Stats() Stats {
 }
 
 // stateBox holds the state and wakes waiters on every change; waiters take
-// the current channel under the lock, so no change can be missed.
+// the current channel under the lock, so no change can be missed. The
+// channel is made for the first waiter only: a fleet's devices, which no
+// one waits on, hold none.
 type stateBox struct {
 	mu      sync.Mutex
 	state   State
 	lastErr error
-	changed chan struct{}
+	changed chan struct{} // nil while no one waits
 }
 
-func newStateBox() *stateBox {
-	return &stateBox{changed: make(chan struct{})}
-}
+func newStateBox() *stateBox { return &stateBox{} }
 
 func (b *stateBox) get() (State, error) {
 	b.mu.Lock()
@@ -103,13 +103,18 @@ func (b *stateBox) set(s State, err error) {
 		return
 	}
 	b.state = s
-	close(b.changed)
-	b.changed = make(chan struct{})
+	if b.changed != nil {
+		close(b.changed)
+		b.changed = nil
+	}
 }
 
 func (b *stateBox) snapshot() (State, <-chan struct{}) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.changed == nil {
+		b.changed = make(chan struct{})
+	}
 	return b.state, b.changed
 }
 

@@ -521,7 +521,7 @@ func (c *Component) wakeConnect(r *wakeRun, cfg Config, cb *callbackRunner) (*wa
 	}
 	// r.ctx as parent: past the cap a stalled connection is cut off after
 	// closeGrace.
-	s := c.newSession(r.ctx, conn, server, log)
+	s := c.newSession(r.ctx, conn, server, log, false)
 	start := c.opts.clock() // up from the full status on, as Run counts it
 	if err := s.open(cb); err != nil {
 		c.dialFailures.Add(1)
