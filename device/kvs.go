@@ -187,6 +187,16 @@ type kvsParams struct {
 	Offset *int            `json:"offset"`
 }
 
+// decodeKVS decodes req's params and checks their key.
+func decodeKVS(req *shellyws.Request) (kvsParams, string, error) {
+	var p kvsParams
+	if err := req.Decode(&p); err != nil {
+		return p, "", err
+	}
+	key, err := p.key()
+	return p, key, err
+}
+
 // key checks the params' key.
 func (p *kvsParams) key() (string, error) {
 	if p.Key == nil {
@@ -217,11 +227,7 @@ var errKVSEtag = shellyws.Errorf(shellyws.CodeFailedPrecondition, "Etag mismatch
 // kvsSet serves KVS.Set {"key","value","etag"?} -> {"etag","rev"}. The
 // value is stored as given, without insignificant white space.
 func kvsSet(d *Device, _ context.Context, req *shellyws.Request) (any, error) {
-	var p kvsParams
-	if err := req.Decode(&p); err != nil {
-		return nil, err
-	}
-	key, err := p.key()
+	p, key, err := decodeKVS(req)
 	if err != nil {
 		return nil, err
 	}
@@ -273,11 +279,7 @@ func kvsSet(d *Device, _ context.Context, req *shellyws.Request) (any, error) {
 
 // kvsGet serves KVS.Get {"key"} -> {"etag","value"}.
 func kvsGet(d *Device, _ context.Context, req *shellyws.Request) (any, error) {
-	var p kvsParams
-	if err := req.Decode(&p); err != nil {
-		return nil, err
-	}
-	key, err := p.key()
+	_, key, err := decodeKVS(req)
 	if err != nil {
 		return nil, err
 	}
@@ -365,11 +367,7 @@ func kvsList(d *Device, _ context.Context, req *shellyws.Request) (any, error) {
 
 // kvsDelete serves KVS.Delete {"key","etag"?} -> {"rev"}.
 func kvsDelete(d *Device, _ context.Context, req *shellyws.Request) (any, error) {
-	var p kvsParams
-	if err := req.Decode(&p); err != nil {
-		return nil, err
-	}
-	key, err := p.key()
+	p, key, err := decodeKVS(req)
 	if err != nil {
 		return nil, err
 	}

@@ -661,20 +661,16 @@ func scriptEval(d *Device, _ context.Context, req *shellyws.Request) (any, error
 }
 
 func scriptGetStatus(d *Device, _ context.Context, req *shellyws.Request) (any, error) {
-	id, err := requiredID(req)
-	if err != nil {
-		return nil, err
-	}
-	d.mu.Lock()
-	ok := d.scriptLocked(id) != nil
-	d.mu.Unlock()
-	if !ok {
-		return nil, errScriptID(id)
-	}
-	return d.scriptStatus(scriptKey(id))
+	return readScript(d, req, d.scriptStatus)
 }
 
 func scriptGetConfig(d *Device, _ context.Context, req *shellyws.Request) (any, error) {
+	return readScript(d, req, d.scriptConfig)
+}
+
+// readScript answers read with the key of the script req's id names, or
+// the firmware's error for an id that has no script.
+func readScript(d *Device, req *shellyws.Request, read func(key string) (json.RawMessage, error)) (any, error) {
 	id, err := requiredID(req)
 	if err != nil {
 		return nil, err
@@ -685,7 +681,7 @@ func scriptGetConfig(d *Device, _ context.Context, req *shellyws.Request) (any, 
 	if !ok {
 		return nil, errScriptID(id)
 	}
-	return d.scriptConfig(scriptKey(id))
+	return read(scriptKey(id))
 }
 
 // scriptSetConfig serves Script.SetConfig as every SetConfig (protocol
