@@ -450,7 +450,7 @@ func (r *runner) after(a attempt) {
 	if a.serverBusy {
 		delay = c.opts.serverBackoff(a.retryAfter)
 		// At the default level: a device silent for minutes must say why.
-		c.opts.logger.Warn(fmt.Sprintf("shellyws: server asked to back off (%s): retrying in %v", a.busyWhy, delay),
+		c.opts.logger.Warn(fmt.Sprintf("shellyws: server asked to back off (%s): retrying in %v", a.busyWhy, delay.Round(time.Millisecond)),
 			"server", redact.URL(a.server), "retry_after", a.retryAfter)
 	} else {
 		r.mu.Lock()

@@ -370,7 +370,8 @@ func New(o Options) (*Device, error) {
 		return nil, err
 	}
 	opts := []shellyws.Option{
-		shellyws.WithLogger(o.Logger),
+		// The library's lines say which device of a fleet they are about.
+		shellyws.WithLogger(d.log),
 		shellyws.WithDispatcher(shellyws.DispatcherFunc(d.dispatch)),
 		shellyws.WithFullStatus(func(ctx context.Context) (map[string]any, error) { return d.fullStatus(ctx) }),
 		shellyws.WithOnConfigSaved(d.configSaved),

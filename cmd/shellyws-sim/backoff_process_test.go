@@ -39,3 +39,32 @@ func TestServerBackoffSaidWithoutVerbose(t *testing.T) {
 	assert.Contains(t, line, "retrying in 2m")
 	assertNothingLeaks(t, out, "shellyplus1pm-a1b2c3d4e5f8")
 }
+
+// TestFleetServerBackoffNamesDevice: in a fleet the back-off line says which
+// device the server refused (Fleet Manager refuses some devices of a fleet
+// with 1013 after its restart) and its wait in a readable form.
+func TestFleetServerBackoffNamesDevice(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "slow down", http.StatusTooManyRequests)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+
+	p := startSimulator(t, "-server", "ws://"+ln.Addr().String()+"/shelly?token="+leakToken,
+		"-id", "shellyplus1pm-a1b2c3d4e5f0", "-devices", "2")
+	p.out.waitFor(t, "server asked to back off")
+	p.stop(t)
+	out := p.out.String()
+	line := ""
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "server asked to back off") {
+			line = l
+			break
+		}
+	}
+	assert.Regexp(t, `\(shellyplus1pm-a1b2c3d4e5f[01]\)`, line, "which device")
+	assert.Regexp(t, `retrying in [0-9]+m[0-9]+(\.[0-9]{1,3})?s\b`, line, "the wait to the millisecond at most")
+	assertNothingLeaks(t, out, "shellyplus1pm-a1b2c3d4e5f0", "shellyplus1pm-a1b2c3d4e5f1")
+}
