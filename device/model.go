@@ -88,6 +88,9 @@ var actions = map[string]map[string]handler{
 	"rgb":    {"Set": lightSet, "Toggle": lightToggle},
 	"rgbw":   {"Set": lightSet, "Toggle": lightToggle},
 	"cct":    {"Set": lightSet, "Toggle": lightToggle},
+	// emdata.go
+	"emdata":  emdataActions(),
+	"em1data": emdataActions(),
 }
 
 func buildModel(p *Model) *model {

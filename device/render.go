@@ -282,6 +282,9 @@ type DeviceInfo struct {
 type readings struct {
 	k  string
 	st *jsonv.Object
+	// cleared is when EMData.DeleteAllData (EM1Data.) nullified the
+	// counters of an emdata/em1data part; zero if it did not since boot.
+	cleared time.Time
 }
 
 func (r *readings) key() string { return r.k }
@@ -297,16 +300,24 @@ func (r *readings) patchLocked(d *Device, now time.Time) jsonv.Patch {
 			p = append(p, jsonv.Field{Key: "aenergy", Val: jsonv.Patch{{Key: "total", Val: round(total, 3)}}})
 		}
 	}
-	if d.tick == 0 {
+	if d.tick == 0 && r.cleared.IsZero() {
 		return p // without telemetry, meters answer the dump's readings
 	}
+	hours := d.uptimeHoursLocked(now)
+	if !r.cleared.IsZero() {
+		hours = now.Sub(r.cleared).Hours()
+		if d.tick == 0 {
+			hours = 0 // nullified, and nothing counts without telemetry
+		}
+	}
+	zero := !r.cleared.IsZero()
 	switch typ, n, _ := strings.Cut(r.k, ":"); typ {
 	case "em":
 		p = phaseTotals(p, r.st)
 	case "emdata":
-		p = meterEnergy(p, r.st, d.p.Status.Object("em:"+n), d.uptimeHoursLocked(now), []string{"a_", "b_", "c_"}, "total_act", "total_act_ret")
+		p = meterEnergy(p, r.st, d.p.Status.Object("em:"+n), hours, zero, []string{"a_", "b_", "c_"}, "total_act", "total_act_ret")
 	case "em1data":
-		p = meterEnergy(p, r.st, d.p.Status.Object("em1:"+n), d.uptimeHoursLocked(now), []string{""}, "", "")
+		p = meterEnergy(p, r.st, d.p.Status.Object("em1:"+n), hours, zero, []string{""}, "", "")
 	}
 	return p
 }
@@ -351,11 +362,13 @@ func phaseTotals(p jsonv.Patch, st *jsonv.Object) jsonv.Patch {
 // meterEnergy counts an energy meter's counters on since boot at the
 // power its meter (em or em1 status) shows: active energy while the power
 // is positive, returned energy while it is negative; totals are the sums of
-// the phases. Counters are Wh.
-func meterEnergy(p jsonv.Patch, data, meter *jsonv.Object, hours float64, phases []string, total, totalRet string) jsonv.Patch {
-	if meter == nil || hours <= 0 {
+// the phases. Counters are Wh; zero counts from 0 instead of the dump's
+// counters (after DeleteAllData).
+func meterEnergy(p jsonv.Patch, data, meter *jsonv.Object, hours float64, zero bool, phases []string, total, totalRet string) jsonv.Patch {
+	if meter == nil || (hours <= 0 && !zero) {
 		return p
 	}
+	hours = max(hours, 0)
 	var sum, sumRet float64
 	for _, ph := range phases {
 		power, ok := meter.Number(ph + "act_power")
@@ -363,6 +376,9 @@ func meterEnergy(p jsonv.Patch, data, meter *jsonv.Object, hours float64, phases
 		ret, ok2 := data.Number(ph + "total_act_ret_energy")
 		if !ok || !ok1 || !ok2 {
 			continue
+		}
+		if zero {
+			act, ret = 0, 0
 		}
 		if power > 0 {
 			act += power * hours
@@ -383,7 +399,7 @@ func (r *readings) readingsLocked(d *Device, now time.Time) jsonv.Patch {
 	return withID(r.st, r.patchLocked(d, now))
 }
 func (r *readings) stopLocked(*Device) {}
-func (r *readings) bootLocked(*Device) {}
+func (r *readings) bootLocked(*Device) { r.cleared = time.Time{} }
 
 // withID puts the dump's id first in a delta, as the firmware does.
 func withID(st *jsonv.Object, p jsonv.Patch) jsonv.Patch {
