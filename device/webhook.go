@@ -477,6 +477,38 @@ func (c *hookCatalog) check(d *Device, h *hook) error {
 
 func errHookID(id int) error { return shellyws.Errorf(shellyws.CodeNotFound, "Bad id=%d", id) }
 
+// changeHooks is every Webhook.* write: under the device's locks, edit
+// makes next (Rev one up, LastID carried) from the current hooks and says
+// which hook ids to forget; next is stored and webhook_rev reported.
+func (d *Device) changeHooks(edit func(cur []hook, next *hookSection) (forget []int, err error)) (hookSection, error) {
+	d.notifyMu.Lock()
+	defer d.notifyMu.Unlock()
+	d.mu.Lock()
+	next := hookSection{Rev: d.hookRevLocked() + 1}
+	if d.hooks != nil {
+		next.LastID = d.hooks.sec.LastID
+	}
+	forget, err := edit(d.hookListLocked(), &next)
+	if err == nil {
+		err = d.storeHooksLocked(next, forget...)
+	}
+	d.mu.Unlock()
+	if err != nil {
+		return hookSection{}, err
+	}
+	d.hookRevChanged(next.Rev)
+	return next, nil
+}
+
+// hookIndex is where the hook with id is in cur, or the firmware's error.
+func hookIndex(cur []hook, id int) (int, error) {
+	i := slices.IndexFunc(cur, func(h hook) bool { return h.ID == id })
+	if i < 0 {
+		return -1, errHookID(id)
+	}
+	return i, nil
+}
+
 // hookCreate serves Webhook.Create -> {"id","rev"}.
 func hookCreate(c *hookCatalog, d *Device, req *shellyws.Request) (any, error) {
 	var p hookParams
@@ -490,27 +522,18 @@ func hookCreate(c *hookCatalog, d *Device, req *shellyws.Request) (any, error) {
 	if err := c.check(d, &h); err != nil {
 		return nil, err
 	}
-	d.notifyMu.Lock()
-	defer d.notifyMu.Unlock()
-	d.mu.Lock()
-	cur := d.hookListLocked()
-	if limit := d.hookLimit(); len(cur) >= limit {
-		d.mu.Unlock()
-		return nil, shellyws.Errorf(shellyws.CodeResourceExhausted, "Too many hooks: at most %d", limit)
-	}
-	sec := hookSection{Rev: d.hookRevLocked() + 1}
-	if d.hooks != nil {
-		sec.LastID = d.hooks.sec.LastID
-	}
-	sec.LastID++
-	h.ID = sec.LastID
-	sec.Hooks = append(slices.Clone(cur), h)
-	if err := d.storeHooksLocked(sec); err != nil {
-		d.mu.Unlock()
+	sec, err := d.changeHooks(func(cur []hook, next *hookSection) ([]int, error) {
+		if limit := d.hookLimit(); len(cur) >= limit {
+			return nil, shellyws.Errorf(shellyws.CodeResourceExhausted, "Too many hooks: at most %d", limit)
+		}
+		next.LastID++
+		h.ID = next.LastID
+		next.Hooks = append(slices.Clone(cur), h)
+		return nil, nil
+	})
+	if err != nil {
 		return nil, err
 	}
-	d.mu.Unlock()
-	d.hookRevChanged(sec.Rev)
 	return struct {
 		ID  int `json:"id"`
 		Rev int `json:"rev"`
@@ -532,35 +555,26 @@ func hookUpdate(c *hookCatalog, d *Device, req *shellyws.Request) (any, error) {
 	if p.ID == nil {
 		return nil, missingArg("id")
 	}
-	d.notifyMu.Lock()
-	defer d.notifyMu.Unlock()
-	d.mu.Lock()
-	cur := d.hookListLocked()
-	i := slices.IndexFunc(cur, func(h hook) bool { return h.ID == *p.ID })
-	if i < 0 {
-		d.mu.Unlock()
-		return nil, errHookID(*p.ID)
-	}
-	h := cur[i]
-	h.URLs = slices.Clone(h.URLs)
-	if err := p.apply(&h, false); err != nil {
-		d.mu.Unlock()
+	sec, err := d.changeHooks(func(cur []hook, next *hookSection) ([]int, error) {
+		i, err := hookIndex(cur, *p.ID)
+		if err != nil {
+			return nil, err
+		}
+		h := cur[i]
+		h.URLs = slices.Clone(h.URLs)
+		if err := p.apply(&h, false); err != nil {
+			return nil, err
+		}
+		if err := c.check(d, &h); err != nil {
+			return nil, err
+		}
+		next.Hooks = slices.Clone(cur)
+		next.Hooks[i] = h
+		return []int{h.ID}, nil
+	})
+	if err != nil {
 		return nil, err
 	}
-	if err := c.check(d, &h); err != nil {
-		d.mu.Unlock()
-		return nil, err
-	}
-	sec := d.hooks.sec
-	sec.Rev++
-	sec.Hooks = slices.Clone(cur)
-	sec.Hooks[i] = h
-	if err := d.storeHooksLocked(sec, h.ID); err != nil {
-		d.mu.Unlock()
-		return nil, err
-	}
-	d.mu.Unlock()
-	d.hookRevChanged(sec.Rev)
 	return revOnly{sec.Rev}, nil
 }
 
@@ -575,47 +589,34 @@ func hookDelete(_ *hookCatalog, d *Device, req *shellyws.Request) (any, error) {
 	if p.ID == nil {
 		return nil, missingArg("id")
 	}
-	d.notifyMu.Lock()
-	defer d.notifyMu.Unlock()
-	d.mu.Lock()
-	cur := d.hookListLocked()
-	i := slices.IndexFunc(cur, func(h hook) bool { return h.ID == *p.ID })
-	if i < 0 {
-		d.mu.Unlock()
-		return nil, errHookID(*p.ID)
-	}
-	sec := d.hooks.sec
-	sec.Rev++
-	sec.Hooks = slices.Delete(slices.Clone(cur), i, i+1)
-	if err := d.storeHooksLocked(sec, *p.ID); err != nil {
-		d.mu.Unlock()
+	sec, err := d.changeHooks(func(cur []hook, next *hookSection) ([]int, error) {
+		i, err := hookIndex(cur, *p.ID)
+		if err != nil {
+			return nil, err
+		}
+		next.Hooks = slices.Delete(slices.Clone(cur), i, i+1)
+		return []int{*p.ID}, nil
+	})
+	if err != nil {
 		return nil, err
 	}
-	d.mu.Unlock()
-	d.hookRevChanged(sec.Rev)
 	return revOnly{sec.Rev}, nil
 }
 
 // hookDeleteAll serves Webhook.DeleteAll -> {"rev"}; webhook_rev goes up
 // even when there was nothing to delete.
 func hookDeleteAll(_ *hookCatalog, d *Device, _ *shellyws.Request) (any, error) {
-	d.notifyMu.Lock()
-	defer d.notifyMu.Unlock()
-	d.mu.Lock()
-	sec := hookSection{Rev: d.hookRevLocked() + 1, Hooks: []hook{}}
-	var forget []int
-	if d.hooks != nil {
-		sec.LastID = d.hooks.sec.LastID
-		for _, h := range d.hooks.sec.Hooks {
+	sec, err := d.changeHooks(func(cur []hook, next *hookSection) ([]int, error) {
+		next.Hooks = []hook{}
+		forget := make([]int, 0, len(cur))
+		for _, h := range cur {
 			forget = append(forget, h.ID)
 		}
-	}
-	if err := d.storeHooksLocked(sec, forget...); err != nil {
-		d.mu.Unlock()
+		return forget, nil
+	})
+	if err != nil {
 		return nil, err
 	}
-	d.mu.Unlock()
-	d.hookRevChanged(sec.Rev)
 	return revOnly{sec.Rev}, nil
 }
 
