@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/shellyws/shellyws/internal/redact"
 )
 
 // Limits and timings of the hub; what the servers in the field use.
@@ -506,15 +507,18 @@ func (h *Hub) Close() {
 	h.conns.Wait()
 }
 
-// trim shows JSON on one line, cut to a readable length.
+// trim shows a frame's JSON on one line, its secrets (ha1, passwords, URL
+// query values) redacted before it is cut to a readable length, so no part
+// of one is left.
 func trim(raw []byte) string {
 	const width = 160
 	var b bytes.Buffer
 	if json.Compact(&b, raw) == nil {
 		raw = b.Bytes()
 	}
-	if len(raw) > width {
-		return string(raw[:width]) + "…"
+	s := redact.Text(string(raw))
+	if len(s) > width {
+		return s[:width] + "…"
 	}
-	return string(raw)
+	return s
 }

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -255,4 +257,42 @@ func withModel(o device.Options) device.Options {
 		o.Model = p
 	}
 	return o
+}
+
+// The server's log of the calls it makes holds no secret: Shelly.SetAuth's
+// ha1 and a URL's query values are redacted, as in the library's logs.
+func TestCallLogHoldsNoSecret(t *testing.T) {
+	var mu sync.Mutex
+	var lines []string
+	hub := NewHub(func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		lines = append(lines, fmt.Sprintf(format, args...))
+	})
+	ws := httptest.NewServer(hub)
+	api := httptest.NewServer(hub.API())
+	t.Cleanup(func() { api.Close(); hub.Close(); ws.Close() })
+	env := &hubEnv{hub: hub, wsURL: "ws" + strings.TrimPrefix(ws.URL, "http") + "/shelly", api: api}
+	d, _ := runDevice(t, env.wsURL)
+	id := d.ID()
+	require.NoError(t, hub.wait(testCtx(t), func() bool {
+		dev := hub.devices[id]
+		return dev != nil && dev.sess != nil
+	}))
+
+	const ha1 = "687c2e535d9e31a0401f641f1f8dbcf271f596204d8fb9f8ac84b4acf13845fc"
+	code, body := env.post(t, "/devices/"+id+"/call",
+		`{"method":"Shelly.SetAuth","params":{"user":"admin","realm":"`+id+`","ha1":"`+ha1+`"}}`)
+	require.Equal(t, http.StatusOK, code, "%s", body)
+	code, body = env.post(t, "/devices/"+id+"/call",
+		`{"method":"Ws.SetConfig","params":{"config":{"server":"ws://127.0.0.1:1/shelly?remote_key=TOKEN-SECRET-XYZ"}}}`)
+	require.Equal(t, http.StatusOK, code, "%s", body)
+
+	mu.Lock()
+	defer mu.Unlock()
+	require.NotEmpty(t, lines)
+	logged := strings.Join(lines, "\n")
+	assert.Contains(t, logged, "Shelly.SetAuth", "the calls are logged")
+	assert.NotContains(t, logged, ha1)
+	assert.NotContains(t, logged, "TOKEN-SECRET-XYZ")
 }
