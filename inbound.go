@@ -220,7 +220,7 @@ func NewHandler(c *Component, opts ...HandlerOption) *Handler {
 		ctx:       ctx,
 		cancel:    cancel,
 		httpSlots: make(chan struct{}, c.opts.maxInFlight),
-		auth:      digest.NewGate(c.wallClock),
+		auth:      digest.NewGate(c.opts.clock),
 	}
 }
 
