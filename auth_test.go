@@ -70,26 +70,6 @@ var (
 	challengeMsgRE    = regexp.MustCompile(`^\{"auth_type":"digest","nonce":"([A-Za-z0-9_-]{43})","nc":1,"realm":"` + testDeviceID + `","algorithm":"SHA-256"(,"stale":true)?\}$`)
 )
 
-// fakeClock is an injectable clock for nonce lifetimes and the lockout.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(1_700_000_000, 0)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // newAuthDevice is an inbound device with the test password set.
 func newAuthDevice(t *testing.T, opts ...shellyws.Option) *inboundDevice {
 	t.Helper()
@@ -730,7 +710,7 @@ func TestAuthFloodFromManyClients(t *testing.T) {
 }
 
 func TestAuthSecretsNeverLogged(t *testing.T) {
-	var logs syncBuffer
+	var logs logBuffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	d := newAuthDevice(t, shellyws.WithLogger(logger))
 	ctx := testCtx(t)
@@ -751,23 +731,6 @@ func TestAuthSecretsNeverLogged(t *testing.T) {
 	for _, secret := range []string{testPassword, testHA1(), m["response"].(string), regexp.MustCompile(`response="([0-9a-f]+)"`).FindStringSubmatch(good)[1], "Digest username"} {
 		assert.NotContains(t, out, secret)
 	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func TestAuthDigestTransport(t *testing.T) {

@@ -48,13 +48,7 @@ func (c *Component) ServeFrame(ctx context.Context, ch Channel, data []byte, rep
 		return ErrNotExempt
 	}
 	cl, err := decodeCall(ctx, ch, data)
-	switch {
-	case err != nil && cl != nil:
-		if reply != nil {
-			reply(cl.req.Src, c.appendResponse(nil, &cl.req, nil, errBadMethod))
-		}
-		return nil
-	case err != nil:
+	if cl == nil {
 		return fmt.Errorf("shellyws: frame dropped: %w", err)
 	}
 	return c.serveCall(cl, frameChannel{}, reply)
@@ -76,8 +70,14 @@ type frameChannel struct {
 
 // serveCall dispatches a decoded call with a context that also ends when
 // the device goes down or its wake ends, hands the answer (if the request
-// has an id) to reply, and runs what the handler gave AfterReply.
+// has an id) to reply, and runs what the handler gave AfterReply. A call
+// without a method (decodeCall's errBadMethod) is answered -103 at once,
+// even while the device is down.
 func (c *Component) serveCall(cl *call, fc frameChannel, reply func(dst string, resp []byte)) error {
+	if cl.req.Method == "" {
+		c.replyCall(cl, fc, reply, nil, errBadMethod)
+		return nil
+	}
 	power, down := c.powerState()
 	if down || c.asleep() {
 		return ErrDeviceDown
@@ -99,20 +99,26 @@ func (c *Component) serveCall(cl *call, fc frameChannel, reply func(dst string, 
 	if err == nil {
 		result, err = c.dispatch(cl)
 	}
-	if cl.req.ID != nil && reply != nil {
-		req := cl.req
-		if req.Src == "" {
-			req.Src = fc.noSrcDst
-		}
-		resp := c.appendResponse(nil, &req, result, err)
-		if fc.maxReply > 0 && len(resp) > fc.maxReply {
-			resp = c.appendResponse(resp[:0], &req, nil, Errorf(CodeResourceExhausted,
-				"Response of %d bytes does not fit in one datagram (at most %d)", len(resp), fc.maxReply))
-		}
-		reply(cl.req.Src, resp)
-	}
+	c.replyCall(cl, fc, reply, result, err)
 	cl.done(func(after func()) { after() })
 	return nil
+}
+
+// replyCall hands the answer to cl, if it has an id, to reply.
+func (c *Component) replyCall(cl *call, fc frameChannel, reply func(dst string, resp []byte), result any, err error) {
+	if cl.req.ID == nil || reply == nil {
+		return
+	}
+	req := cl.req
+	if req.Src == "" {
+		req.Src = fc.noSrcDst
+	}
+	resp := c.appendResponse(nil, &req, result, err)
+	if fc.maxReply > 0 && len(resp) > fc.maxReply {
+		resp = c.appendResponse(resp[:0], &req, nil, Errorf(CodeResourceExhausted,
+			"Response of %d bytes does not fit in one datagram (at most %d)", len(resp), fc.maxReply))
+	}
+	reply(cl.req.Src, resp)
 }
 
 // Subscribe registers f to hear every notification the component publishes

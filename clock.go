@@ -3,8 +3,9 @@ package shellyws
 import "time"
 
 // The component's clocks: mono for intervals (keepalive, idle times,
-// uptime), wallClock for what must not restart at a wake (nonces,
-// lockouts). Timestamps ("ts") use opts.now, which WithBootClock wraps
+// uptime), opts.clock (WithClock's, set by New) for what must not restart
+// at a wake (nonces, lockouts, the healthy time of a wake's connection).
+// Timestamps ("ts") use opts.now, which WithBootClock wraps
 // (wake.go).
 
 // monoBase anchors mono: time.Since reads the monotonic clock.
@@ -13,13 +14,3 @@ var monoBase = time.Now()
 // mono is the process's monotonic time in nanoseconds, cheap to store in an
 // atomic.Int64.
 func mono() int64 { return int64(time.Since(monoBase)) }
-
-// wallClock is WithClock's clock, unlike opts.now never the boot clock of
-// WithBootClock, which restarts at every wake: nonces live an hour and
-// lockouts last 2 s of it.
-func (c *Component) wallClock() time.Time {
-	if c.opts.clock != nil {
-		return c.opts.clock()
-	}
-	return c.opts.now()
-}

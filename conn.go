@@ -160,6 +160,18 @@ func (s *session) opened(cb *callbackRunner) {
 	s.c.live.Store(s.peer)
 }
 
+// disconnected records the end of the outbound connection p: it is no
+// longer live, it counts in Stats, the state says lastErr and the
+// WithOnDisconnect callback hears cause. Run and Wake share it.
+func (c *Component) disconnected(p *peer, cause *ConnError, lastErr error, cb *callbackRunner) {
+	c.live.CompareAndSwap(p, nil)
+	c.disconnects.Add(1)
+	c.state.set(StateDisconnected, lastErr)
+	if f := c.opts.onDisconnect; f != nil {
+		cb.post(func() { f(cause) })
+	}
+}
+
 // cause is why the session ended, given its peer's end and its parent,
 // and whether Restart or Reboot ended it.
 func (s *session) cause(end peerEnd, parent context.Context) (cause *ConnError, restarted bool) {

@@ -190,26 +190,6 @@ func TestBadMethodWithAnIDIsAnswered(t *testing.T) {
 	assert.Nil(t, resp.Error, "the client stays")
 }
 
-// manualClock is a WithClock that moves only when told.
-type manualClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newManualClock() *manualClock { return &manualClock{t: time.Unix(1_700_000_000, 0)} }
-
-func (c *manualClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *manualClock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // Protocol section 12, revised: a 1008 or 1013 close of a connection that
 // had proved healthy (up for WithHealthyAfter) is an ordinary drop with the
 // normal back-off, as when Home Assistant stops; the long wait is for
@@ -219,8 +199,8 @@ func TestServerBackoffOnlyForYoungConnections(t *testing.T) {
 	srv := shellywstest.NewServer(t)
 	rb := newRecordingBackoff(time.Millisecond, 20*time.Millisecond)
 	sb := &serverBackoffRecorder{}
-	clock := newManualClock()
-	startDevice(t, enabledConfig(srv.URL()), rb.option(), sb.option(), shellyws.WithClock(clock.now))
+	clock := newFakeClock()
+	startDevice(t, enabledConfig(srv.URL()), rb.option(), sb.option(), shellyws.WithClock(clock.Now))
 	ctx := testCtx(t)
 	conn := acceptConnected(t, ctx, srv)
 
@@ -239,7 +219,7 @@ func TestServerBackoffOnlyForYoungConnections(t *testing.T) {
 	} {
 		beforeServer := len(sb.snapshot())
 		beforeNormal, beforeResets := rb.snapshot()
-		clock.advance(step.up)
+		clock.Advance(step.up)
 		require.NoError(t, conn.Close(step.code, "bye"), step.name)
 		conn = acceptConnected(t, ctx, srv)
 		afterNormal, afterResets := rb.snapshot()
@@ -254,37 +234,13 @@ func TestServerBackoffOnlyForYoungConnections(t *testing.T) {
 	}
 }
 
-// lineLogger records what a logger at the default level (Info) prints.
-type lineLogger struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (l *lineLogger) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *lineLogger) lines(sub string) []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []string
-	for _, line := range strings.Split(l.buf.String(), "\n") {
-		if strings.Contains(line, sub) {
-			out = append(out, line)
-		}
-	}
-	return out
-}
-
 // A server-requested back-off is said at the default log level, with why
 // and how long, and without the URL's query or user info.
 func TestServerBackoffIsLoggedAtTheDefaultLevel(t *testing.T) {
 	const secret = "s3cr3t-remote-key"
 	srv := shellywstest.NewServer(t)
 	u := strings.Replace(srv.URL(), "ws://", "ws://user:"+secret+"pw@", 1) + "?remote_key=" + secret
-	logs := &lineLogger{}
+	logs := &logBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil)) // Info, the default level
 	wait := time.Minute + 23*time.Second
 	var calls atomic.Int32
@@ -319,13 +275,13 @@ func TestServerBackoffIsLoggedAtTheDefaultLevel(t *testing.T) {
 // an ordinary drop: the wake retries it at once, as any lost connection.
 func TestWakeRetriesALongSessionClosedWith1008(t *testing.T) {
 	srv := shellywstest.NewServer(t)
-	clock := newManualClock()
-	c := newSleeper(t, enabledConfig(srv.URL()), shellyws.WithAwakeIdle(20*time.Millisecond), shellyws.WithClock(clock.now))
+	clock := newFakeClock()
+	c := newSleeper(t, enabledConfig(srv.URL()), shellyws.WithAwakeIdle(20*time.Millisecond), shellyws.WithClock(clock.Now))
 	release := c.HoldAwake()
 	out := startWake(t, c)
 	conn := srv.AcceptT(t)
 	conn.ExpectFullStatusT(t)
-	clock.advance(defaultHealthyAfter)
+	clock.Advance(defaultHealthyAfter)
 	require.NoError(t, conn.Close(websocket.StatusPolicyViolation, "home assistant stops"))
 	conn = srv.AcceptT(t)
 	conn.ExpectFullStatusT(t)

@@ -220,7 +220,7 @@ func NewHandler(c *Component, opts ...HandlerOption) *Handler {
 		ctx:       ctx,
 		cancel:    cancel,
 		httpSlots: make(chan struct{}, c.opts.maxInFlight),
-		auth:      digest.NewGate(c.wallClock),
+		auth:      digest.NewGate(c.opts.clock),
 	}
 }
 
@@ -608,15 +608,8 @@ func (h *Handler) serveWebsocket(w http.ResponseWriter, r *http.Request) {
 	p := newPeer(h.ctx, h.c, cc, log, newNotifyQueue(h.opts.clientQueueSize), false)
 	p.dstFromSrc = true
 	p.channel = ChannelInboundWebsocket
-	var authed atomic.Bool
-	p.authorize = func(req *Request) error {
-		err := h.authorizeFrame(req)
-		if err == nil && (!h.c.auth.get().Enable || !isExempt(req.Method)) {
-			authed.Store(true)
-		}
-		return err
-	}
-	deadline := h.authDeadline(&authed)
+	p.authorize = h.authorizeFrame
+	deadline := h.authDeadline(&p.authed)
 	defer deadline.stop()
 	unsubscribe := h.c.subscribe(p.notify)
 	defer unsubscribe()

@@ -16,7 +16,7 @@ import (
 // inbound form. The pure parts (parsers, challenges, the nonce table) are
 // internal/digest's.
 
-// checkAuth runs the gate (on WithClock's clock, see wallClock) for a
+// checkAuth runs the gate (on WithClock's clock, opts.clock) for a
 // request of h's device, with the table emptied first when the device
 // rebooted or slept since the gate was last used (nonces live in RAM).
 func (h *Handler) checkAuth(a AuthConfig, creds ...*digest.Credential) digest.Verdict {

@@ -59,6 +59,9 @@ type peer struct {
 	// the error to answer instead (inbound_auth.go); the outbound channel
 	// is exempt.
 	authorize func(*Request) error
+	// authed is set once authorize admitted a request that was not exempt
+	// (or authentication was off): the inbound auth timeout then holds off.
+	authed atomic.Bool
 
 	ctx    context.Context // ends with the peer; handlers get it
 	cancel context.CancelFunc

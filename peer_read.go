@@ -82,7 +82,8 @@ func (p *peer) nextHeld() *call {
 // authorizeRequest runs the peer's authorize hook, if any. trusted reports
 // whether the request may subscribe its client to notifications: it was
 // authenticated, or authentication is off. An exempt request is admitted
-// but not trusted, since notifications carry the state auth protects.
+// but not trusted, since notifications carry the state auth protects. A
+// trusted request of an inbound client sets authed.
 func (p *peer) authorizeRequest(req *Request) (trusted bool, err error) {
 	if p.authorize == nil {
 		return true, nil
@@ -90,7 +91,11 @@ func (p *peer) authorizeRequest(req *Request) (trusted bool, err error) {
 	if err := p.authorize(req); err != nil {
 		return false, err
 	}
-	return !p.c.auth.get().Enable || !isExempt(req.Method), nil
+	trusted = !p.c.auth.get().Enable || !isExempt(req.Method)
+	if trusted {
+		p.authed.Store(true)
+	}
+	return trusted, nil
 }
 
 // serveOne runs one call and writes its reply, then starts what the

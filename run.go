@@ -412,15 +412,10 @@ func (r *runner) connEnded(s *session, start time.Time, restart context.Context)
 	r.unwatchPeer()
 	end := s.peer.wind(nil)
 	c.unwatchRestart()
-	c.live.CompareAndSwap(s.peer, nil)
 	cause, restarted := s.cause(end, r.ctx)
-	c.disconnects.Add(1)
-	c.state.set(StateDisconnected, cause)
+	c.disconnected(s.peer, cause, cause, &r.cb)
 	if r.ctx.Err() == nil {
 		s.log.Warn("shellyws: disconnected", "err", cause)
-	}
-	if f := c.opts.onDisconnect; f != nil {
-		r.cb.post(func() { f(cause) })
 	}
 	healthy := c.opts.now().Sub(start) >= c.opts.healthyAfter
 	r.after(attempt{

@@ -56,7 +56,7 @@ func (failingStore) Save(shellyws.Config) error {
 // config save that fails.
 func TestSecretsInNoOutput(t *testing.T) {
 	log, logs := secDebugLogger()
-	transcript := &syncBuffer{}
+	transcript := &logBuffer{}
 	srv := shellywstest.NewServer(t, shellywstest.WithPath("/api/shelly/remote"),
 		shellywstest.WithLogf(func(format string, args ...any) { fmt.Fprintf(transcript, format+"\n", args...) }))
 	server := "ws://" + leakUser + ":" + leakUserPass + "@" + srv.Addr() + "/api/shelly/remote?remote_key=" + leakToken

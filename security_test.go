@@ -6,7 +6,6 @@ package shellyws_test
 // config's file mode and validation.
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -35,42 +34,9 @@ import (
 	"github.com/shellyws/shellyws/shellywstest"
 )
 
-// secLogBuffer collects a logger's output; safe for concurrent use.
-type secLogBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *secLogBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *secLogBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// lines returns the lines holding every one of subs.
-func (b *secLogBuffer) lines(subs ...string) []string {
-	var out []string
-	for _, l := range strings.Split(b.String(), "\n") {
-		ok := l != ""
-		for _, s := range subs {
-			ok = ok && strings.Contains(l, s)
-		}
-		if ok {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
 // secDebugLogger logs everything, debug included, as text into a buffer.
-func secDebugLogger() (*slog.Logger, *secLogBuffer) {
-	b := &secLogBuffer{}
+func secDebugLogger() (*slog.Logger, *logBuffer) {
+	b := &logBuffer{}
 	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
 }
 

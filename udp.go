@@ -143,13 +143,8 @@ func (s *udpServer) readLoop(ctx context.Context) error {
 		}
 		cl, err := decodeCall(ctx, ChannelUDP, (*bp)[:n]) // copies what it keeps
 		putDatagramBuf(bp)
-		if err != nil && cl == nil {
+		if cl == nil {
 			s.drops.add(s.log, err.Error())
-			continue
-		}
-		if err != nil {
-			// An id but no usable method: answered -103, as elsewhere.
-			s.send(from, s.c.appendResponse(nil, &Request{ID: cl.req.ID, Src: orUnknown(cl.req.Src)}, nil, errBadMethod))
 			continue
 		}
 		if err := s.hand(ctx, udpJob{cl: cl, from: from}); err != nil {
@@ -216,13 +211,6 @@ func (s *udpServer) serve(j udpJob) {
 	if err != nil {
 		s.drops.add(s.log, err.Error())
 	}
-}
-
-func orUnknown(src string) string {
-	if src == "" {
-		return udpUnknownDst
-	}
-	return src
 }
 
 // send writes one datagram to addr; a failure is logged, not fatal: the

@@ -555,14 +555,9 @@ func asksForBackoff(err error, healthy bool) bool {
 
 // wakeConnLost records a connection that ended on its own during a wake.
 func (c *Component) wakeConnLost(oc *wakeConn, cb *callbackRunner) error {
-	c.live.CompareAndSwap(oc.p, nil)
 	cause := c.connError(oc.end.op, oc.server, 0, oc.end.err)
-	c.disconnects.Add(1)
-	c.state.set(StateDisconnected, cause)
+	c.disconnected(oc.p, cause, cause, cb)
 	c.opts.logger.Warn("shellyws: disconnected", "server", redact.URL(oc.server), "err", cause)
-	if f := c.opts.onDisconnect; f != nil {
-		cb.post(func() { f(cause) })
-	}
 	return cause
 }
 
@@ -603,18 +598,13 @@ func sleepParams(now time.Time) []byte {
 func (c *Component) endOutbound(oc *wakeConn, why stopReason, cause *ConnError, cb *callbackRunner) {
 	oc.p.stopWith(peerEnd{reason: why})
 	<-oc.done
-	c.live.CompareAndSwap(oc.p, nil)
 	if oc.end.reason == endFailed {
 		c.wakeConnLost(oc, cb)
 		return
 	}
-	c.disconnects.Add(1)
 	var lastErr error
 	if !errors.Is(cause, ErrAsleep) {
 		lastErr = cause // a sleep is not a failure
 	}
-	c.state.set(StateDisconnected, lastErr)
-	if f := c.opts.onDisconnect; f != nil {
-		cb.post(func() { f(cause) })
-	}
+	c.disconnected(oc.p, cause, lastErr, cb)
 }
