@@ -4,7 +4,7 @@ import "time"
 
 // The component's clocks: mono for intervals (keepalive, idle times,
 // uptime), opts.clock (WithClock's, set by New) for what must not restart
-// at a wake (nonces, lockouts, the healthy time of a wake's connection).
+// at a wake (nonces, lockouts, a connection's healthy time).
 // Timestamps ("ts") use opts.now, which WithBootClock wraps
 // (wake.go).
 

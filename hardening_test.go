@@ -402,3 +402,27 @@ func TestNotificationsAfterTheServerVanishedAreQueued(t *testing.T) {
 		require.NoError(t, conn.Close(websocket.StatusGoingAway, "next round"))
 	}
 }
+
+// A connection's age is measured on the real clock (WithClock), not on
+// the timestamps' clock: with WithBootClock, "ts" jumps from seconds since
+// boot to the real time at SetClockSynced, and a connection that drops at
+// once after that has not proved healthy.
+func TestHealthyTimeIgnoresTheClockBeingSet(t *testing.T) {
+	srv := shellywstest.NewServer(t)
+	rb := newRecordingBackoff(time.Millisecond, 20*time.Millisecond)
+	clock := newFakeClock()
+	dev := startDevice(t, enabledConfig(srv.URL()), rb.option(), shellyws.WithClock(clock.Now), shellyws.WithBootClock())
+	ctx := testCtx(t)
+	conn := acceptConnected(t, ctx, srv)
+	// A first drop at once: the next one is the policy's attempt 2, unless
+	// the connection between counts as healthy.
+	require.NoError(t, conn.Close(websocket.StatusInternalError, "at once"))
+	conn = acceptConnected(t, ctx, srv)
+
+	_, beforeResets := rb.snapshot()
+	dev.SetClockSynced()
+	require.NoError(t, conn.Close(websocket.StatusInternalError, "at once"))
+	acceptConnected(t, ctx, srv)
+	_, afterResets := rb.snapshot()
+	assert.Equal(t, beforeResets, afterResets, "a connection up for no time is not healthy")
+}

@@ -389,7 +389,7 @@ func (r *runner) connect(cfg Config, restart context.Context) {
 		r.after(attempt{})
 		return
 	}
-	start := c.opts.now()
+	start := c.opts.clock() // WithClock's: "ts" may jump when the boot clock is set
 	if err := s.sendFullStatus(); err != nil {
 		r.unwatchPeer() // before the wait for its goroutines
 		s.abandon()
@@ -417,7 +417,7 @@ func (r *runner) connEnded(s *session, start time.Time, restart context.Context)
 	if r.ctx.Err() == nil {
 		s.log.Warn("shellyws: disconnected", "err", cause)
 	}
-	healthy := c.opts.now().Sub(start) >= c.opts.healthyAfter
+	healthy := c.opts.clock().Sub(start) >= c.opts.healthyAfter
 	r.after(attempt{
 		server:     s.server,
 		restart:    restart,
