@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,14 +41,9 @@ func (s *settings) parseChannelFlags(set map[string]bool, passFile string) error
 		}
 	}
 	if set["mqtt-pass-file"] {
-		data, err := os.ReadFile(passFile)
-		if err != nil {
-			return usageErr("-mqtt-pass-file: %v", err)
-		}
-		line, _, _ := strings.Cut(string(data), "\n")
-		s.mqttPass = strings.TrimSuffix(line, "\r")
-		if s.mqttPass == "" {
-			return usageErr("-mqtt-pass-file %s: the first line is empty; write the password there", passFile)
+		var err error
+		if s.mqttPass, err = readPasswordFile("-mqtt-pass-file", passFile); err != nil {
+			return err
 		}
 	}
 	if set["mdns"] {
