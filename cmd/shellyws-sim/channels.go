@@ -24,7 +24,7 @@ import (
 // parseChannelFlags checks the channel flags given in set.
 func (s *settings) parseChannelFlags(set map[string]bool, passFile string) error {
 	if set["udp"] {
-		if err := checkPortRange("-udp", s.udpAddr, s.devices); err != nil {
+		if err := checkPortRange("-udp", s.udpAddr, "127.0.0.1:1010", s.devices); err != nil {
 			return err
 		}
 	}
@@ -57,12 +57,13 @@ func (s *settings) parseChannelFlags(set map[string]bool, passFile string) error
 	return nil
 }
 
-// checkPortRange validates ADDR of flag for devices devices: HOST:PORT with
-// a numeric port, and room for PORT+devices-1 when the port is not 0.
-func checkPortRange(flag, addr string, devices int) error {
+// checkPortRange validates ADDR of flag (-http, -udp) for devices devices:
+// HOST:PORT with a numeric port, and room for PORT+devices-1 when the port
+// is not 0. example is a good ADDR for the error.
+func checkPortRange(flag, addr, example string, devices int) error {
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return usageErr("%s %q: want HOST:PORT, e.g. 127.0.0.1:1010", flag, addr)
+		return usageErr("%s %q: want HOST:PORT, e.g. %s", flag, addr, example)
 	}
 	p, err := strconv.ParseUint(port, 10, 16)
 	if err != nil {

@@ -457,7 +457,7 @@ func parseFlags(args []string) (*settings, error) {
 		return nil, usageErr("-devices %d: want 1 to %d", s.devices, maxDevices)
 	}
 	if set["http"] {
-		if err := checkHTTPAddr(s.httpAddr, s.devices); err != nil {
+		if err := checkPortRange("-http", s.httpAddr, "127.0.0.1:8080 (:8080 for every interface)", s.devices); err != nil {
 			return nil, err
 		}
 	}
