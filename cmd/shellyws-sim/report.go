@@ -14,7 +14,6 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/shellyws/shellyws"
-	"github.com/shellyws/shellyws/internal/redact"
 )
 
 // printer serialises lines from the device's goroutines, the test server's
@@ -99,10 +98,6 @@ func describe(err error) string {
 	}
 	return msg
 }
-
-// redactURL masks a server URL's user info and query values, where tokens
-// live, as the library does in its logs.
-func redactURL(raw string) string { return redact.URL(raw) }
 
 // roundDelay shows a backoff delay at a readable precision.
 func roundDelay(d time.Duration) time.Duration {
