@@ -111,6 +111,7 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 		var reporter *retryReporter
 		if single {
 			reporter = &retryReporter{
+				policy: shellyws.DefaultBackoff,
 				report: func(attempt int, delay time.Duration, lost bool, cause error) {
 					what := "dial failed"
 					if lost {
