@@ -361,10 +361,9 @@ func measure(impl string, n int, ping, keepalive, idle, settle time.Duration, sa
 	time.Sleep(settle)
 	pid := cl.cmd.Process.Pid
 	c0, w0 := cpuTime(pid), time.Now()
-	for i := range samples {
+	for range samples {
 		time.Sleep(idle / time.Duration(samples))
 		rss = append(rss, rssKiB(pid))
-		_ = i
 	}
 	cpu = (cpuTime(pid) - c0).Seconds() / time.Since(w0).Seconds() * 100
 	return rss, cpu, took, nil
