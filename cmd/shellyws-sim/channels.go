@@ -96,7 +96,7 @@ func printChannels(out *printer, s *settings, devices []*device.Device) {
 		case len(devices) == 1:
 			out.printf("simulator: UDP RPC on %s; try", first.UDPListen())
 			host, port, _ := net.SplitHostPort(first.UDPListen())
-			if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+			if everyInterface(host) { // as inbound.URL
 				host = "127.0.0.1"
 			}
 			out.printf(`  echo '{"id":0,"method":"Shelly.GetDeviceInfo"}' | nc -u -w1 %s %s`, host, port)

@@ -177,16 +177,23 @@ func (in *inbound) Addr() string { return in.addr }
 // is reached on 127.0.0.1.
 func (in *inbound) URL() string {
 	host, port, _ := net.SplitHostPort(in.Addr())
-	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+	if everyInterface(host) {
 		host = "127.0.0.1"
 	}
 	return "http://" + net.JoinHostPort(host, port)
 }
 
+// everyInterface reports whether host is unspecified (0.0.0.0, ::): a
+// server there listens on every interface.
+func everyInterface(host string) bool {
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsUnspecified()
+}
+
 // where is URL, and says so when the server listens on every interface.
 func (in *inbound) where() string {
 	host, _, _ := net.SplitHostPort(in.Addr())
-	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+	if everyInterface(host) {
 		return in.URL() + " (every interface)"
 	}
 	return in.URL()
