@@ -141,8 +141,8 @@ func start(t transport, opts []Option) (*Responder, error) {
 // check validates the options.
 func (r *Responder) check() error {
 	for i, a := range r.addrs {
-		if a = a.Unmap(); !a.Is4() || a.IsUnspecified() || a.IsMulticast() {
-			return fmt.Errorf("mdns: WithAddrs: %v is no unicast IPv4 address", a)
+		if !unicastIPv4(a) {
+			return fmt.Errorf("mdns: WithAddrs: %v is no unicast IPv4 address", a.Unmap())
 		}
 		r.addrs[i] = a.Unmap()
 	}

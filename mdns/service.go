@@ -89,8 +89,8 @@ func (s *Service) check() (host string, err error) {
 		return "", fmt.Errorf("mdns: %s: port %d out of range", s.Instance, s.Port)
 	}
 	for _, a := range s.Addrs {
-		if a = a.Unmap(); !a.Is4() || a.IsUnspecified() || a.IsMulticast() {
-			return "", fmt.Errorf("mdns: %s: address %v: want a unicast IPv4 address (leave Addrs empty for the responder's)", s.Instance, a)
+		if !unicastIPv4(a) {
+			return "", fmt.Errorf("mdns: %s: address %v: want a unicast IPv4 address (leave Addrs empty for the responder's)", s.Instance, a.Unmap())
 		}
 	}
 	if s.Gen < 1 || s.Gen > 99 {
@@ -100,6 +100,13 @@ func (s *Service) check() (host string, err error) {
 		return "", fmt.Errorf("mdns: %s: app and ver: 1 to 200 bytes each", s.Instance)
 	}
 	return host, nil
+}
+
+// unicastIPv4 reports whether a (an IPv4-mapped one too) may be an A
+// record's address.
+func unicastIPv4(a netip.Addr) bool {
+	a = a.Unmap()
+	return a.Is4() && !a.IsUnspecified() && !a.IsMulticast()
 }
 
 // txtKey is the interning key of a TXT set.

@@ -318,8 +318,7 @@ func (s *session) setup() error {
 	if err := s.publish(cl.prefix+"/online", true, []byte(onlineTrue)); err != nil {
 		return fmt.Errorf("publishing online: %w", err)
 	}
-	cl.connected.Store(true)
-	cl.queue.setLimit(DefaultQueue)
+	cl.setConnected(true)
 	if err := cl.c.NotifyStatus(map[string]any{ComponentKey: Status{Connected: true}}); err != nil {
 		cl.log.Error("mqtt: NotifyStatus failed", "err", err)
 	}
@@ -525,6 +524,18 @@ func validTopic(t string) bool {
 
 func validTopicLevel(k string) bool { return validTopic(k) && !strings.Contains(k, "/") }
 
+// setConnected records whether the client is connected, and bounds the
+// queue of notifications to match: DefaultQueue while connected,
+// DefaultOfflineQueue while not.
+func (cl *Client) setConnected(on bool) {
+	cl.connected.Store(on)
+	if on {
+		cl.queue.setLimit(DefaultQueue)
+	} else {
+		cl.queue.setLimit(DefaultOfflineQueue)
+	}
+}
+
 // stopWorker stops the worker and waits for it.
 func (s *session) stopWorker() {
 	s.cancel()
@@ -540,8 +551,7 @@ func (s *session) stop() {
 	if err := s.publish(s.cl.prefix+"/online", true, []byte(onlineFalse)); err != nil {
 		s.cl.log.Debug("mqtt: online false not published", "err", err)
 	}
-	s.cl.connected.Store(false)
-	s.cl.queue.setLimit(DefaultOfflineQueue)
+	s.cl.setConnected(false)
 	// Disconnect returns once paho's goroutines have stopped, or after
 	// the quiesce; closing the socket then ends what is left.
 	s.pc.Disconnect(uint(s.cl.opts.writeTimeout / time.Millisecond))
@@ -553,8 +563,7 @@ func (s *session) stop() {
 // down handles a connection paho reported lost: its goroutines are gone.
 func (s *session) down() {
 	s.stopWorker()
-	s.cl.connected.Store(false)
-	s.cl.queue.setLimit(DefaultOfflineQueue)
+	s.cl.setConnected(false)
 	if err := s.cl.c.NotifyStatus(map[string]any{ComponentKey: Status{Connected: false}}); err != nil {
 		s.cl.log.Error("mqtt: NotifyStatus failed", "err", err)
 	}

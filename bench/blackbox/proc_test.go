@@ -3,9 +3,7 @@
 package blackbox
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -18,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/shellyws/shellyws/bench/internal/procfs"
 )
 
 // child is a device process: the simulator binary or the bare echo device.
@@ -122,44 +122,6 @@ func (c *child) stop() {
 
 func (c *child) pid() int { return c.cmd.Process.Pid }
 
-// rssKiB is the child's resident set, VmRSS of /proc/<pid>/status.
-func rssKiB(pid int) (int, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.Lines(string(data)) {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			return strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
-		}
-	}
-	return 0, errors.New("no VmRSS")
-}
-
-// clockTicks is USER_HZ, the unit of /proc/<pid>/stat's times; it is 100
-// on every Linux architecture Go supports.
-const clockTicks = 100
-
-// cpuTime is the child's user + system time so far, from /proc/<pid>/stat.
-func cpuTime(pid int) (time.Duration, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// The command name, field 2, may hold spaces; count from its ')'.
-	rest := data[bytes.LastIndexByte(data, ')')+2:]
-	f := strings.Fields(string(rest))
-	if len(f) < 13 {
-		return 0, errors.New("short /proc stat")
-	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64) // field 14
-	stime, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, err
-	}
-	return time.Duration(utime+stime) * time.Second / clockTicks, nil
-}
-
 // sampleRSS reads the child's RSS count times, every gap, sorted.
 func sampleRSS(pid, count int, gap time.Duration) ([]int, error) {
 	var rs []int
@@ -167,7 +129,7 @@ func sampleRSS(pid, count int, gap time.Duration) ([]int, error) {
 		if i > 0 {
 			time.Sleep(gap) // sampling interval of an idle process, by design
 		}
-		r, err := rssKiB(pid)
+		r, err := procfs.RSSKiB(pid)
 		if err != nil {
 			return nil, err
 		}
@@ -262,7 +224,7 @@ func measureIdle(pids []int, length time.Duration, samples int, counts func() (p
 func sumCPU(pids []int) (time.Duration, error) {
 	var sum time.Duration
 	for _, pid := range pids {
-		d, err := cpuTime(pid)
+		d, err := procfs.CPUTime(pid)
 		if err != nil {
 			return 0, err
 		}
@@ -275,7 +237,7 @@ func sumCPU(pids []int) (time.Duration, error) {
 func sumRSS(pids []int) (int, error) {
 	sum := 0
 	for _, pid := range pids {
-		r, err := rssKiB(pid)
+		r, err := procfs.RSSKiB(pid)
 		if err != nil {
 			return 0, err
 		}

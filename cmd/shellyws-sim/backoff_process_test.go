@@ -3,29 +3,23 @@
 package main
 
 import (
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 )
 
 // TestServerBackoffSaidWithoutVerbose: a server that refuses the handshake
 // with 429 and Retry-After makes the device wait; the simulator says so,
 // with the wait, at its default level (no -v), and without the URL's token.
 func TestServerBackoffSaidWithoutVerbose(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	addr := serveLoopback(t, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Retry-After", "120")
 		http.Error(w, "slow down", http.StatusTooManyRequests)
-	})}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
+	})
 
-	p := startSimulator(t, "-server", "ws://"+ln.Addr().String()+"/shelly?token="+leakToken, "-id", "shellyplus1pm-a1b2c3d4e5f8")
+	p := startSimulator(t, "-server", "ws://"+addr+"/shelly?token="+leakToken, "-id", "shellyplus1pm-a1b2c3d4e5f8")
 	p.out.waitFor(t, "server asked to back off")
 	p.stop(t)
 	out := p.out.String()
@@ -44,15 +38,11 @@ func TestServerBackoffSaidWithoutVerbose(t *testing.T) {
 // device the server refused (Fleet Manager refuses some devices of a fleet
 // with 1013 after its restart) and its wait in a readable form.
 func TestFleetServerBackoffNamesDevice(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	addr := serveLoopback(t, func(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, "slow down", http.StatusTooManyRequests)
-	})}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
+	})
 
-	p := startSimulator(t, "-server", "ws://"+ln.Addr().String()+"/shelly?token="+leakToken,
+	p := startSimulator(t, "-server", "ws://"+addr+"/shelly?token="+leakToken,
 		"-id", "shellyplus1pm-a1b2c3d4e5f0", "-devices", "2")
 	p.out.waitFor(t, "server asked to back off")
 	p.stop(t)

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,7 +24,7 @@ import (
 // parseChannelFlags checks the channel flags given in set.
 func (s *settings) parseChannelFlags(set map[string]bool, passFile string) error {
 	if set["udp"] {
-		if err := checkPortRange("-udp", s.udpAddr, s.devices); err != nil {
+		if err := checkPortRange("-udp", s.udpAddr, "127.0.0.1:1010", s.devices); err != nil {
 			return err
 		}
 	}
@@ -42,14 +41,9 @@ func (s *settings) parseChannelFlags(set map[string]bool, passFile string) error
 		}
 	}
 	if set["mqtt-pass-file"] {
-		data, err := os.ReadFile(passFile)
-		if err != nil {
-			return usageErr("-mqtt-pass-file: %v", err)
-		}
-		line, _, _ := strings.Cut(string(data), "\n")
-		s.mqttPass = strings.TrimSuffix(line, "\r")
-		if s.mqttPass == "" {
-			return usageErr("-mqtt-pass-file %s: the first line is empty; write the password there", passFile)
+		var err error
+		if s.mqttPass, err = readPasswordFile("-mqtt-pass-file", passFile); err != nil {
+			return err
 		}
 	}
 	if set["mdns"] {
@@ -63,12 +57,13 @@ func (s *settings) parseChannelFlags(set map[string]bool, passFile string) error
 	return nil
 }
 
-// checkPortRange validates ADDR of flag for devices devices: HOST:PORT with
-// a numeric port, and room for PORT+devices-1 when the port is not 0.
-func checkPortRange(flag, addr string, devices int) error {
+// checkPortRange validates ADDR of flag (-http, -udp) for devices devices:
+// HOST:PORT with a numeric port, and room for PORT+devices-1 when the port
+// is not 0. example is a good ADDR for the error.
+func checkPortRange(flag, addr, example string, devices int) error {
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return usageErr("%s %q: want HOST:PORT, e.g. 127.0.0.1:1010", flag, addr)
+		return usageErr("%s %q: want HOST:PORT, e.g. %s", flag, addr, example)
 	}
 	p, err := strconv.ParseUint(port, 10, 16)
 	if err != nil {
@@ -101,7 +96,7 @@ func printChannels(out *printer, s *settings, devices []*device.Device) {
 		case len(devices) == 1:
 			out.printf("simulator: UDP RPC on %s; try", first.UDPListen())
 			host, port, _ := net.SplitHostPort(first.UDPListen())
-			if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+			if everyInterface(host) { // as inbound.URL
 				host = "127.0.0.1"
 			}
 			out.printf(`  echo '{"id":0,"method":"Shelly.GetDeviceInfo"}' | nc -u -w1 %s %s`, host, port)

@@ -111,6 +111,7 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 		var reporter *retryReporter
 		if single {
 			reporter = &retryReporter{
+				policy: shellyws.DefaultBackoff,
 				report: func(attempt int, delay time.Duration, lost bool, cause error) {
 					what := "dial failed"
 					if lost {
@@ -183,7 +184,7 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 	if single {
 		d := devices[0]
 		out.printf("simulator: %s (%s %s, sys.mac %s) dialing %s, ssl_ca %s; Ctrl-C to stop",
-			d.ID(), d.Model().Name, d.Model().Model, d.MAC(), redactURL(deref(cfg.Server, "null")), deref(cfg.SSLCA, "null"))
+			d.ID(), d.Model().Name, d.Model().Model, d.MAC(), redact.URL(deref(cfg.Server, "null")), deref(cfg.SSLCA, "null"))
 		if s.stateDir != "" {
 			out.printf("simulator: ws config kept in %s", storePath(s.stateDir, d.ID()))
 		}
@@ -197,7 +198,7 @@ func runDevices(ctx context.Context, s *settings, stdout, stderr io.Writer) int 
 		}
 		out.printf("simulator: %d devices %s … %s (%s) dialing %s; Ctrl-C to stop",
 			len(devices), devices[0].ID(), devices[len(devices)-1].ID(), strings.Join(names, ", "),
-			redactURL(deref(cfg.Server, "null")))
+			redact.URL(deref(cfg.Server, "null")))
 	}
 	if s.shard.count > 1 {
 		out.printf("simulator: shard %d/%d: device numbers %d … %d of %d",

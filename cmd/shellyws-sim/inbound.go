@@ -21,26 +21,8 @@ import (
 // servers; requests still running after it are cut off.
 const httpShutdownTimeout = 3 * time.Second
 
-// checkHTTPAddr validates -http ADDR for devices devices: HOST:PORT with a
-// numeric port, and room for PORT+devices-1 when the port is not 0.
-func checkHTTPAddr(addr string, devices int) error {
-	_, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return usageErr("-http %q: want HOST:PORT, e.g. 127.0.0.1:8080 (:8080 for every interface)", addr)
-	}
-	p, err := strconv.ParseUint(port, 10, 16)
-	if err != nil {
-		return usageErr("-http %q: port %q is not a number from 0 to 65535", addr, port)
-	}
-	if p != 0 && int(p)+devices-1 > 65535 {
-		return usageErr("-http %q with -devices %d: device i listens on port %d+i, and port %d does not exist",
-			addr, devices, p, int(p)+devices-1)
-	}
-	return nil
-}
-
 // deviceHTTPAddr is where device i of a fleet listens: PORT+i, or a free
-// port of its own for port 0. addr passed checkHTTPAddr.
+// port of its own for port 0. addr passed checkPortRange.
 func deviceHTTPAddr(addr string, i int) string {
 	p := httpPort(addr)
 	if p == 0 {
@@ -50,7 +32,7 @@ func deviceHTTPAddr(addr string, i int) string {
 	return net.JoinHostPort(host, strconv.Itoa(p+i))
 }
 
-// httpPort is the port of an address that passed checkHTTPAddr.
+// httpPort is the port of an address that passed checkPortRange.
 func httpPort(addr string) int {
 	_, port, _ := net.SplitHostPort(addr)
 	p, _ := strconv.Atoi(port)
@@ -195,16 +177,23 @@ func (in *inbound) Addr() string { return in.addr }
 // is reached on 127.0.0.1.
 func (in *inbound) URL() string {
 	host, port, _ := net.SplitHostPort(in.Addr())
-	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+	if everyInterface(host) {
 		host = "127.0.0.1"
 	}
 	return "http://" + net.JoinHostPort(host, port)
 }
 
+// everyInterface reports whether host is unspecified (0.0.0.0, ::): a
+// server there listens on every interface.
+func everyInterface(host string) bool {
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsUnspecified()
+}
+
 // where is URL, and says so when the server listens on every interface.
 func (in *inbound) where() string {
 	host, _, _ := net.SplitHostPort(in.Addr())
-	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+	if everyInterface(host) {
 		return in.URL() + " (every interface)"
 	}
 	return in.URL()

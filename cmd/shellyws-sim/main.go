@@ -303,17 +303,18 @@ const (
 	defaultAwakeMax  = 60 * time.Second
 )
 
-// readPasswordFile returns the first line of path without its line ending.
-// Its errors never quote the file's contents.
-func readPasswordFile(path string) (string, error) {
+// readPasswordFile returns the first line of path, given by flag
+// (-password-file, -mqtt-pass-file), without its line ending. Its errors
+// never quote the file's contents.
+func readPasswordFile(flag, path string) (string, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return "", usageErr("-password-file: %v", err)
+		return "", usageErr("%s: %v", flag, err)
 	}
 	line, _, _ := strings.Cut(string(data), "\n")
 	line = strings.TrimSuffix(line, "\r")
 	if line == "" {
-		return "", usageErr("-password-file %s: the first line is empty; write the password there", path)
+		return "", usageErr("%s %s: the first line is empty; write the password there", flag, path)
 	}
 	return line, nil
 }
@@ -384,7 +385,7 @@ func parseFlags(args []string) (*settings, error) {
 		if set["password"] {
 			return nil, usageErr("-password and -password-file: give one of them")
 		}
-		if s.password, err = readPasswordFile(*passwordFile); err != nil {
+		if s.password, err = readPasswordFile("-password-file", *passwordFile); err != nil {
 			return nil, err
 		}
 	}
@@ -456,7 +457,7 @@ func parseFlags(args []string) (*settings, error) {
 		return nil, usageErr("-devices %d: want 1 to %d", s.devices, maxDevices)
 	}
 	if set["http"] {
-		if err := checkHTTPAddr(s.httpAddr, s.devices); err != nil {
+		if err := checkPortRange("-http", s.httpAddr, "127.0.0.1:8080 (:8080 for every interface)", s.devices); err != nil {
 			return nil, err
 		}
 	}

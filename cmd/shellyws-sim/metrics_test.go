@@ -151,14 +151,11 @@ func TestMetrics(t *testing.T) {
 // that keeps the normal back-off, unlike 429 and 503) shows as
 // failed dials with reason http_5xx, and no device is connected.
 func TestMetricsDialFailures(t *testing.T) {
-	refusing := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	addr := serveLoopback(t, func(w http.ResponseWriter, _ *http.Request) {
 		http.Error(w, "broken", http.StatusInternalServerError)
-	}), ReadHeaderTimeout: time.Second}
-	ln := listenLoopback(t)
-	go func() { _ = refusing.Serve(ln) }()
-	t.Cleanup(func() { _ = refusing.Close() })
+	})
 
-	p := startSimulator(t, "-server", "ws://"+ln.Addr().String()+"/", "-devices", "2", "-metrics", "127.0.0.1:0")
+	p := startSimulator(t, "-server", "ws://"+addr+"/", "-devices", "2", "-metrics", "127.0.0.1:0")
 	p.out.waitFor(t, "/debug/pprof/\n")
 	url := regexp.MustCompile(`metrics on (\S+/metrics)`).FindStringSubmatch(p.out.String())[1]
 	// Both devices failed at least once; they retry after about a second.
@@ -202,4 +199,15 @@ func listenLoopback(t *testing.T) net.Listener {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = ln.Close() })
 	return ln
+}
+
+// serveLoopback serves h on 127.0.0.1 until the test ends, and returns its
+// address.
+func serveLoopback(t *testing.T, h http.HandlerFunc) string {
+	t.Helper()
+	ln := listenLoopback(t)
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return ln.Addr().String()
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/shellyws/shellyws"
-	"github.com/shellyws/shellyws/internal/redact"
 )
 
 // printer serialises lines from the device's goroutines, the test server's
@@ -35,7 +34,7 @@ func (p *printer) printf(format string, args ...any) {
 // the connection or dial failed, so the cause is the component's LastError
 // at that moment.
 type retryReporter struct {
-	policy func(attempt int) time.Duration // nil: shellyws.DefaultBackoff
+	policy func(attempt int) time.Duration // e.g. shellyws.DefaultBackoff
 	comp   *shellyws.Component             // set before Run
 	report func(attempt int, delay time.Duration, lost bool, cause error)
 
@@ -45,11 +44,7 @@ type retryReporter struct {
 // delay is the device's policy (shellyws.WithBackoff). attempt counts from
 // the library's last reset, after a healthy connection or a restart.
 func (r *retryReporter) delay(attempt int) time.Duration {
-	policy := r.policy
-	if policy == nil {
-		policy = shellyws.DefaultBackoff
-	}
-	d := policy(attempt)
+	d := r.policy(attempt)
 	st := r.comp.Stats()
 	lost := st.Disconnects > r.disconnects
 	r.disconnects, r.dialFailures = st.Disconnects, st.DialFailures
@@ -99,10 +94,6 @@ func describe(err error) string {
 	}
 	return msg
 }
-
-// redactURL masks a server URL's user info and query values, where tokens
-// live, as the library does in its logs.
-func redactURL(raw string) string { return redact.URL(raw) }
 
 // roundDelay shows a backoff delay at a readable precision.
 func roundDelay(d time.Duration) time.Duration {

@@ -38,6 +38,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/shellyws/shellyws/bench/internal/procfs"
 	"github.com/shellyws/shellyws/internal/evws"
 )
 
@@ -315,32 +316,16 @@ func (p *proc) stop() {
 	}
 }
 
-// rssKiB is VmRSS of pid.
+// rssKiB is VmRSS of pid, 0 when it cannot be read.
 func rssKiB(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for l := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			f, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
-			return f
-		}
-	}
-	return 0
+	r, _ := procfs.RSSKiB(pid)
+	return float64(r)
 }
 
-// cpuTicks is user + system time of pid in clock ticks (1/100 s).
-func cpuTicks(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	u, _ := strconv.ParseFloat(f[11], 64)
-	k, _ := strconv.ParseFloat(f[12], 64)
-	return u + k
+// cpuTime is user + system time of pid, 0 when it cannot be read.
+func cpuTime(pid int) time.Duration {
+	d, _ := procfs.CPUTime(pid)
+	return d
 }
 
 type result struct {
@@ -375,13 +360,12 @@ func measure(impl string, n int, ping, keepalive, idle, settle time.Duration, sa
 	took = time.Since(t0)
 	time.Sleep(settle)
 	pid := cl.cmd.Process.Pid
-	c0, w0 := cpuTicks(pid), time.Now()
-	for i := range samples {
+	c0, w0 := cpuTime(pid), time.Now()
+	for range samples {
 		time.Sleep(idle / time.Duration(samples))
 		rss = append(rss, rssKiB(pid))
-		_ = i
 	}
-	cpu = (cpuTicks(pid) - c0) / 100 / time.Since(w0).Seconds() * 100
+	cpu = (cpuTime(pid) - c0).Seconds() / time.Since(w0).Seconds() * 100
 	return rss, cpu, took, nil
 }
 
