@@ -170,14 +170,6 @@ func (d *Device) storeKVSLocked(items []kvsItem, rev int) error {
 	return nil
 }
 
-// kvsRevChanged tells the server of a new kvs_rev; the caller holds
-// d.notifyMu.
-func (d *Device) kvsRevChanged(rev int) {
-	if d.p.Status.Object("sys").Has("kvs_rev") {
-		d.notify(map[string]any{"sys": map[string]any{"kvs_rev": rev}})
-	}
-}
-
 // kvsParams are the params of every KVS method.
 type kvsParams struct {
 	Key    *string         `json:"key"`
@@ -270,7 +262,7 @@ func kvsSet(d *Device, _ context.Context, req *shellyws.Request) (any, error) {
 		return nil, err
 	}
 	d.mu.Unlock()
-	d.kvsRevChanged(rev)
+	d.sysRevChanged("kvs_rev", rev)
 	return struct {
 		Etag string `json:"etag"`
 		Rev  int    `json:"rev"`
@@ -390,7 +382,7 @@ func kvsDelete(d *Device, _ context.Context, req *shellyws.Request) (any, error)
 		return nil, err
 	}
 	d.mu.Unlock()
-	d.kvsRevChanged(rev)
+	d.sysRevChanged("kvs_rev", rev)
 	return struct {
 		Rev int `json:"rev"`
 	}{rev}, nil

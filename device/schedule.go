@@ -179,14 +179,6 @@ func (d *Device) storeJobsLocked(jobs []*job) (int, error) {
 	return st.Rev, nil
 }
 
-// revChanged tells the server of a new schedule_rev; the caller holds
-// d.notifyMu.
-func (d *Device) revChanged(rev int) {
-	if d.p.Status.Object("sys").Has("schedule_rev") {
-		d.notify(map[string]any{"sys": map[string]any{"schedule_rev": rev}})
-	}
-}
-
 // jobParams are Schedule.Create's and Update's params.
 type jobParams struct {
 	ID       *int            `json:"id"`
@@ -308,7 +300,7 @@ func scheduleCreate(d *Device, _ context.Context, req *shellyws.Request) (any, e
 	if err != nil {
 		return nil, err
 	}
-	d.revChanged(rev)
+	d.sysRevChanged("schedule_rev", rev)
 	return createResult{j.ID, rev}, nil
 }
 
@@ -341,7 +333,7 @@ func scheduleUpdate(d *Device, _ context.Context, req *shellyws.Request) (any, e
 	if err != nil {
 		return nil, err
 	}
-	d.revChanged(rev)
+	d.sysRevChanged("schedule_rev", rev)
 	return revResult{rev}, nil
 }
 
@@ -371,7 +363,7 @@ func scheduleDelete(d *Device, _ context.Context, req *shellyws.Request) (any, e
 	if err != nil {
 		return nil, err
 	}
-	d.revChanged(rev)
+	d.sysRevChanged("schedule_rev", rev)
 	return revResult{rev}, nil
 }
 
@@ -384,7 +376,7 @@ func scheduleDeleteAll(d *Device, _ context.Context, _ *shellyws.Request) (any, 
 	if err != nil {
 		return nil, err
 	}
-	d.revChanged(rev)
+	d.sysRevChanged("schedule_rev", rev)
 	return revResult{rev}, nil
 }
 

@@ -94,6 +94,15 @@ func (d *Device) saveSectionLocked(name string, raw json.RawMessage) error {
 	return d.saveLocked(doc)
 }
 
+// sysRevChanged tells the server of a service's new revision, sys.<field>
+// (schedule_rev, webhook_rev, kvs_rev), where the model reports it; the
+// caller holds d.notifyMu.
+func (d *Device) sysRevChanged(field string, rev int) {
+	if d.p.Status.Object("sys").Has(field) {
+		d.notify(map[string]any{"sys": map[string]any{field: rev}})
+	}
+}
+
 // event is something a component did that webhooks may fire on, e.g.
 // {Component: "switch", ID: 0, Event: "switch.on"}.
 type event struct {

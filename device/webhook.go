@@ -193,14 +193,6 @@ func (d *Device) storeHooksLocked(sec hookSection, forget ...int) error {
 	return nil
 }
 
-// hookRevChanged tells the server of a new webhook_rev; the caller holds
-// d.notifyMu.
-func (d *Device) hookRevChanged(rev int) {
-	if d.p.Status.Object("sys").Has("webhook_rev") {
-		d.notify(map[string]any{"sys": map[string]any{"webhook_rev": rev}})
-	}
-}
-
 // hookAttr is an attribute of an event, ev.<name> in tokens and
 // conditions.
 type hookAttr struct {
@@ -496,7 +488,7 @@ func (d *Device) changeHooks(edit func(cur []hook, next *hookSection) (forget []
 	if err != nil {
 		return hookSection{}, err
 	}
-	d.hookRevChanged(next.Rev)
+	d.sysRevChanged("webhook_rev", next.Rev)
 	return next, nil
 }
 
