@@ -265,6 +265,39 @@ type revResult struct {
 	Rev int `json:"rev"`
 }
 
+// changeJobs is every Schedule.* write: under the device's locks, edit
+// makes the new jobs from a copy of the current ones; they are stored
+// with schedule_rev up by one, which is reported and returned.
+func (d *Device) changeJobs(edit func(jobs []*job) ([]*job, error)) (int, error) {
+	d.notifyMu.Lock()
+	defer d.notifyMu.Unlock()
+	d.mu.Lock()
+	var jobs []*job
+	if d.schedules != nil {
+		jobs = cloneJobs(d.schedules.Jobs)
+	}
+	jobs, err := edit(jobs)
+	rev := 0
+	if err == nil {
+		rev, err = d.storeJobsLocked(jobs)
+	}
+	d.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	d.sysRevChanged("schedule_rev", rev)
+	return rev, nil
+}
+
+// jobIndex is where the job with id is in jobs, or the firmware's error.
+func jobIndex(jobs []*job, id int) (int, error) {
+	i := slices.IndexFunc(jobs, func(j *job) bool { return j.ID == id })
+	if i < 0 {
+		return -1, errJobID(id)
+	}
+	return i, nil
+}
+
 func scheduleCreate(d *Device, _ context.Context, req *shellyws.Request) (any, error) {
 	var p jobParams
 	if err := req.Decode(&p); err != nil {
@@ -280,27 +313,19 @@ func scheduleCreate(d *Device, _ context.Context, req *shellyws.Request) (any, e
 	if err := p.apply(j); err != nil {
 		return nil, err
 	}
-	d.notifyMu.Lock()
-	defer d.notifyMu.Unlock()
-	d.mu.Lock()
-	var jobs []*job
-	if d.schedules != nil {
-		jobs = d.schedules.Jobs
-	}
-	if len(jobs) >= maxJobs {
-		d.mu.Unlock()
-		return nil, shellyws.Errorf(shellyws.CodeResourceExhausted, "Too many schedule jobs: at most %d", maxJobs)
-	}
-	j.ID = 1
-	if len(jobs) > 0 {
-		j.ID = jobs[len(jobs)-1].ID + 1
-	}
-	rev, err := d.storeJobsLocked(append(cloneJobs(jobs), j))
-	d.mu.Unlock()
+	rev, err := d.changeJobs(func(jobs []*job) ([]*job, error) {
+		if len(jobs) >= maxJobs {
+			return nil, shellyws.Errorf(shellyws.CodeResourceExhausted, "Too many schedule jobs: at most %d", maxJobs)
+		}
+		j.ID = 1
+		if len(jobs) > 0 {
+			j.ID = jobs[len(jobs)-1].ID + 1
+		}
+		return append(jobs, j), nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	d.sysRevChanged("schedule_rev", rev)
 	return createResult{j.ID, rev}, nil
 }
 
@@ -312,28 +337,16 @@ func scheduleUpdate(d *Device, _ context.Context, req *shellyws.Request) (any, e
 	if p.ID == nil {
 		return nil, shellyws.Errorf(shellyws.CodeInvalidArgument, "Missing required argument 'id'!")
 	}
-	d.notifyMu.Lock()
-	defer d.notifyMu.Unlock()
-	d.mu.Lock()
-	var jobs []*job
-	if d.schedules != nil {
-		jobs = cloneJobs(d.schedules.Jobs)
-	}
-	i := slices.IndexFunc(jobs, func(j *job) bool { return j.ID == *p.ID })
-	if i < 0 {
-		d.mu.Unlock()
-		return nil, errJobID(*p.ID)
-	}
-	if err := p.apply(jobs[i]); err != nil {
-		d.mu.Unlock()
-		return nil, err
-	}
-	rev, err := d.storeJobsLocked(jobs)
-	d.mu.Unlock()
+	rev, err := d.changeJobs(func(jobs []*job) ([]*job, error) {
+		i, err := jobIndex(jobs, *p.ID)
+		if err != nil {
+			return nil, err
+		}
+		return jobs, p.apply(jobs[i])
+	})
 	if err != nil {
 		return nil, err
 	}
-	d.sysRevChanged("schedule_rev", rev)
 	return revResult{rev}, nil
 }
 
@@ -346,37 +359,24 @@ func scheduleDelete(d *Device, _ context.Context, req *shellyws.Request) (any, e
 	if err != nil {
 		return nil, err
 	}
-	d.notifyMu.Lock()
-	defer d.notifyMu.Unlock()
-	d.mu.Lock()
-	var jobs []*job
-	if d.schedules != nil {
-		jobs = d.schedules.Jobs
-	}
-	i := slices.IndexFunc(jobs, func(j *job) bool { return j.ID == id })
-	if i < 0 {
-		d.mu.Unlock()
-		return nil, errJobID(id)
-	}
-	rev, err := d.storeJobsLocked(slices.Delete(cloneJobs(jobs), i, i+1))
-	d.mu.Unlock()
+	rev, err := d.changeJobs(func(jobs []*job) ([]*job, error) {
+		i, err := jobIndex(jobs, id)
+		if err != nil {
+			return nil, err
+		}
+		return slices.Delete(jobs, i, i+1), nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	d.sysRevChanged("schedule_rev", rev)
 	return revResult{rev}, nil
 }
 
 func scheduleDeleteAll(d *Device, _ context.Context, _ *shellyws.Request) (any, error) {
-	d.notifyMu.Lock()
-	defer d.notifyMu.Unlock()
-	d.mu.Lock()
-	rev, err := d.storeJobsLocked([]*job{})
-	d.mu.Unlock()
+	rev, err := d.changeJobs(func([]*job) ([]*job, error) { return []*job{}, nil })
 	if err != nil {
 		return nil, err
 	}
-	d.sysRevChanged("schedule_rev", rev)
 	return revResult{rev}, nil
 }
 
