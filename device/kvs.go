@@ -390,9 +390,7 @@ func kvsDelete(d *Device, _ context.Context, req *shellyws.Request) (any, error)
 	if err != nil {
 		return nil, err
 	}
-	return struct {
-		Rev int `json:"rev"`
-	}{rev}, nil
+	return revResult{rev}, nil
 }
 
 // globMatch reports whether s matches pattern, where '*' stands for any

@@ -254,13 +254,14 @@ func parseCalls(raw json.RawMessage) ([]jobCall, error) {
 	return calls, nil
 }
 
-// createResult is what Schedule.Create answers.
+// createResult is what Schedule.Create and Webhook.Create answer.
 type createResult struct {
 	ID  int `json:"id"`
 	Rev int `json:"rev"`
 }
 
-// revResult is what Schedule.Update, Delete and DeleteAll answer.
+// revResult is what the other Schedule.* and Webhook.* writes and
+// KVS.Delete answer.
 type revResult struct {
 	Rev int `json:"rev"`
 }

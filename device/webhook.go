@@ -526,15 +526,7 @@ func hookCreate(c *hookCatalog, d *Device, req *shellyws.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return struct {
-		ID  int `json:"id"`
-		Rev int `json:"rev"`
-	}{h.ID, sec.Rev}, nil
-}
-
-// revOnly is the answer of Update, Delete and DeleteAll.
-type revOnly struct {
-	Rev int `json:"rev"`
+	return createResult{h.ID, sec.Rev}, nil
 }
 
 // hookUpdate serves Webhook.Update {"id",…partial…} -> {"rev"}. An updated
@@ -567,7 +559,7 @@ func hookUpdate(c *hookCatalog, d *Device, req *shellyws.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return revOnly{sec.Rev}, nil
+	return revResult{sec.Rev}, nil
 }
 
 // hookDelete serves Webhook.Delete {"id"} -> {"rev"}.
@@ -592,7 +584,7 @@ func hookDelete(_ *hookCatalog, d *Device, req *shellyws.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return revOnly{sec.Rev}, nil
+	return revResult{sec.Rev}, nil
 }
 
 // hookDeleteAll serves Webhook.DeleteAll -> {"rev"}; webhook_rev goes up
@@ -609,7 +601,7 @@ func hookDeleteAll(_ *hookCatalog, d *Device, _ *shellyws.Request) (any, error) 
 	if err != nil {
 		return nil, err
 	}
-	return revOnly{sec.Rev}, nil
+	return revResult{sec.Rev}, nil
 }
 
 // hookList serves Webhook.List -> {"hooks":[…],"rev"}; urls keep their
