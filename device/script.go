@@ -243,6 +243,28 @@ func (d *Device) storeScriptsLocked(list []*script) error {
 	return nil
 }
 
+// changeScripts is the stored Script.* writes: under d.mu, edit makes the
+// new scripts from a copy of the current ones; they are stored.
+func (d *Device) changeScripts(edit func(list []*script) ([]*script, error)) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	list, err := edit(cloneScripts(d.scriptsLocked()))
+	if err != nil {
+		return err
+	}
+	return d.storeScriptsLocked(list)
+}
+
+// scriptIndex is where the script with id is in list, or the firmware's
+// error.
+func scriptIndex(list []*script, id int) (int, error) {
+	i := slices.IndexFunc(list, func(s *script) bool { return s.ID == id })
+	if i < 0 {
+		return -1, errScriptID(id)
+	}
+	return i, nil
+}
+
 // componentKeys returns keys (a model's component keys, in order) with the
 // model's script:N keys replaced by the device's scripts, where the model
 // has the Script service: scripts are components a device creates and
@@ -418,21 +440,22 @@ func scriptCreate(d *Device, _ context.Context, req *shellyws.Request) (any, err
 			return nil, err
 		}
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	list := d.scriptsLocked()
-	if len(list) >= maxScripts {
-		return nil, shellyws.Errorf(shellyws.CodeResourceExhausted, "Too many scripts: at most %d", maxScripts)
-	}
-	id := 1
-	if len(list) > 0 {
-		id = list[len(list)-1].ID + 1
-	}
-	s := &script{ID: id, Name: defaultScriptName(id)}
-	if p.Name != nil {
-		s.Name = *p.Name
-	}
-	if err := d.storeScriptsLocked(append(cloneScripts(list), s)); err != nil {
+	var id int
+	err := d.changeScripts(func(list []*script) ([]*script, error) {
+		if len(list) >= maxScripts {
+			return nil, shellyws.Errorf(shellyws.CodeResourceExhausted, "Too many scripts: at most %d", maxScripts)
+		}
+		id = 1
+		if len(list) > 0 {
+			id = list[len(list)-1].ID + 1
+		}
+		s := &script{ID: id, Name: defaultScriptName(id)}
+		if p.Name != nil {
+			s.Name = *p.Name
+		}
+		return append(list, s), nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	return idResult{id}, nil
@@ -443,15 +466,14 @@ func scriptDelete(d *Device, _ context.Context, req *shellyws.Request) (any, err
 	if err != nil {
 		return nil, err
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	list := d.scriptsLocked()
-	i := slices.IndexFunc(list, func(s *script) bool { return s.ID == id })
-	if i < 0 {
-		return nil, errScriptID(id)
-	}
-	// A running script is stopped with it; its key simply goes.
-	return nil, d.storeScriptsLocked(slices.Delete(cloneScripts(list), i, i+1))
+	return nil, d.changeScripts(func(list []*script) ([]*script, error) {
+		i, err := scriptIndex(list, id)
+		if err != nil {
+			return nil, err
+		}
+		// A running script is stopped with it; its key simply goes.
+		return slices.Delete(list, i, i+1), nil
+	})
 }
 
 // lenResult is what Script.PutCode answers: the bytes stored.
@@ -474,29 +496,29 @@ func scriptPutCode(d *Device, _ context.Context, req *shellyws.Request) (any, er
 	if p.Code == nil {
 		return nil, shellyws.Errorf(shellyws.CodeInvalidArgument, "Missing required argument 'code'!")
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	list := cloneScripts(d.scriptsLocked())
-	i := slices.IndexFunc(list, func(s *script) bool { return s.ID == *p.ID })
-	if i < 0 {
-		return nil, errScriptID(*p.ID)
-	}
-	s := list[i]
-	if s.running {
-		return nil, shellyws.Errorf(shellyws.CodeFailedPrecondition, "Script is running: stop it first")
-	}
 	code := *p.Code
-	if p.Append {
-		if len(s.Code)+len(code) > maxScriptCode {
+	err := d.changeScripts(func(list []*script) ([]*script, error) {
+		i, err := scriptIndex(list, *p.ID)
+		if err != nil {
+			return nil, err
+		}
+		s := list[i]
+		if s.running {
+			return nil, shellyws.Errorf(shellyws.CodeFailedPrecondition, "Script is running: stop it first")
+		}
+		if p.Append {
+			if len(s.Code)+len(code) > maxScriptCode {
+				return nil, errCodeSize()
+			}
+			code = s.Code + code
+		}
+		if len(code) > maxScriptCode {
 			return nil, errCodeSize()
 		}
-		code = s.Code + code
-	}
-	if len(code) > maxScriptCode {
-		return nil, errCodeSize()
-	}
-	s.Code = code
-	if err := d.storeScriptsLocked(list); err != nil {
+		s.Code = code
+		return list, nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	return lenResult{len(code)}, nil
@@ -710,10 +732,10 @@ func scriptSetConfig(d *Device, _ context.Context, req *shellyws.Request) (any, 
 	defer d.notifyMu.Unlock()
 	d.mu.Lock()
 	list := cloneScripts(d.scriptsLocked())
-	i := slices.IndexFunc(list, func(s *script) bool { return s.ID == id })
-	if i < 0 {
+	i, err := scriptIndex(list, id)
+	if err != nil {
 		d.mu.Unlock()
-		return nil, errScriptID(id)
+		return nil, err
 	}
 	s := list[i]
 	cur := &jsonv.Object{Keys: []string{"id", "name", "enable"}, Vals: []jsonv.Value{json.Number(strconv.Itoa(id)), s.Name, s.Enable}}
