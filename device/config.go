@@ -156,23 +156,18 @@ func (d *Device) setConfig(key string, in *jsonv.Object) (bool, error) {
 		d.mu.Unlock()
 		return false, err
 	}
-	doc, err := d.stateLocked()
-	if err != nil {
-		d.mu.Unlock()
-		return false, err
-	}
-	rev := d.cfgRev + 1
 	cfg, err := d.render(merged, nil)
 	if err != nil {
 		d.mu.Unlock()
 		return false, err
 	}
-	doc.CfgRev = rev
-	if doc.Config == nil {
-		doc.Config = map[string]json.RawMessage{}
-	}
-	doc.Config[key] = cfg
-	if err := d.saveLocked(doc); err != nil {
+	rev, err := d.storeConfigLocked(func(doc *stateDoc) {
+		if doc.Config == nil {
+			doc.Config = map[string]json.RawMessage{}
+		}
+		doc.Config[key] = cfg
+	})
+	if err != nil {
 		d.mu.Unlock()
 		return false, err
 	}
@@ -180,7 +175,6 @@ func (d *Device) setConfig(key string, in *jsonv.Object) (bool, error) {
 		d.cfgOver = map[string]*jsonv.Object{}
 	}
 	d.cfgOver[key] = merged
-	d.cfgRev = rev
 	restart := restartTypes[typ] || channelRestart(typ, in)
 	sys := map[string]any{"cfg_rev": rev}
 	if restart && !d.restartRequired {
@@ -197,6 +191,24 @@ func (d *Device) setConfig(key string, in *jsonv.Object) (bool, error) {
 	d.notify(map[string]any{"sys": sys})
 	d.configChanged(key, restart, rev)
 	return restart, nil
+}
+
+// storeConfigLocked stores the device's state with sys.cfg_rev up by one
+// and what put adds to it, then takes that cfg_rev, which it returns; a
+// refused save changes nothing.
+func (d *Device) storeConfigLocked(put func(doc *stateDoc)) (int, error) {
+	doc, err := d.stateLocked()
+	if err != nil {
+		return 0, err
+	}
+	rev := d.cfgRev + 1
+	doc.CfgRev = rev
+	put(&doc)
+	if err := d.saveLocked(doc); err != nil {
+		return 0, err
+	}
+	d.cfgRev = rev
+	return rev, nil
 }
 
 // configurable is a part that reads its config: it is told of every

@@ -759,23 +759,17 @@ func scriptSetConfig(d *Device, _ context.Context, req *shellyws.Request) (any, 
 		d.mu.Unlock()
 		return nil, err
 	}
-	doc, err := d.stateLocked()
+	rev, err := d.storeConfigLocked(func(doc *stateDoc) {
+		if doc.Services == nil {
+			doc.Services = map[string]json.RawMessage{}
+		}
+		doc.Services[scriptService{}.name()] = raw
+	})
 	if err != nil {
 		d.mu.Unlock()
 		return nil, err
 	}
-	rev := d.cfgRev + 1
-	doc.CfgRev = rev
-	if doc.Services == nil {
-		doc.Services = map[string]json.RawMessage{}
-	}
-	doc.Services[scriptService{}.name()] = raw
-	if err := d.saveLocked(doc); err != nil {
-		d.mu.Unlock()
-		return nil, err
-	}
 	d.scripts = &scriptState{list: list}
-	d.cfgRev = rev
 	d.mu.Unlock()
 	d.notify(map[string]any{"sys": map[string]any{"cfg_rev": rev}})
 	d.configChanged(scriptKey(id), false, rev)
