@@ -77,7 +77,7 @@ func setConfig(d *Device, _ context.Context, req *shellyws.Request, typ string, 
 	key := typ
 	if instanced {
 		if p.ID == nil {
-			return nil, shellyws.Errorf(shellyws.CodeInvalidArgument, "Missing required argument 'id'!")
+			return nil, missingArg("id")
 		}
 		key = fmt.Sprintf("%s:%d", typ, *p.ID)
 		if !d.p.Config.Has(key) {
@@ -85,7 +85,7 @@ func setConfig(d *Device, _ context.Context, req *shellyws.Request, typ string, 
 		}
 	}
 	if len(p.Config) == 0 || string(p.Config) == "null" {
-		return nil, shellyws.Errorf(shellyws.CodeInvalidArgument, "Missing required argument 'config'!")
+		return nil, missingArg("config")
 	}
 	v, err := jsonv.Parse(p.Config)
 	in, ok := v.(*jsonv.Object)

@@ -136,7 +136,7 @@ func emGetData(d *Device, _ context.Context, req *shellyws.Request) (any, error)
 		return nil, err
 	}
 	if p.TS == nil {
-		return nil, shellyws.Errorf(shellyws.CodeInvalidArgument, "Missing required argument 'ts'!")
+		return nil, missingArg("ts")
 	}
 	ts, err := emTS("ts", p.TS, 0)
 	if err != nil {

@@ -212,7 +212,7 @@ func decodeKVS(req *shellyws.Request) (kvsParams, string, error) {
 // key checks the params' key.
 func (p *kvsParams) key() (string, error) {
 	if p.Key == nil {
-		return "", shellyws.Errorf(shellyws.CodeInvalidArgument, "Missing required argument 'key'!")
+		return "", missingArg("key")
 	}
 	k := *p.Key
 	if k == "" || utf8.RuneCountInString(k) > maxKVSKeyLen {
@@ -244,7 +244,7 @@ func kvsSet(d *Device, _ context.Context, req *shellyws.Request) (any, error) {
 		return nil, err
 	}
 	if len(p.Value) == 0 {
-		return nil, shellyws.Errorf(shellyws.CodeInvalidArgument, "Missing required argument 'value'!")
+		return nil, missingArg("value")
 	}
 	var buf bytes.Buffer
 	if err := json.Compact(&buf, p.Value); err != nil {

@@ -294,7 +294,7 @@ func (d *Device) changeJobs(edit func(jobs []*job) ([]*job, error)) (int, error)
 func jobIndex(jobs []*job, id int) (int, error) {
 	i := slices.IndexFunc(jobs, func(j *job) bool { return j.ID == id })
 	if i < 0 {
-		return -1, errJobID(id)
+		return -1, errNoID(id)
 	}
 	return i, nil
 }
@@ -305,10 +305,10 @@ func scheduleCreate(d *Device, _ context.Context, req *shellyws.Request) (any, e
 		return nil, err
 	}
 	if p.Timespec == nil {
-		return nil, shellyws.Errorf(shellyws.CodeInvalidArgument, "Missing required argument 'timespec'!")
+		return nil, missingArg("timespec")
 	}
 	if p.Calls == nil {
-		return nil, shellyws.Errorf(shellyws.CodeInvalidArgument, "Missing required argument 'calls'!")
+		return nil, missingArg("calls")
 	}
 	j := &job{Enable: true}
 	if err := p.apply(j); err != nil {
@@ -336,7 +336,7 @@ func scheduleUpdate(d *Device, _ context.Context, req *shellyws.Request) (any, e
 		return nil, err
 	}
 	if p.ID == nil {
-		return nil, shellyws.Errorf(shellyws.CodeInvalidArgument, "Missing required argument 'id'!")
+		return nil, missingArg("id")
 	}
 	rev, err := d.changeJobs(func(jobs []*job) ([]*job, error) {
 		i, err := jobIndex(jobs, *p.ID)
@@ -349,10 +349,6 @@ func scheduleUpdate(d *Device, _ context.Context, req *shellyws.Request) (any, e
 		return nil, err
 	}
 	return revResult{rev}, nil
-}
-
-func errJobID(id int) error {
-	return shellyws.Errorf(shellyws.CodeNotFound, "Argument 'id', value %d not found!", id)
 }
 
 func scheduleDelete(d *Device, _ context.Context, req *shellyws.Request) (any, error) {

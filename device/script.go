@@ -260,7 +260,7 @@ func (d *Device) changeScripts(edit func(list []*script) ([]*script, error)) err
 func scriptIndex(list []*script, id int) (int, error) {
 	i := slices.IndexFunc(list, func(s *script) bool { return s.ID == id })
 	if i < 0 {
-		return -1, errScriptID(id)
+		return -1, errNoID(id)
 	}
 	return i, nil
 }
@@ -396,11 +396,6 @@ func (d *Device) scriptConfig(key string) (json.RawMessage, error) {
 	return json.Marshal(cfg)
 }
 
-// errScriptID answers an id the device has no script for.
-func errScriptID(id int) error {
-	return shellyws.Errorf(shellyws.CodeNotFound, "Argument 'id', value %d not found!", id)
-}
-
 // requiredID reads the "id" req must have.
 func requiredID(req *shellyws.Request) (int, error) {
 	var p struct {
@@ -410,7 +405,7 @@ func requiredID(req *shellyws.Request) (int, error) {
 		return 0, err
 	}
 	if p.ID == nil {
-		return 0, shellyws.Errorf(shellyws.CodeInvalidArgument, "Missing required argument 'id'!")
+		return 0, missingArg("id")
 	}
 	return *p.ID, nil
 }
@@ -491,10 +486,10 @@ func scriptPutCode(d *Device, _ context.Context, req *shellyws.Request) (any, er
 		return nil, err
 	}
 	if p.ID == nil {
-		return nil, shellyws.Errorf(shellyws.CodeInvalidArgument, "Missing required argument 'id'!")
+		return nil, missingArg("id")
 	}
 	if p.Code == nil {
-		return nil, shellyws.Errorf(shellyws.CodeInvalidArgument, "Missing required argument 'code'!")
+		return nil, missingArg("code")
 	}
 	code := *p.Code
 	err := d.changeScripts(func(list []*script) ([]*script, error) {
@@ -550,7 +545,7 @@ func scriptGetCode(d *Device, _ context.Context, req *shellyws.Request) (any, er
 		return nil, err
 	}
 	if p.ID == nil {
-		return nil, shellyws.Errorf(shellyws.CodeInvalidArgument, "Missing required argument 'id'!")
+		return nil, missingArg("id")
 	}
 	d.mu.Lock()
 	s := d.scriptLocked(*p.ID)
@@ -560,7 +555,7 @@ func scriptGetCode(d *Device, _ context.Context, req *shellyws.Request) (any, er
 	}
 	d.mu.Unlock()
 	if s == nil {
-		return nil, errScriptID(*p.ID)
+		return nil, errNoID(*p.ID)
 	}
 	off := 0
 	if p.Offset != nil {
@@ -637,7 +632,7 @@ func (d *Device) runScript(req *shellyws.Request, run bool) (any, error) {
 	d.mu.Lock()
 	if d.scriptLocked(id) == nil {
 		d.mu.Unlock()
-		return nil, errScriptID(id)
+		return nil, errNoID(id)
 	}
 	var s *script
 	for _, o := range d.ownScriptsLocked() {
@@ -664,10 +659,10 @@ func scriptEval(d *Device, _ context.Context, req *shellyws.Request) (any, error
 		return nil, err
 	}
 	if p.ID == nil {
-		return nil, shellyws.Errorf(shellyws.CodeInvalidArgument, "Missing required argument 'id'!")
+		return nil, missingArg("id")
 	}
 	if p.Code == nil {
-		return nil, shellyws.Errorf(shellyws.CodeInvalidArgument, "Missing required argument 'code'!")
+		return nil, missingArg("code")
 	}
 	d.mu.Lock()
 	s := d.scriptLocked(*p.ID)
@@ -675,7 +670,7 @@ func scriptEval(d *Device, _ context.Context, req *shellyws.Request) (any, error
 	d.mu.Unlock()
 	switch {
 	case s == nil:
-		return nil, errScriptID(*p.ID)
+		return nil, errNoID(*p.ID)
 	case !running:
 		return nil, shellyws.Errorf(shellyws.CodeFailedPrecondition, "Script is not running")
 	}
@@ -701,7 +696,7 @@ func readScript(d *Device, req *shellyws.Request, read func(key string) (json.Ra
 	ok := d.scriptLocked(id) != nil
 	d.mu.Unlock()
 	if !ok {
-		return nil, errScriptID(id)
+		return nil, errNoID(id)
 	}
 	return read(scriptKey(id))
 }
@@ -717,11 +712,11 @@ func scriptSetConfig(d *Device, _ context.Context, req *shellyws.Request) (any, 
 		return nil, err
 	}
 	if p.ID == nil {
-		return nil, shellyws.Errorf(shellyws.CodeInvalidArgument, "Missing required argument 'id'!")
+		return nil, missingArg("id")
 	}
 	id := *p.ID
 	if len(p.Config) == 0 || string(p.Config) == "null" {
-		return nil, shellyws.Errorf(shellyws.CodeInvalidArgument, "Missing required argument 'config'!")
+		return nil, missingArg("config")
 	}
 	v, err := jsonv.Parse(p.Config)
 	in, ok := v.(*jsonv.Object)

@@ -320,10 +320,6 @@ func badHookArg(name, want string) error {
 	return shellyws.Errorf(shellyws.CodeInvalidArgument, "Invalid argument '%s': %s", name, want)
 }
 
-func missingArg(name string) error {
-	return shellyws.Errorf(shellyws.CodeInvalidArgument, "Missing required argument '%s'!", name)
-}
-
 // apply sets the fields p has in h, checking each; create makes cid, event
 // and urls required.
 func (p *hookParams) apply(h *hook, create bool) error {
