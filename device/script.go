@@ -630,16 +630,12 @@ func (d *Device) runScript(req *shellyws.Request, run bool) (any, error) {
 	d.notifyMu.Lock()
 	defer d.notifyMu.Unlock()
 	d.mu.Lock()
-	if d.scriptLocked(id) == nil {
+	i, err := scriptIndex(d.scriptsLocked(), id)
+	if err != nil {
 		d.mu.Unlock()
-		return nil, errNoID(id)
+		return nil, err
 	}
-	var s *script
-	for _, o := range d.ownScriptsLocked() {
-		if o.ID == id {
-			s = o
-		}
-	}
+	s := d.ownScriptsLocked()[i] // the same list, copied on first use
 	was := s.running
 	s.running = run
 	st := newScriptStatus(s)
