@@ -213,17 +213,14 @@ func withoutWriteOnly(key string, v jsonv.Value) jsonv.Value {
 	return out
 }
 
-// mqttConfigOf reads an mqtt config object; keys a dump lacks take the
-// firmware's defaults (rpc and rpc_ntf on, status_ntf off).
+// mqttConfigOf reads an mqtt config object, rendered (the dump's MAC
+// becomes the device's); keys a dump lacks take the firmware's defaults
+// (rpc and rpc_ntf on, status_ntf off).
 func (d *Device) mqttConfigOf(o *jsonv.Object) (mqtt.Config, error) {
 	raw, err := d.render(o, nil)
 	if err != nil {
 		return mqtt.Config{}, err
 	}
-	return decodeMQTTConfig(raw)
-}
-
-func decodeMQTTConfig(raw []byte) (mqtt.Config, error) {
 	var c struct {
 		mqtt.Config
 		Pass      *string `json:"pass"`
@@ -329,11 +326,8 @@ func (d *Device) channelConfigs() (int, mqtt.Config, error) {
 	}
 	var cfg mqtt.Config
 	if m := d.configLocked("mqtt"); m != nil && d.chans.opts.MQTT {
-		raw, err := d.render(m, nil) // the dump's MAC becomes the device's
-		if err != nil {
-			return 0, cfg, err
-		}
-		if cfg, err = decodeMQTTConfig(raw); err != nil {
+		var err error
+		if cfg, err = d.mqttConfigOf(m); err != nil {
 			return 0, cfg, err
 		}
 	}
@@ -407,10 +401,8 @@ func (d *Device) MQTTTopicPrefix() string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if m := d.configLocked("mqtt"); m != nil {
-		if raw, err := d.render(m, nil); err == nil {
-			if cfg, err := decodeMQTTConfig(raw); err == nil && cfg.TopicPrefix != nil && *cfg.TopicPrefix != "" {
-				return *cfg.TopicPrefix
-			}
+		if cfg, err := d.mqttConfigOf(m); err == nil && cfg.TopicPrefix != nil && *cfg.TopicPrefix != "" {
+			return *cfg.TopicPrefix
 		}
 	}
 	return d.id
