@@ -390,14 +390,16 @@ func scheduleList(d *Device, _ context.Context, _ *shellyws.Request) (any, error
 	return res, nil
 }
 
+// locationLocked is the device's sys.location config: stored, or the
+// dump's.
+func (d *Device) locationLocked() *jsonv.Object {
+	return d.configLocked("sys").Object("location")
+}
+
 // placeLocked is the device's sys.location: its time zone (UTC for null
 // or a zone the host does not know) and its coordinates, if set.
 func (d *Device) placeLocked() place {
-	sys := d.cfgOver["sys"]
-	if sys == nil {
-		sys = d.p.Config.Object("sys")
-	}
-	loc := sys.Object("location")
+	loc := d.locationLocked()
 	tz, _ := loc.String("tz")
 	p := place{loc: zone(tz)}
 	lat, ok1 := loc.Number("lat")
