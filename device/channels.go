@@ -128,12 +128,9 @@ func (d *Device) openChannels(o ChannelOptions) error {
 func (d *Device) storeConfig(key string, in *jsonv.Object) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	cur := d.cfgOver[key]
+	cur := d.configLocked(key)
 	if cur == nil {
-		v, _ := d.p.Config.Get(key)
-		if cur, _ = v.(*jsonv.Object); cur == nil {
-			return fmt.Errorf("the model has no %s config", key)
-		}
+		return fmt.Errorf("the model has no %s config", key)
 	}
 	merged, err := mergeConfig(cur, in, key, "")
 	if err != nil {
@@ -332,14 +329,6 @@ func (d *Device) channelConfigs() (int, mqtt.Config, error) {
 		}
 	}
 	return port, cfg, nil
-}
-
-// configLocked is the config object of key: stored, or the dump's.
-func (d *Device) configLocked(key string) *jsonv.Object {
-	if o := d.cfgOver[key]; o != nil {
-		return o
-	}
-	return d.p.Config.Object(key)
 }
 
 // mqttStatusPatchLocked is mqtt's status: connected follows the client.

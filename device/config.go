@@ -135,18 +135,23 @@ func toObject(in any) (*jsonv.Object, error) {
 	return o, nil
 }
 
+// configLocked is the config object of key: stored, or the dump's.
+func (d *Device) configLocked(key string) *jsonv.Object {
+	if o := d.cfgOver[key]; o != nil {
+		return o
+	}
+	return d.p.Config.Object(key)
+}
+
 func (d *Device) setConfig(key string, in *jsonv.Object) (bool, error) {
 	typ, _, _ := strings.Cut(key, ":")
 	d.notifyMu.Lock()
 	defer d.notifyMu.Unlock()
 	d.mu.Lock()
-	cur := d.cfgOver[key]
+	cur := d.configLocked(key)
 	if cur == nil {
-		v, ok := d.p.Config.Get(key)
-		if cur, _ = v.(*jsonv.Object); !ok || cur == nil {
-			d.mu.Unlock()
-			return false, shellyws.Errorf(shellyws.CodeNotFound, "No config for %s", key)
-		}
+		d.mu.Unlock()
+		return false, shellyws.Errorf(shellyws.CodeNotFound, "No config for %s", key)
 	}
 	merged, err := mergeConfig(cur, in, typ, "")
 	if err == nil {
