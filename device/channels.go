@@ -128,12 +128,9 @@ func (d *Device) openChannels(o ChannelOptions) error {
 func (d *Device) storeConfig(key string, in *jsonv.Object) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	cur := d.cfgOver[key]
+	cur := d.configLocked(key)
 	if cur == nil {
-		v, _ := d.p.Config.Get(key)
-		if cur, _ = v.(*jsonv.Object); cur == nil {
-			return fmt.Errorf("the model has no %s config", key)
-		}
+		return fmt.Errorf("the model has no %s config", key)
 	}
 	merged, err := mergeConfig(cur, in, key, "")
 	if err != nil {
@@ -213,17 +210,14 @@ func withoutWriteOnly(key string, v jsonv.Value) jsonv.Value {
 	return out
 }
 
-// mqttConfigOf reads an mqtt config object; keys a dump lacks take the
-// firmware's defaults (rpc and rpc_ntf on, status_ntf off).
+// mqttConfigOf reads an mqtt config object, rendered (the dump's MAC
+// becomes the device's); keys a dump lacks take the firmware's defaults
+// (rpc and rpc_ntf on, status_ntf off).
 func (d *Device) mqttConfigOf(o *jsonv.Object) (mqtt.Config, error) {
 	raw, err := d.render(o, nil)
 	if err != nil {
 		return mqtt.Config{}, err
 	}
-	return decodeMQTTConfig(raw)
-}
-
-func decodeMQTTConfig(raw []byte) (mqtt.Config, error) {
 	var c struct {
 		mqtt.Config
 		Pass      *string `json:"pass"`
@@ -329,23 +323,12 @@ func (d *Device) channelConfigs() (int, mqtt.Config, error) {
 	}
 	var cfg mqtt.Config
 	if m := d.configLocked("mqtt"); m != nil && d.chans.opts.MQTT {
-		raw, err := d.render(m, nil) // the dump's MAC becomes the device's
-		if err != nil {
-			return 0, cfg, err
-		}
-		if cfg, err = decodeMQTTConfig(raw); err != nil {
+		var err error
+		if cfg, err = d.mqttConfigOf(m); err != nil {
 			return 0, cfg, err
 		}
 	}
 	return port, cfg, nil
-}
-
-// configLocked is the config object of key: stored, or the dump's.
-func (d *Device) configLocked(key string) *jsonv.Object {
-	if o := d.cfgOver[key]; o != nil {
-		return o
-	}
-	return d.p.Config.Object(key)
 }
 
 // mqttStatusPatchLocked is mqtt's status: connected follows the client.
@@ -407,10 +390,8 @@ func (d *Device) MQTTTopicPrefix() string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if m := d.configLocked("mqtt"); m != nil {
-		if raw, err := d.render(m, nil); err == nil {
-			if cfg, err := decodeMQTTConfig(raw); err == nil && cfg.TopicPrefix != nil && *cfg.TopicPrefix != "" {
-				return *cfg.TopicPrefix
-			}
+		if cfg, err := d.mqttConfigOf(m); err == nil && cfg.TopicPrefix != nil && *cfg.TopicPrefix != "" {
+			return *cfg.TopicPrefix
 		}
 	}
 	return d.id

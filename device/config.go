@@ -77,7 +77,7 @@ func setConfig(d *Device, _ context.Context, req *shellyws.Request, typ string, 
 	key := typ
 	if instanced {
 		if p.ID == nil {
-			return nil, shellyws.Errorf(shellyws.CodeInvalidArgument, "Missing required argument 'id'!")
+			return nil, missingArg("id")
 		}
 		key = fmt.Sprintf("%s:%d", typ, *p.ID)
 		if !d.p.Config.Has(key) {
@@ -85,7 +85,7 @@ func setConfig(d *Device, _ context.Context, req *shellyws.Request, typ string, 
 		}
 	}
 	if len(p.Config) == 0 || string(p.Config) == "null" {
-		return nil, shellyws.Errorf(shellyws.CodeInvalidArgument, "Missing required argument 'config'!")
+		return nil, missingArg("config")
 	}
 	v, err := jsonv.Parse(p.Config)
 	in, ok := v.(*jsonv.Object)
@@ -135,18 +135,23 @@ func toObject(in any) (*jsonv.Object, error) {
 	return o, nil
 }
 
+// configLocked is the config object of key: stored, or the dump's.
+func (d *Device) configLocked(key string) *jsonv.Object {
+	if o := d.cfgOver[key]; o != nil {
+		return o
+	}
+	return d.p.Config.Object(key)
+}
+
 func (d *Device) setConfig(key string, in *jsonv.Object) (bool, error) {
 	typ, _, _ := strings.Cut(key, ":")
 	d.notifyMu.Lock()
 	defer d.notifyMu.Unlock()
 	d.mu.Lock()
-	cur := d.cfgOver[key]
+	cur := d.configLocked(key)
 	if cur == nil {
-		v, ok := d.p.Config.Get(key)
-		if cur, _ = v.(*jsonv.Object); !ok || cur == nil {
-			d.mu.Unlock()
-			return false, shellyws.Errorf(shellyws.CodeNotFound, "No config for %s", key)
-		}
+		d.mu.Unlock()
+		return false, shellyws.Errorf(shellyws.CodeNotFound, "No config for %s", key)
 	}
 	merged, err := mergeConfig(cur, in, typ, "")
 	if err == nil {
@@ -156,23 +161,18 @@ func (d *Device) setConfig(key string, in *jsonv.Object) (bool, error) {
 		d.mu.Unlock()
 		return false, err
 	}
-	doc, err := d.stateLocked()
-	if err != nil {
-		d.mu.Unlock()
-		return false, err
-	}
-	rev := d.cfgRev + 1
 	cfg, err := d.render(merged, nil)
 	if err != nil {
 		d.mu.Unlock()
 		return false, err
 	}
-	doc.CfgRev = rev
-	if doc.Config == nil {
-		doc.Config = map[string]json.RawMessage{}
-	}
-	doc.Config[key] = cfg
-	if err := d.saveLocked(doc); err != nil {
+	rev, err := d.storeConfigLocked(func(doc *stateDoc) {
+		if doc.Config == nil {
+			doc.Config = map[string]json.RawMessage{}
+		}
+		doc.Config[key] = cfg
+	})
+	if err != nil {
 		d.mu.Unlock()
 		return false, err
 	}
@@ -180,7 +180,6 @@ func (d *Device) setConfig(key string, in *jsonv.Object) (bool, error) {
 		d.cfgOver = map[string]*jsonv.Object{}
 	}
 	d.cfgOver[key] = merged
-	d.cfgRev = rev
 	restart := restartTypes[typ] || channelRestart(typ, in)
 	sys := map[string]any{"cfg_rev": rev}
 	if restart && !d.restartRequired {
@@ -197,6 +196,24 @@ func (d *Device) setConfig(key string, in *jsonv.Object) (bool, error) {
 	d.notify(map[string]any{"sys": sys})
 	d.configChanged(key, restart, rev)
 	return restart, nil
+}
+
+// storeConfigLocked stores the device's state with sys.cfg_rev up by one
+// and what put adds to it, then takes that cfg_rev, which it returns; a
+// refused save changes nothing.
+func (d *Device) storeConfigLocked(put func(doc *stateDoc)) (int, error) {
+	doc, err := d.stateLocked()
+	if err != nil {
+		return 0, err
+	}
+	rev := d.cfgRev + 1
+	doc.CfgRev = rev
+	put(&doc)
+	if err := d.saveLocked(doc); err != nil {
+		return 0, err
+	}
+	d.cfgRev = rev
+	return rev, nil
 }
 
 // configurable is a part that reads its config: it is told of every

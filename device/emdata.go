@@ -45,8 +45,10 @@ type emSpan struct {
 	counting    bool     // the counters grow (telemetry on)
 }
 
-// emSpanOf resolves the request's id to its records.
-func (d *Device) emSpanOf(typ string, req *shellyws.Request) (*emSpan, *readings, error) {
+// emSpanOf resolves the request's id to its records, of emdata or em1data
+// as its method says.
+func (d *Device) emSpanOf(req *shellyws.Request) (*emSpan, *readings, error) {
+	typ := strings.ToLower(req.Method[:strings.IndexByte(req.Method, '.')])
 	key, err := d.keyOf(typ, true, req)
 	if err != nil {
 		return nil, nil, err
@@ -103,7 +105,7 @@ func emGetRecords(d *Device, _ context.Context, req *shellyws.Request) (any, err
 	if err != nil {
 		return nil, err
 	}
-	s, _, err := d.emSpanOf(strings.ToLower(req.Method[:strings.IndexByte(req.Method, '.')]), req)
+	s, _, err := d.emSpanOf(req)
 	if err != nil {
 		return nil, err
 	}
@@ -134,7 +136,7 @@ func emGetData(d *Device, _ context.Context, req *shellyws.Request) (any, error)
 		return nil, err
 	}
 	if p.TS == nil {
-		return nil, shellyws.Errorf(shellyws.CodeInvalidArgument, "Missing required argument 'ts'!")
+		return nil, missingArg("ts")
 	}
 	ts, err := emTS("ts", p.TS, 0)
 	if err != nil {
@@ -147,8 +149,7 @@ func emGetData(d *Device, _ context.Context, req *shellyws.Request) (any, error)
 	if end < ts {
 		return nil, shellyws.Errorf(shellyws.CodeInvalidArgument, "Invalid argument 'end_ts': must not be before 'ts'")
 	}
-	typ := strings.ToLower(req.Method[:strings.IndexByte(req.Method, '.')])
-	s, _, err := d.emSpanOf(typ, req)
+	s, _, err := d.emSpanOf(req)
 	if err != nil {
 		return nil, err
 	}
@@ -242,8 +243,7 @@ func (s *emSpan) record(m map[string]float64) []float64 {
 // emDeleteAllData drops the stored records and nullifies the counters;
 // records start again at the next whole minute.
 func emDeleteAllData(d *Device, _ context.Context, req *shellyws.Request) (any, error) {
-	typ := strings.ToLower(req.Method[:strings.IndexByte(req.Method, '.')])
-	_, r, err := d.emSpanOf(typ, req)
+	_, r, err := d.emSpanOf(req)
 	if err != nil {
 		return nil, err
 	}

@@ -133,10 +133,6 @@ func (in *Input) Push(name string) error {
 // inModeLocked is the in_mode of switch:id, "" when there is none.
 func (d *Device) inModeLocked(id int) string {
 	key := "switch:" + strconv.Itoa(id)
-	cfg := d.cfgOver[key]
-	if cfg == nil {
-		cfg = d.p.Config.Object(key)
-	}
-	mode, _ := cfg.String("in_mode")
+	mode, _ := d.configLocked(key).String("in_mode")
 	return mode
 }

@@ -170,12 +170,24 @@ func (d *Device) storeKVSLocked(items []kvsItem, rev int) error {
 	return nil
 }
 
-// kvsRevChanged tells the server of a new kvs_rev; the caller holds
-// d.notifyMu.
-func (d *Device) kvsRevChanged(rev int) {
-	if d.p.Status.Object("sys").Has("kvs_rev") {
-		d.notify(map[string]any{"sys": map[string]any{"kvs_rev": rev}})
+// changeKVS is every KVS.* write: under the device's locks, edit makes
+// the new items from the current ones (never changing those) for kvs_rev
+// rev; they are stored with rev, which is reported and returned.
+func (d *Device) changeKVS(edit func(items []kvsItem, rev int) ([]kvsItem, error)) (int, error) {
+	d.notifyMu.Lock()
+	defer d.notifyMu.Unlock()
+	d.mu.Lock()
+	rev := d.kvsRevLocked() + 1
+	next, err := edit(d.kvsItemsLocked(), rev)
+	if err == nil {
+		err = d.storeKVSLocked(next, rev)
 	}
+	d.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	d.sysRevChanged("kvs_rev", rev)
+	return rev, nil
 }
 
 // kvsParams are the params of every KVS method.
@@ -200,7 +212,7 @@ func decodeKVS(req *shellyws.Request) (kvsParams, string, error) {
 // key checks the params' key.
 func (p *kvsParams) key() (string, error) {
 	if p.Key == nil {
-		return "", shellyws.Errorf(shellyws.CodeInvalidArgument, "Missing required argument 'key'!")
+		return "", missingArg("key")
 	}
 	k := *p.Key
 	if k == "" || utf8.RuneCountInString(k) > maxKVSKeyLen {
@@ -232,7 +244,7 @@ func kvsSet(d *Device, _ context.Context, req *shellyws.Request) (any, error) {
 		return nil, err
 	}
 	if len(p.Value) == 0 {
-		return nil, shellyws.Errorf(shellyws.CodeInvalidArgument, "Missing required argument 'value'!")
+		return nil, missingArg("value")
 	}
 	var buf bytes.Buffer
 	if err := json.Compact(&buf, p.Value); err != nil {
@@ -244,33 +256,27 @@ func kvsSet(d *Device, _ context.Context, req *shellyws.Request) (any, error) {
 	}
 	value := buf.String()
 
-	d.notifyMu.Lock()
-	defer d.notifyMu.Unlock()
-	d.mu.Lock()
-	items := d.kvsItemsLocked()
-	i, found := kvsFind(items, key)
-	switch {
-	case p.Etag != nil && (!found || items[i].Etag != *p.Etag):
-		d.mu.Unlock()
-		return nil, errKVSEtag
-	case !found && len(items) >= maxKVSKeys:
-		d.mu.Unlock()
-		return nil, shellyws.Errorf(shellyws.CodeResourceExhausted, "Too many keys: at most %d", maxKVSKeys)
-	}
-	rev := d.kvsRevLocked() + 1
-	it := kvsItem{Key: key, Value: value, Etag: kvsEtag(key, value, rev)}
-	next := slices.Clone(items)
-	if found {
-		next[i] = it
-	} else {
-		next = slices.Insert(next, i, it)
-	}
-	if err := d.storeKVSLocked(next, rev); err != nil {
-		d.mu.Unlock()
+	var it kvsItem
+	rev, err := d.changeKVS(func(items []kvsItem, rev int) ([]kvsItem, error) {
+		i, found := kvsFind(items, key)
+		switch {
+		case p.Etag != nil && (!found || items[i].Etag != *p.Etag):
+			return nil, errKVSEtag
+		case !found && len(items) >= maxKVSKeys:
+			return nil, shellyws.Errorf(shellyws.CodeResourceExhausted, "Too many keys: at most %d", maxKVSKeys)
+		}
+		it = kvsItem{Key: key, Value: value, Etag: kvsEtag(key, value, rev)}
+		next := slices.Clone(items)
+		if found {
+			next[i] = it
+		} else {
+			next = slices.Insert(next, i, it)
+		}
+		return next, nil
+	})
+	if err != nil {
 		return nil, err
 	}
-	d.mu.Unlock()
-	d.kvsRevChanged(rev)
 	return struct {
 		Etag string `json:"etag"`
 		Rev  int    `json:"rev"`
@@ -371,29 +377,20 @@ func kvsDelete(d *Device, _ context.Context, req *shellyws.Request) (any, error)
 	if err != nil {
 		return nil, err
 	}
-	d.notifyMu.Lock()
-	defer d.notifyMu.Unlock()
-	d.mu.Lock()
-	items := d.kvsItemsLocked()
-	i, found := kvsFind(items, key)
-	switch {
-	case !found:
-		d.mu.Unlock()
-		return nil, errKVSKey(key)
-	case p.Etag != nil && items[i].Etag != *p.Etag:
-		d.mu.Unlock()
-		return nil, errKVSEtag
-	}
-	rev := d.kvsRevLocked() + 1
-	if err := d.storeKVSLocked(slices.Delete(slices.Clone(items), i, i+1), rev); err != nil {
-		d.mu.Unlock()
+	rev, err := d.changeKVS(func(items []kvsItem, _ int) ([]kvsItem, error) {
+		i, found := kvsFind(items, key)
+		switch {
+		case !found:
+			return nil, errKVSKey(key)
+		case p.Etag != nil && items[i].Etag != *p.Etag:
+			return nil, errKVSEtag
+		}
+		return slices.Delete(slices.Clone(items), i, i+1), nil
+	})
+	if err != nil {
 		return nil, err
 	}
-	d.mu.Unlock()
-	d.kvsRevChanged(rev)
-	return struct {
-		Rev int `json:"rev"`
-	}{rev}, nil
+	return revResult{rev}, nil
 }
 
 // globMatch reports whether s matches pattern, where '*' stands for any

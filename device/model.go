@@ -237,7 +237,7 @@ func (d *Device) keyOf(typ string, instanced bool, req *shellyws.Request) (strin
 		return "", err
 	}
 	if p.ID == nil {
-		return "", shellyws.Errorf(shellyws.CodeInvalidArgument, "Missing required argument 'id'!")
+		return "", missingArg("id")
 	}
 	key := typ + ":" + strconv.Itoa(*p.ID)
 	if !slices.Contains(d.p.Keys, key) {

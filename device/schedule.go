@@ -179,14 +179,6 @@ func (d *Device) storeJobsLocked(jobs []*job) (int, error) {
 	return st.Rev, nil
 }
 
-// revChanged tells the server of a new schedule_rev; the caller holds
-// d.notifyMu.
-func (d *Device) revChanged(rev int) {
-	if d.p.Status.Object("sys").Has("schedule_rev") {
-		d.notify(map[string]any{"sys": map[string]any{"schedule_rev": rev}})
-	}
-}
-
 // jobParams are Schedule.Create's and Update's params.
 type jobParams struct {
 	ID       *int            `json:"id"`
@@ -262,15 +254,49 @@ func parseCalls(raw json.RawMessage) ([]jobCall, error) {
 	return calls, nil
 }
 
-// createResult is what Schedule.Create answers.
+// createResult is what Schedule.Create and Webhook.Create answer.
 type createResult struct {
 	ID  int `json:"id"`
 	Rev int `json:"rev"`
 }
 
-// revResult is what Schedule.Update, Delete and DeleteAll answer.
+// revResult is what the other Schedule.* and Webhook.* writes and
+// KVS.Delete answer.
 type revResult struct {
 	Rev int `json:"rev"`
+}
+
+// changeJobs is every Schedule.* write: under the device's locks, edit
+// makes the new jobs from a copy of the current ones; they are stored
+// with schedule_rev up by one, which is reported and returned.
+func (d *Device) changeJobs(edit func(jobs []*job) ([]*job, error)) (int, error) {
+	d.notifyMu.Lock()
+	defer d.notifyMu.Unlock()
+	d.mu.Lock()
+	var jobs []*job
+	if d.schedules != nil {
+		jobs = cloneJobs(d.schedules.Jobs)
+	}
+	jobs, err := edit(jobs)
+	rev := 0
+	if err == nil {
+		rev, err = d.storeJobsLocked(jobs)
+	}
+	d.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	d.sysRevChanged("schedule_rev", rev)
+	return rev, nil
+}
+
+// jobIndex is where the job with id is in jobs, or the firmware's error.
+func jobIndex(jobs []*job, id int) (int, error) {
+	i := slices.IndexFunc(jobs, func(j *job) bool { return j.ID == id })
+	if i < 0 {
+		return -1, errNoID(id)
+	}
+	return i, nil
 }
 
 func scheduleCreate(d *Device, _ context.Context, req *shellyws.Request) (any, error) {
@@ -279,36 +305,28 @@ func scheduleCreate(d *Device, _ context.Context, req *shellyws.Request) (any, e
 		return nil, err
 	}
 	if p.Timespec == nil {
-		return nil, shellyws.Errorf(shellyws.CodeInvalidArgument, "Missing required argument 'timespec'!")
+		return nil, missingArg("timespec")
 	}
 	if p.Calls == nil {
-		return nil, shellyws.Errorf(shellyws.CodeInvalidArgument, "Missing required argument 'calls'!")
+		return nil, missingArg("calls")
 	}
 	j := &job{Enable: true}
 	if err := p.apply(j); err != nil {
 		return nil, err
 	}
-	d.notifyMu.Lock()
-	defer d.notifyMu.Unlock()
-	d.mu.Lock()
-	var jobs []*job
-	if d.schedules != nil {
-		jobs = d.schedules.Jobs
-	}
-	if len(jobs) >= maxJobs {
-		d.mu.Unlock()
-		return nil, shellyws.Errorf(shellyws.CodeResourceExhausted, "Too many schedule jobs: at most %d", maxJobs)
-	}
-	j.ID = 1
-	if len(jobs) > 0 {
-		j.ID = jobs[len(jobs)-1].ID + 1
-	}
-	rev, err := d.storeJobsLocked(append(cloneJobs(jobs), j))
-	d.mu.Unlock()
+	rev, err := d.changeJobs(func(jobs []*job) ([]*job, error) {
+		if len(jobs) >= maxJobs {
+			return nil, shellyws.Errorf(shellyws.CodeResourceExhausted, "Too many schedule jobs: at most %d", maxJobs)
+		}
+		j.ID = 1
+		if len(jobs) > 0 {
+			j.ID = jobs[len(jobs)-1].ID + 1
+		}
+		return append(jobs, j), nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	d.revChanged(rev)
 	return createResult{j.ID, rev}, nil
 }
 
@@ -318,35 +336,19 @@ func scheduleUpdate(d *Device, _ context.Context, req *shellyws.Request) (any, e
 		return nil, err
 	}
 	if p.ID == nil {
-		return nil, shellyws.Errorf(shellyws.CodeInvalidArgument, "Missing required argument 'id'!")
+		return nil, missingArg("id")
 	}
-	d.notifyMu.Lock()
-	defer d.notifyMu.Unlock()
-	d.mu.Lock()
-	var jobs []*job
-	if d.schedules != nil {
-		jobs = cloneJobs(d.schedules.Jobs)
-	}
-	i := slices.IndexFunc(jobs, func(j *job) bool { return j.ID == *p.ID })
-	if i < 0 {
-		d.mu.Unlock()
-		return nil, errJobID(*p.ID)
-	}
-	if err := p.apply(jobs[i]); err != nil {
-		d.mu.Unlock()
-		return nil, err
-	}
-	rev, err := d.storeJobsLocked(jobs)
-	d.mu.Unlock()
+	rev, err := d.changeJobs(func(jobs []*job) ([]*job, error) {
+		i, err := jobIndex(jobs, *p.ID)
+		if err != nil {
+			return nil, err
+		}
+		return jobs, p.apply(jobs[i])
+	})
 	if err != nil {
 		return nil, err
 	}
-	d.revChanged(rev)
 	return revResult{rev}, nil
-}
-
-func errJobID(id int) error {
-	return shellyws.Errorf(shellyws.CodeNotFound, "Argument 'id', value %d not found!", id)
 }
 
 func scheduleDelete(d *Device, _ context.Context, req *shellyws.Request) (any, error) {
@@ -354,37 +356,24 @@ func scheduleDelete(d *Device, _ context.Context, req *shellyws.Request) (any, e
 	if err != nil {
 		return nil, err
 	}
-	d.notifyMu.Lock()
-	defer d.notifyMu.Unlock()
-	d.mu.Lock()
-	var jobs []*job
-	if d.schedules != nil {
-		jobs = d.schedules.Jobs
-	}
-	i := slices.IndexFunc(jobs, func(j *job) bool { return j.ID == id })
-	if i < 0 {
-		d.mu.Unlock()
-		return nil, errJobID(id)
-	}
-	rev, err := d.storeJobsLocked(slices.Delete(cloneJobs(jobs), i, i+1))
-	d.mu.Unlock()
+	rev, err := d.changeJobs(func(jobs []*job) ([]*job, error) {
+		i, err := jobIndex(jobs, id)
+		if err != nil {
+			return nil, err
+		}
+		return slices.Delete(jobs, i, i+1), nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	d.revChanged(rev)
 	return revResult{rev}, nil
 }
 
 func scheduleDeleteAll(d *Device, _ context.Context, _ *shellyws.Request) (any, error) {
-	d.notifyMu.Lock()
-	defer d.notifyMu.Unlock()
-	d.mu.Lock()
-	rev, err := d.storeJobsLocked([]*job{})
-	d.mu.Unlock()
+	rev, err := d.changeJobs(func([]*job) ([]*job, error) { return []*job{}, nil })
 	if err != nil {
 		return nil, err
 	}
-	d.revChanged(rev)
 	return revResult{rev}, nil
 }
 
@@ -401,14 +390,16 @@ func scheduleList(d *Device, _ context.Context, _ *shellyws.Request) (any, error
 	return res, nil
 }
 
+// locationLocked is the device's sys.location config: stored, or the
+// dump's.
+func (d *Device) locationLocked() *jsonv.Object {
+	return d.configLocked("sys").Object("location")
+}
+
 // placeLocked is the device's sys.location: its time zone (UTC for null
 // or a zone the host does not know) and its coordinates, if set.
 func (d *Device) placeLocked() place {
-	sys := d.cfgOver["sys"]
-	if sys == nil {
-		sys = d.p.Config.Object("sys")
-	}
-	loc := sys.Object("location")
+	loc := d.locationLocked()
 	tz, _ := loc.String("tz")
 	p := place{loc: zone(tz)}
 	lat, ok1 := loc.Number("lat")

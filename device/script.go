@@ -243,6 +243,28 @@ func (d *Device) storeScriptsLocked(list []*script) error {
 	return nil
 }
 
+// changeScripts is the stored Script.* writes: under d.mu, edit makes the
+// new scripts from a copy of the current ones; they are stored.
+func (d *Device) changeScripts(edit func(list []*script) ([]*script, error)) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	list, err := edit(cloneScripts(d.scriptsLocked()))
+	if err != nil {
+		return err
+	}
+	return d.storeScriptsLocked(list)
+}
+
+// scriptIndex is where the script with id is in list, or the firmware's
+// error.
+func scriptIndex(list []*script, id int) (int, error) {
+	i := slices.IndexFunc(list, func(s *script) bool { return s.ID == id })
+	if i < 0 {
+		return -1, errNoID(id)
+	}
+	return i, nil
+}
+
 // componentKeys returns keys (a model's component keys, in order) with the
 // model's script:N keys replaced by the device's scripts, where the model
 // has the Script service: scripts are components a device creates and
@@ -374,11 +396,6 @@ func (d *Device) scriptConfig(key string) (json.RawMessage, error) {
 	return json.Marshal(cfg)
 }
 
-// errScriptID answers an id the device has no script for.
-func errScriptID(id int) error {
-	return shellyws.Errorf(shellyws.CodeNotFound, "Argument 'id', value %d not found!", id)
-}
-
 // requiredID reads the "id" req must have.
 func requiredID(req *shellyws.Request) (int, error) {
 	var p struct {
@@ -388,7 +405,7 @@ func requiredID(req *shellyws.Request) (int, error) {
 		return 0, err
 	}
 	if p.ID == nil {
-		return 0, shellyws.Errorf(shellyws.CodeInvalidArgument, "Missing required argument 'id'!")
+		return 0, missingArg("id")
 	}
 	return *p.ID, nil
 }
@@ -418,21 +435,22 @@ func scriptCreate(d *Device, _ context.Context, req *shellyws.Request) (any, err
 			return nil, err
 		}
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	list := d.scriptsLocked()
-	if len(list) >= maxScripts {
-		return nil, shellyws.Errorf(shellyws.CodeResourceExhausted, "Too many scripts: at most %d", maxScripts)
-	}
-	id := 1
-	if len(list) > 0 {
-		id = list[len(list)-1].ID + 1
-	}
-	s := &script{ID: id, Name: defaultScriptName(id)}
-	if p.Name != nil {
-		s.Name = *p.Name
-	}
-	if err := d.storeScriptsLocked(append(cloneScripts(list), s)); err != nil {
+	var id int
+	err := d.changeScripts(func(list []*script) ([]*script, error) {
+		if len(list) >= maxScripts {
+			return nil, shellyws.Errorf(shellyws.CodeResourceExhausted, "Too many scripts: at most %d", maxScripts)
+		}
+		id = 1
+		if len(list) > 0 {
+			id = list[len(list)-1].ID + 1
+		}
+		s := &script{ID: id, Name: defaultScriptName(id)}
+		if p.Name != nil {
+			s.Name = *p.Name
+		}
+		return append(list, s), nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	return idResult{id}, nil
@@ -443,15 +461,14 @@ func scriptDelete(d *Device, _ context.Context, req *shellyws.Request) (any, err
 	if err != nil {
 		return nil, err
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	list := d.scriptsLocked()
-	i := slices.IndexFunc(list, func(s *script) bool { return s.ID == id })
-	if i < 0 {
-		return nil, errScriptID(id)
-	}
-	// A running script is stopped with it; its key simply goes.
-	return nil, d.storeScriptsLocked(slices.Delete(cloneScripts(list), i, i+1))
+	return nil, d.changeScripts(func(list []*script) ([]*script, error) {
+		i, err := scriptIndex(list, id)
+		if err != nil {
+			return nil, err
+		}
+		// A running script is stopped with it; its key simply goes.
+		return slices.Delete(list, i, i+1), nil
+	})
 }
 
 // lenResult is what Script.PutCode answers: the bytes stored.
@@ -469,34 +486,34 @@ func scriptPutCode(d *Device, _ context.Context, req *shellyws.Request) (any, er
 		return nil, err
 	}
 	if p.ID == nil {
-		return nil, shellyws.Errorf(shellyws.CodeInvalidArgument, "Missing required argument 'id'!")
+		return nil, missingArg("id")
 	}
 	if p.Code == nil {
-		return nil, shellyws.Errorf(shellyws.CodeInvalidArgument, "Missing required argument 'code'!")
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	list := cloneScripts(d.scriptsLocked())
-	i := slices.IndexFunc(list, func(s *script) bool { return s.ID == *p.ID })
-	if i < 0 {
-		return nil, errScriptID(*p.ID)
-	}
-	s := list[i]
-	if s.running {
-		return nil, shellyws.Errorf(shellyws.CodeFailedPrecondition, "Script is running: stop it first")
+		return nil, missingArg("code")
 	}
 	code := *p.Code
-	if p.Append {
-		if len(s.Code)+len(code) > maxScriptCode {
+	err := d.changeScripts(func(list []*script) ([]*script, error) {
+		i, err := scriptIndex(list, *p.ID)
+		if err != nil {
+			return nil, err
+		}
+		s := list[i]
+		if s.running {
+			return nil, shellyws.Errorf(shellyws.CodeFailedPrecondition, "Script is running: stop it first")
+		}
+		if p.Append {
+			if len(s.Code)+len(code) > maxScriptCode {
+				return nil, errCodeSize()
+			}
+			code = s.Code + code
+		}
+		if len(code) > maxScriptCode {
 			return nil, errCodeSize()
 		}
-		code = s.Code + code
-	}
-	if len(code) > maxScriptCode {
-		return nil, errCodeSize()
-	}
-	s.Code = code
-	if err := d.storeScriptsLocked(list); err != nil {
+		s.Code = code
+		return list, nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	return lenResult{len(code)}, nil
@@ -528,7 +545,7 @@ func scriptGetCode(d *Device, _ context.Context, req *shellyws.Request) (any, er
 		return nil, err
 	}
 	if p.ID == nil {
-		return nil, shellyws.Errorf(shellyws.CodeInvalidArgument, "Missing required argument 'id'!")
+		return nil, missingArg("id")
 	}
 	d.mu.Lock()
 	s := d.scriptLocked(*p.ID)
@@ -538,7 +555,7 @@ func scriptGetCode(d *Device, _ context.Context, req *shellyws.Request) (any, er
 	}
 	d.mu.Unlock()
 	if s == nil {
-		return nil, errScriptID(*p.ID)
+		return nil, errNoID(*p.ID)
 	}
 	off := 0
 	if p.Offset != nil {
@@ -613,16 +630,12 @@ func (d *Device) runScript(req *shellyws.Request, run bool) (any, error) {
 	d.notifyMu.Lock()
 	defer d.notifyMu.Unlock()
 	d.mu.Lock()
-	if d.scriptLocked(id) == nil {
+	i, err := scriptIndex(d.scriptsLocked(), id)
+	if err != nil {
 		d.mu.Unlock()
-		return nil, errScriptID(id)
+		return nil, err
 	}
-	var s *script
-	for _, o := range d.ownScriptsLocked() {
-		if o.ID == id {
-			s = o
-		}
-	}
+	s := d.ownScriptsLocked()[i] // the same list, copied on first use
 	was := s.running
 	s.running = run
 	st := newScriptStatus(s)
@@ -642,10 +655,10 @@ func scriptEval(d *Device, _ context.Context, req *shellyws.Request) (any, error
 		return nil, err
 	}
 	if p.ID == nil {
-		return nil, shellyws.Errorf(shellyws.CodeInvalidArgument, "Missing required argument 'id'!")
+		return nil, missingArg("id")
 	}
 	if p.Code == nil {
-		return nil, shellyws.Errorf(shellyws.CodeInvalidArgument, "Missing required argument 'code'!")
+		return nil, missingArg("code")
 	}
 	d.mu.Lock()
 	s := d.scriptLocked(*p.ID)
@@ -653,7 +666,7 @@ func scriptEval(d *Device, _ context.Context, req *shellyws.Request) (any, error
 	d.mu.Unlock()
 	switch {
 	case s == nil:
-		return nil, errScriptID(*p.ID)
+		return nil, errNoID(*p.ID)
 	case !running:
 		return nil, shellyws.Errorf(shellyws.CodeFailedPrecondition, "Script is not running")
 	}
@@ -679,7 +692,7 @@ func readScript(d *Device, req *shellyws.Request, read func(key string) (json.Ra
 	ok := d.scriptLocked(id) != nil
 	d.mu.Unlock()
 	if !ok {
-		return nil, errScriptID(id)
+		return nil, errNoID(id)
 	}
 	return read(scriptKey(id))
 }
@@ -695,11 +708,11 @@ func scriptSetConfig(d *Device, _ context.Context, req *shellyws.Request) (any, 
 		return nil, err
 	}
 	if p.ID == nil {
-		return nil, shellyws.Errorf(shellyws.CodeInvalidArgument, "Missing required argument 'id'!")
+		return nil, missingArg("id")
 	}
 	id := *p.ID
 	if len(p.Config) == 0 || string(p.Config) == "null" {
-		return nil, shellyws.Errorf(shellyws.CodeInvalidArgument, "Missing required argument 'config'!")
+		return nil, missingArg("config")
 	}
 	v, err := jsonv.Parse(p.Config)
 	in, ok := v.(*jsonv.Object)
@@ -710,10 +723,10 @@ func scriptSetConfig(d *Device, _ context.Context, req *shellyws.Request) (any, 
 	defer d.notifyMu.Unlock()
 	d.mu.Lock()
 	list := cloneScripts(d.scriptsLocked())
-	i := slices.IndexFunc(list, func(s *script) bool { return s.ID == id })
-	if i < 0 {
+	i, err := scriptIndex(list, id)
+	if err != nil {
 		d.mu.Unlock()
-		return nil, errScriptID(id)
+		return nil, err
 	}
 	s := list[i]
 	cur := &jsonv.Object{Keys: []string{"id", "name", "enable"}, Vals: []jsonv.Value{json.Number(strconv.Itoa(id)), s.Name, s.Enable}}
@@ -737,23 +750,17 @@ func scriptSetConfig(d *Device, _ context.Context, req *shellyws.Request) (any, 
 		d.mu.Unlock()
 		return nil, err
 	}
-	doc, err := d.stateLocked()
+	rev, err := d.storeConfigLocked(func(doc *stateDoc) {
+		if doc.Services == nil {
+			doc.Services = map[string]json.RawMessage{}
+		}
+		doc.Services[scriptService{}.name()] = raw
+	})
 	if err != nil {
 		d.mu.Unlock()
 		return nil, err
 	}
-	rev := d.cfgRev + 1
-	doc.CfgRev = rev
-	if doc.Services == nil {
-		doc.Services = map[string]json.RawMessage{}
-	}
-	doc.Services[scriptService{}.name()] = raw
-	if err := d.saveLocked(doc); err != nil {
-		d.mu.Unlock()
-		return nil, err
-	}
 	d.scripts = &scriptState{list: list}
-	d.cfgRev = rev
 	d.mu.Unlock()
 	d.notify(map[string]any{"sys": map[string]any{"cfg_rev": rev}})
 	d.configChanged(scriptKey(id), false, rev)

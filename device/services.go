@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shellyws/shellyws"
 	"github.com/shellyws/shellyws/internal/jsonv"
 )
 
@@ -92,6 +93,26 @@ func (d *Device) saveSectionLocked(name string, raw json.RawMessage) error {
 	}
 	doc.Services[name] = raw
 	return d.saveLocked(doc)
+}
+
+// missingArg answers a request without a parameter it needs, in the
+// firmware's words.
+func missingArg(name string) error {
+	return shellyws.Errorf(shellyws.CodeInvalidArgument, "Missing required argument '%s'!", name)
+}
+
+// errNoID answers an id the device has no script or schedule job for.
+func errNoID(id int) error {
+	return shellyws.Errorf(shellyws.CodeNotFound, "Argument 'id', value %d not found!", id)
+}
+
+// sysRevChanged tells the server of a service's new revision, sys.<field>
+// (schedule_rev, webhook_rev, kvs_rev), where the model reports it; the
+// caller holds d.notifyMu.
+func (d *Device) sysRevChanged(field string, rev int) {
+	if d.p.Status.Object("sys").Has(field) {
+		d.notify(map[string]any{"sys": map[string]any{field: rev}})
+	}
 }
 
 // event is something a component did that webhooks may fire on, e.g.

@@ -48,7 +48,7 @@ func (d *Device) HandleSim(_ context.Context, req *shellyws.Request) (any, error
 		return nil, err
 	}
 	if p.ID == nil {
-		return nil, shellyws.Errorf(shellyws.CodeInvalidArgument, "Missing required argument 'id'!")
+		return nil, missingArg("id")
 	}
 	if p.Event == nil {
 		return nil, shellyws.Errorf(shellyws.CodeInvalidArgument,

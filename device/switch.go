@@ -314,7 +314,7 @@ func switchSet(d *Device, _ context.Context, req *shellyws.Request) (any, error)
 		return nil, err
 	}
 	if p.On == nil {
-		return nil, shellyws.Errorf(shellyws.CodeInvalidArgument, "Missing required argument 'on'!")
+		return nil, missingArg("on")
 	}
 	after, err := toggleAfter(p.ToggleAfter)
 	if err != nil {

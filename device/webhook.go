@@ -193,14 +193,6 @@ func (d *Device) storeHooksLocked(sec hookSection, forget ...int) error {
 	return nil
 }
 
-// hookRevChanged tells the server of a new webhook_rev; the caller holds
-// d.notifyMu.
-func (d *Device) hookRevChanged(rev int) {
-	if d.p.Status.Object("sys").Has("webhook_rev") {
-		d.notify(map[string]any{"sys": map[string]any{"webhook_rev": rev}})
-	}
-}
-
 // hookAttr is an attribute of an event, ev.<name> in tokens and
 // conditions.
 type hookAttr struct {
@@ -326,10 +318,6 @@ func isNull(raw json.RawMessage) bool { return string(raw) == "null" }
 
 func badHookArg(name, want string) error {
 	return shellyws.Errorf(shellyws.CodeInvalidArgument, "Invalid argument '%s': %s", name, want)
-}
-
-func missingArg(name string) error {
-	return shellyws.Errorf(shellyws.CodeInvalidArgument, "Missing required argument '%s'!", name)
 }
 
 // apply sets the fields p has in h, checking each; create makes cid, event
@@ -496,7 +484,7 @@ func (d *Device) changeHooks(edit func(cur []hook, next *hookSection) (forget []
 	if err != nil {
 		return hookSection{}, err
 	}
-	d.hookRevChanged(next.Rev)
+	d.sysRevChanged("webhook_rev", next.Rev)
 	return next, nil
 }
 
@@ -534,15 +522,7 @@ func hookCreate(c *hookCatalog, d *Device, req *shellyws.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return struct {
-		ID  int `json:"id"`
-		Rev int `json:"rev"`
-	}{h.ID, sec.Rev}, nil
-}
-
-// revOnly is the answer of Update, Delete and DeleteAll.
-type revOnly struct {
-	Rev int `json:"rev"`
+	return createResult{h.ID, sec.Rev}, nil
 }
 
 // hookUpdate serves Webhook.Update {"id",…partial…} -> {"rev"}. An updated
@@ -575,7 +555,7 @@ func hookUpdate(c *hookCatalog, d *Device, req *shellyws.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return revOnly{sec.Rev}, nil
+	return revResult{sec.Rev}, nil
 }
 
 // hookDelete serves Webhook.Delete {"id"} -> {"rev"}.
@@ -600,7 +580,7 @@ func hookDelete(_ *hookCatalog, d *Device, req *shellyws.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return revOnly{sec.Rev}, nil
+	return revResult{sec.Rev}, nil
 }
 
 // hookDeleteAll serves Webhook.DeleteAll -> {"rev"}; webhook_rev goes up
@@ -617,7 +597,7 @@ func hookDeleteAll(_ *hookCatalog, d *Device, _ *shellyws.Request) (any, error) 
 	if err != nil {
 		return nil, err
 	}
-	return revOnly{sec.Rev}, nil
+	return revResult{sec.Rev}, nil
 }
 
 // hookList serves Webhook.List -> {"hooks":[…],"rev"}; urls keep their

@@ -178,30 +178,11 @@ func hookActive(between []string, local time.Time) bool {
 	return now >= from || now < to
 }
 
-// hookZones caches the time zones loaded by name; only names that load
-// are kept, so it is bounded by the host's zone database.
-var hookZones sync.Map // string -> *time.Location
-
 // hookZoneLocked is the zone of the device clock: sys.location.tz, UTC
 // when null or unknown to the host.
 func (d *Device) hookZoneLocked() *time.Location {
-	sys := d.cfgOver["sys"]
-	if sys == nil {
-		sys = d.p.Config.Object("sys")
-	}
-	name, _ := sys.Object("location").String("tz")
-	if name == "" || name == "Local" {
-		return time.UTC
-	}
-	if l, ok := hookZones.Load(name); ok {
-		return l.(*time.Location)
-	}
-	l, err := time.LoadLocation(name)
-	if err != nil {
-		return time.UTC
-	}
-	hookZones.Store(name, l)
-	return l
+	tz, _ := d.locationLocked().String("tz")
+	return zone(tz)
 }
 
 // queueHookLocked queues j in the device's outbox, unless Run is not

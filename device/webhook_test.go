@@ -1,7 +1,6 @@
 package device_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"encoding/pem"
@@ -367,29 +366,11 @@ func TestWebhookActiveBetween(t *testing.T) {
 	assert.ElementsMatch(t, []string{"/before", "/sofia", "/ctl"}, l.until(t, "/ctl"))
 }
 
-// syncBuffer is a log sink tests read while the device writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestWebhookSlowReceiverDelaysNothing: a receiver that never answers
 // delays no Switch.Set answer; requests beyond the device's bound are
 // dropped and logged, the rest go out once it answers.
 func TestWebhookSlowReceiverDelaysNothing(t *testing.T) {
-	var logs syncBuffer
+	var logs syncLog
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	d, c, _ := connectKit(t, device.Options{Logger: log})
 	l := newHookListener(t, false)
@@ -429,7 +410,7 @@ func TestWebhookTLS(t *testing.T) {
 	l := newHookListener(t, true)
 	pool := l.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: l.Certificate().Raw})
-	var logs syncBuffer
+	var logs syncLog
 	d, c, _ := connectKit(t, device.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 		UserCA: func() ([]byte, error) { return certPEM, nil }})
 	for path, ca := range map[string]any{"/builtin": nil, "/user": "user_ca.pem", "/insecure": "*"} {
