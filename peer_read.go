@@ -34,8 +34,11 @@ func (p *peer) Message(_ *evws.Conn, text bool, data []byte) {
 	p.slotMu.Lock()
 	if p.busy >= p.c.opts.maxInFlight {
 		p.held = cl
-		p.slotMu.Unlock()
+		// Paused before the lock is let go: a slot freed at once takes
+		// the held request and resumes reading, and a resume before the
+		// pause would be lost, leaving the connection unread for good.
 		p.conn.PauseRead()
+		p.slotMu.Unlock()
 		return
 	}
 	p.busy++
