@@ -66,8 +66,8 @@ func expectSleep(t *testing.T, c *shellywstest.Conn) {
 // asleep, the next wake a period after falling asleep.
 func TestSleepCycle(t *testing.T) {
 	srv := shellywstest.NewServer(t)
-	const period = 300 * time.Millisecond
-	d := startSleeper(t, device.Options{Store: enabledStore(srv.URL()), WakeupPeriod: period})
+	const period, idle = 300 * time.Millisecond, 300 * time.Millisecond
+	d := startSleeper(t, device.Options{Store: enabledStore(srv.URL()), WakeupPeriod: period, AwakeIdle: idle})
 
 	c := srv.AcceptT(t)
 	fs := c.ExpectFullStatusT(t)
@@ -83,13 +83,17 @@ func TestSleepCycle(t *testing.T) {
 	assert.Contains(t, fs.Status, "devicepower:0")
 	t1 := obj(t, fs.Status["temperature:0"])["tC"]
 
+	// The last request restarts the idle time, so the device falls asleep
+	// no sooner than idle after sending it, and wakes a period after that;
+	// a period counted from the wake's start would come sooner.
+	lastAsked := time.Now()
+	call(t, c, "Shelly.GetDeviceInfo", nil)
 	expectSleep(t, c)
-	asleep := time.Now()
 	require.Eventually(t, func() bool { return d.State() == shellyws.StateAsleep }, waitTimeout, time.Millisecond)
 	assert.Equal(t, 1, srv.Handshakes(), "nothing dialled while asleep")
 
 	c2 := srv.AcceptT(t)
-	assert.GreaterOrEqual(t, time.Since(asleep), period-20*time.Millisecond, "the period counts from falling asleep")
+	assert.GreaterOrEqual(t, time.Since(lastAsked), idle+period, "the period counts from falling asleep")
 	assert.Equal(t, 2, srv.Handshakes())
 	fs2 := c2.ExpectFullStatusT(t)
 	sys2 := obj(t, fs2.Status["sys"])

@@ -88,7 +88,7 @@ func TestHandshakeIsBoundedByTheContext(t *testing.T) {
 	_, err = Dial(ctx, "ws://"+ln.Addr().String()+"/", nil, &Options{})
 	require.Error(t, err)
 	assert.ErrorIs(t, err, os.ErrDeadlineExceeded)
-	assert.Less(t, time.Since(start), time.Second)
+	assert.Less(t, time.Since(start), 3*time.Second, "the context's 100 ms, not a hang")
 }
 
 func TestTextMessagesBothWays(t *testing.T) {
@@ -400,7 +400,9 @@ func TestCloseSendsItsCodeAndDropSendsNone(t *testing.T) {
 			t.Run(code.String(), func(t *testing.T) {
 				srv := newWSServer(t, false, nil)
 				r := newRecorder()
-				c := dial(t, srv.url(), m.options(t), r)
+				o := m.options(t)
+				o.CloseTimeout = 4 * waitTimeout // waiting it out would fail the bound below
+				c := dial(t, srv.url(), o, r)
 				a := srv.accept(t)
 				ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 				defer cancel()
@@ -408,7 +410,7 @@ func TestCloseSendsItsCodeAndDropSendsNone(t *testing.T) {
 				go func() { _, _, err := a.c.Read(ctx); reads <- err }()
 				start := time.Now()
 				require.NoError(t, c.Close(code, "going"))
-				assert.Less(t, time.Since(start), 500*time.Millisecond, "the server answered the close at once")
+				assert.Less(t, time.Since(start), waitTimeout, "the server answered the close at once")
 				err := <-reads
 				assert.Equal(t, code, websocket.CloseStatus(err))
 				assert.ErrorIs(t, r.waitClosed(t), ErrClosed)
@@ -443,7 +445,7 @@ func TestCloseToAServerThatNeverAnswersIsBounded(t *testing.T) {
 		require.NoError(t, c.Close(1001, "bye"))
 		took := time.Since(start)
 		assert.GreaterOrEqual(t, took, o.CloseTimeout)
-		assert.Less(t, took, o.CloseTimeout+time.Second)
+		assert.Less(t, took, o.CloseTimeout+waitTimeout)
 		assert.ErrorIs(t, r.waitClosed(t), ErrClosed)
 	})
 }
@@ -666,12 +668,10 @@ func TestSlowWorkHandsThePollerToAnotherGoroutine(t *testing.T) {
 
 	require.NoError(t, a.c.Write(ctx, websocket.MessageText, []byte("stuck")))
 	assert.Equal(t, "stuck", slow.message(t))
-	start := time.Now()
 	for i := range 5 {
 		require.NoError(t, b.c.Write(ctx, websocket.MessageText, []byte{'0' + byte(i)}))
-		assert.Equal(t, string(rune('0'+i)), fast.message(t))
+		assert.Equal(t, string(rune('0'+i)), fast.message(t), "the stuck work runs until released: waiting for it times out")
 	}
-	assert.Less(t, time.Since(start), 500*time.Millisecond, "the other connection waited for the stuck work")
 	within(t, "the fast work ran", func() bool { return ran.Load() == 5 })
 	close(release)
 	within(t, "the stuck work ran", func() bool { return ran.Load() == 6 })
@@ -706,7 +706,7 @@ func TestEndBeforeStart(t *testing.T) {
 		t.Run("close", func(t *testing.T) {
 			srv := newWSServer(t, false, nil)
 			o := m.options(t)
-			o.CloseTimeout = 2 * time.Second
+			o.CloseTimeout = 4 * waitTimeout // waiting it out would fail the bound below
 			ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 			defer cancel()
 			c, err := Dial(ctx, srv.url(), nil, o)
@@ -716,7 +716,7 @@ func TestEndBeforeStart(t *testing.T) {
 			go func() { _, _, err := a.c.Read(ctx); reads <- err }()
 			start := time.Now()
 			require.NoError(t, c.Close(1011, "no status"))
-			assert.Less(t, time.Since(start), time.Second, "nothing reads the answer: no wait for it")
+			assert.Less(t, time.Since(start), waitTimeout, "nothing reads the answer: no wait for it")
 			assert.Equal(t, websocket.StatusCode(1011), websocket.CloseStatus(<-reads))
 			r := newRecorder()
 			c.Start(r)
@@ -814,7 +814,7 @@ func TestFloodDoesNotStarveTheOtherConnections(t *testing.T) {
 		start := time.Now()
 		require.NoError(t, a.c.Write(ctx, websocket.MessageText, []byte("ping")))
 		assert.Equal(t, "ping", r.message(t))
-		assert.Less(t, time.Since(start), 200*time.Millisecond, "message %d waited behind the flood", i)
+		assert.Less(t, time.Since(start), time.Second, "message %d waited behind the flood", i)
 	}
 }
 
