@@ -10,17 +10,18 @@ import (
 	"sync"
 
 	"github.com/shellyws/shellyws/internal/atomicfile"
+	"github.com/shellyws/shellyws/internal/sslca"
 )
 
 // Values of Config.SSLCA. A nil SSLCA verifies like SSLCABuiltin.
 const (
 	// SSLCABuiltin verifies the server against the built-in CA bundle: the
 	// system roots, or the pool given with WithRootCAs.
-	SSLCABuiltin = "ca.pem"
+	SSLCABuiltin = sslca.Builtin
 	// SSLCAUser verifies the server against the user CA (WithUserCA).
-	SSLCAUser = "user_ca.pem"
+	SSLCAUser = sslca.User
 	// SSLCAInsecure uses TLS without verifying the server's certificate.
-	SSLCAInsecure = "*"
+	SSLCAInsecure = sslca.Insecure
 )
 
 // ComponentKey is the key of this component in whole-device payloads such

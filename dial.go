@@ -3,7 +3,6 @@ package shellyws
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/shellyws/shellyws/internal/evws"
 	"github.com/shellyws/shellyws/internal/redact"
+	"github.com/shellyws/shellyws/internal/sslca"
 )
 
 // Subprotocol is the websocket subprotocol the device requests. Servers
@@ -63,26 +63,8 @@ func (c *Component) tlsConfig(sslCA *string, host string) (*tls.Config, error) {
 	if sslCA != nil {
 		mode = *sslCA
 	}
-	switch mode {
-	case SSLCABuiltin:
-		tc.RootCAs = c.opts.rootCAs // nil means the system roots
-	case SSLCAUser:
-		if c.opts.userCA == nil {
-			return nil, fmt.Errorf("%w: ssl_ca is %q but none was provided", ErrNoUserCA, SSLCAUser)
-		}
-		pem, err := c.opts.userCA()
-		if err != nil {
-			return nil, fmt.Errorf("%w: loading it: %w", ErrNoUserCA, err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%w: it holds no PEM certificate", ErrNoUserCA)
-		}
-		tc.RootCAs = pool
-	case SSLCAInsecure:
-		tc.InsecureSkipVerify = true
-	default:
-		return nil, fmt.Errorf("shellyws: invalid ssl_ca %q", mode)
+	if err := sslca.Apply(tc, mode, c.opts.rootCAs, c.opts.userCA); err != nil {
+		return nil, err
 	}
 	return tc, nil
 }

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/shellyws/shellyws/internal/evws"
+	"github.com/shellyws/shellyws/internal/sslca"
 )
 
 // Errors of the component's Go API.
@@ -27,7 +28,7 @@ var (
 	ErrNoServer = errors.New("shellyws: enabled but no server configured")
 	// ErrNoUserCA means ssl_ca is "user_ca.pem" but no user CA could be
 	// loaded or parsed; the device keeps retrying.
-	ErrNoUserCA = errors.New("shellyws: no usable user CA")
+	ErrNoUserCA = sslca.ErrNoUserCA
 )
 
 // Who runs a component: Run (for good) or a Wake (while it lasts).

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/shellyws/shellyws"
+	"github.com/shellyws/shellyws/internal/sslca"
 )
 
 // Bounds of the requests webhooks send. A device queues at most
@@ -368,24 +368,8 @@ func (d *Device) hookClient(u *url.URL, sslCA *string) (client *http.Client, don
 	if t.TLSClientConfig != nil {
 		tc = t.TLSClientConfig.Clone()
 	}
-	switch mode {
-	case shellyws.SSLCABuiltin:
-		tc.RootCAs = d.rootCAs
-	case shellyws.SSLCAUser:
-		if d.userCA == nil {
-			return nil, nil, errors.New("ssl_ca is user_ca.pem but the device has no user CA")
-		}
-		pem, err := d.userCA()
-		if err != nil {
-			return nil, nil, fmt.Errorf("loading the user CA: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, nil, errors.New("the user CA holds no PEM certificate")
-		}
-		tc.RootCAs = pool
-	case shellyws.SSLCAInsecure:
-		tc.InsecureSkipVerify = true
+	if err := sslca.Apply(tc, mode, d.rootCAs, d.userCA); err != nil {
+		return nil, nil, err
 	}
 	t.TLSClientConfig = tc
 	t.DisableKeepAlives = true

@@ -3,7 +3,6 @@ package mqtt
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/shellyws/shellyws"
 	"github.com/shellyws/shellyws/internal/frame"
+	"github.com/shellyws/shellyws/internal/sslca"
 )
 
 // Status is the mqtt component's status, as Mqtt.GetStatus answers it.
@@ -590,24 +590,8 @@ func (cl *Client) tlsConfig(host string) (*tls.Config, error) {
 		return nil, nil
 	}
 	c := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
-	switch *cl.cfg.SSLCA {
-	case shellyws.SSLCAInsecure:
-		c.InsecureSkipVerify = true
-	case shellyws.SSLCAUser:
-		if cl.opts.userCA == nil {
-			return nil, shellyws.ErrNoUserCA
-		}
-		pem, err := cl.opts.userCA()
-		if err != nil {
-			return nil, fmt.Errorf("%w: %w", shellyws.ErrNoUserCA, err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, shellyws.ErrNoUserCA
-		}
-		c.RootCAs = pool
-	default:
-		c.RootCAs = cl.opts.rootCAs
+	if err := sslca.Apply(c, *cl.cfg.SSLCA, cl.opts.rootCAs, cl.opts.userCA); err != nil {
+		return nil, err
 	}
 	return c, nil
 }
