@@ -201,9 +201,12 @@ func TestServerPings(t *testing.T) {
 		t.Fatal("devices did not connect")
 	}
 
+	// The deaf connection may be gone already on a slow machine: its first
+	// ping can come, and time out, before the last reader is counted. The
+	// wait below checks that it was pinged and dropped.
 	phases := srv.phases()
-	if len(phases) != n+1 {
-		t.Fatalf("%d connections pinged, want %d", len(phases), n+1)
+	if len(phases) < n || len(phases) > n+1 {
+		t.Fatalf("%d connections pinged, want %d (%d with the deaf one)", len(phases), n, n+1)
 	}
 	lo, hi := slices.Min(phases), slices.Max(phases)
 	if lo <= 0 || hi > every || hi-lo < every/4 {
