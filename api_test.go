@@ -92,7 +92,7 @@ func TestEnabledWithoutServerSaysWhy(t *testing.T) {
 	dev := startDevice(t, cfg, shellyws.WithLogger(log))
 	require.Eventually(t, func() bool { return errors.Is(dev.LastError(), shellyws.ErrNoServer) }, waitTimeout, time.Millisecond)
 	assert.Equal(t, shellyws.StateDisconnected, dev.State())
-	require.Eventually(t, func() bool { return len(logs.lines("level=WARN", "without a server")) > 0 }, waitTimeout, time.Millisecond)
+	require.Eventually(t, func() bool { return len(logs.Lines("level=WARN", "without a server")) > 0 }, waitTimeout, time.Millisecond)
 }
 
 // Run is a boot: a config stored before Run is the one it dials with.
@@ -112,7 +112,7 @@ func TestPanicLogHasTheStack(t *testing.T) {
 	d := newInboundDevice(t, nil, shellyws.WithLogger(log))
 	r := d.get(t, "/rpc/Test.Panic", "")
 	require.Equal(t, http.StatusInternalServerError, r.status)
-	lines := logs.lines("handler panicked", "Test.Panic")
+	lines := logs.Lines("handler panicked", "Test.Panic")
 	require.Len(t, lines, 1)
 	assert.Contains(t, lines[0], "panic=boom")
 	assert.Contains(t, lines[0], "stack=")

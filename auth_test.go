@@ -22,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/shellyws/shellyws"
+	"github.com/shellyws/shellyws/internal/testkit"
 	"github.com/shellyws/shellyws/shellywstest"
 )
 
@@ -710,7 +711,7 @@ func TestAuthFloodFromManyClients(t *testing.T) {
 }
 
 func TestAuthSecretsNeverLogged(t *testing.T) {
-	var logs logBuffer
+	var logs testkit.Buffer
 	logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	d := newAuthDevice(t, shellyws.WithLogger(logger))
 	ctx := testCtx(t)

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/shellyws/shellyws"
+	"github.com/shellyws/shellyws/internal/testkit"
 	"github.com/shellyws/shellyws/shellywstest"
 )
 
@@ -240,7 +241,7 @@ func TestServerBackoffIsLoggedAtTheDefaultLevel(t *testing.T) {
 	const secret = "s3cr3t-remote-key"
 	srv := shellywstest.NewServer(t)
 	u := strings.Replace(srv.URL(), "ws://", "ws://user:"+secret+"pw@", 1) + "?remote_key=" + secret
-	logs := &logBuffer{}
+	logs := &testkit.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil)) // Info, the default level
 	wait := time.Minute + 23*time.Second
 	var calls atomic.Int32
@@ -258,8 +259,8 @@ func TestServerBackoffIsLoggedAtTheDefaultLevel(t *testing.T) {
 	srv.RejectNext(1, http.StatusTooManyRequests)
 	require.NoError(t, conn.Close(websocket.StatusInternalError, "oops"))
 	require.Eventually(t, func() bool { return calls.Load() == 2 }, waitTimeout, time.Millisecond)
-	require.Eventually(t, func() bool { return len(logs.lines("server asked to back off")) == 2 }, waitTimeout, time.Millisecond)
-	lines := logs.lines("server asked to back off")
+	require.Eventually(t, func() bool { return len(logs.Lines("server asked to back off")) == 2 }, waitTimeout, time.Millisecond)
+	lines := logs.Lines("server asked to back off")
 	assert.Contains(t, lines[0], "server asked to back off (close 1013): retrying in 1ms")
 	assert.Contains(t, lines[1], "server asked to back off (HTTP 429): retrying in 1m23s")
 	for _, l := range lines {

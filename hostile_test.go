@@ -6,12 +6,8 @@ package shellyws_test
 // next to the constants below and in SECURITY.md.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha1"
-	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,6 +28,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/shellyws/shellyws"
+	"github.com/shellyws/shellyws/internal/testkit"
 	"github.com/shellyws/shellyws/shellywstest"
 )
 
@@ -312,8 +309,6 @@ func (g *hostileHandlerGroup) closeAndWait() {
 
 // --- a raw websocket server, for what coder/websocket would never send ---
 
-const hostileWebsocketGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
 // hostileRawServer accepts TCP connections on 127.0.0.1 and runs handle for each.
 // Close (registered with t.Cleanup) closes the listener and every connection
 // and waits for the handlers.
@@ -379,104 +374,6 @@ func (s *hostileRawServer) Close() {
 		s.mu.Unlock()
 		s.wg.Wait()
 	})
-}
-
-// hostileHandshake answers the device's websocket handshake by hand.
-func hostileHandshake(c net.Conn) (*bufio.Reader, error) {
-	br := bufio.NewReader(c)
-	req, err := http.ReadRequest(br)
-	if err != nil {
-		return nil, err
-	}
-	sum := sha1.Sum([]byte(req.Header.Get("Sec-WebSocket-Key") + hostileWebsocketGUID))
-	_, err = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\n"+
-		"Upgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Accept: "+base64.StdEncoding.EncodeToString(sum[:])+"\r\n"+
-		"Sec-WebSocket-Protocol: json-rpc\r\n\r\n")
-	return br, err
-}
-
-// Websocket opcodes.
-const (
-	hostileOpContinuation = 0x0
-	hostileOpText         = 0x1
-	hostileOpClose        = 0x8
-	hostileOpPing         = 0x9
-)
-
-// hostileFrameHeader returns an unmasked (server) frame header claiming length.
-func hostileFrameHeader(fin bool, opcode byte, length uint64) []byte {
-	b0 := opcode
-	if fin {
-		b0 |= 0x80
-	}
-	switch {
-	case length < 126:
-		return []byte{b0, byte(length)}
-	case length <= 0xffff:
-		return binary.BigEndian.AppendUint16([]byte{b0, 126}, uint16(length))
-	default:
-		return binary.BigEndian.AppendUint64([]byte{b0, 127}, length)
-	}
-}
-
-// hostileReadClientFrame reads one masked frame from the device; payloads above
-// 1 MiB are an error (a device never sends one here).
-func hostileReadClientFrame(br *bufio.Reader) (opcode byte, payload []byte, err error) {
-	var h [2]byte
-	if _, err := io.ReadFull(br, h[:]); err != nil {
-		return 0, nil, err
-	}
-	opcode = h[0] & 0x0f
-	n := uint64(h[1] & 0x7f)
-	switch n {
-	case 126:
-		var b [2]byte
-		if _, err := io.ReadFull(br, b[:]); err != nil {
-			return 0, nil, err
-		}
-		n = uint64(binary.BigEndian.Uint16(b[:]))
-	case 127:
-		var b [8]byte
-		if _, err := io.ReadFull(br, b[:]); err != nil {
-			return 0, nil, err
-		}
-		n = binary.BigEndian.Uint64(b[:])
-	}
-	if n > 1<<20 {
-		return 0, nil, fmt.Errorf("client frame of %d bytes", n)
-	}
-	var mask [4]byte
-	if h[1]&0x80 != 0 {
-		if _, err := io.ReadFull(br, mask[:]); err != nil {
-			return 0, nil, err
-		}
-	}
-	payload = make([]byte, n)
-	if _, err := io.ReadFull(br, payload); err != nil {
-		return 0, nil, err
-	}
-	for i := range payload {
-		payload[i] ^= mask[i%4]
-	}
-	return opcode, payload, nil
-}
-
-// hostileReadUntilClose reads the device's frames until its close frame and returns
-// the close code, or -1 if the connection ended without one.
-func hostileReadUntilClose(br *bufio.Reader) int {
-	for {
-		op, p, err := hostileReadClientFrame(br)
-		if err != nil {
-			return -1
-		}
-		if op == hostileOpClose {
-			if len(p) < 2 {
-				return 1005
-			}
-			return int(binary.BigEndian.Uint16(p))
-		}
-	}
 }
 
 func hostileURL(scheme, addr string) string { return scheme + "://" + addr + "/" }
@@ -761,7 +658,7 @@ func TestHostileGiantFrame(t *testing.T) {
 	}{
 		{name: "1 GiB text frame", wantClose: int(websocket.StatusMessageTooBig), wantOp: "read",
 			attack: func(c net.Conn) {
-				c.Write(hostileFrameHeader(true, hostileOpText, 1<<30))
+				c.Write(testkit.FrameHeader(true, testkit.OpText, 1<<30))
 				stream(c, 16<<20)
 			}},
 		// The header alone is refused: nothing waits for a payload that is
@@ -769,14 +666,14 @@ func TestHostileGiantFrame(t *testing.T) {
 		// noticed the silence).
 		{name: "1 GiB header then silence", wantClose: int(websocket.StatusMessageTooBig), wantOp: "read",
 			attack: func(c net.Conn) {
-				c.Write(append(hostileFrameHeader(true, hostileOpText, 1<<30), `{"id":1,`...))
+				c.Write(append(testkit.FrameHeader(true, testkit.OpText, 1<<30), `{"id":1,`...))
 			}},
 		{name: "fragments past the limit", wantClose: int(websocket.StatusMessageTooBig), wantOp: "read",
 			attack: func(c net.Conn) {
-				c.Write(hostileFrameHeader(false, hostileOpText, uint64(len(chunk))))
+				c.Write(testkit.FrameHeader(false, testkit.OpText, uint64(len(chunk))))
 				c.Write(chunk)
 				for range 64 {
-					if _, err := c.Write(hostileFrameHeader(false, hostileOpContinuation, uint64(len(chunk)))); err != nil {
+					if _, err := c.Write(testkit.FrameHeader(false, testkit.OpContinuation, uint64(len(chunk)))); err != nil {
 						return
 					}
 					if _, err := c.Write(chunk); err != nil {
@@ -786,22 +683,22 @@ func TestHostileGiantFrame(t *testing.T) {
 			}},
 		{name: "1 GiB ping", wantClose: int(websocket.StatusProtocolError), wantOp: "read",
 			attack: func(c net.Conn) {
-				c.Write(hostileFrameHeader(true, hostileOpPing, 1<<30))
+				c.Write(testkit.FrameHeader(true, testkit.OpPing, 1<<30))
 				stream(c, 1<<20)
 			}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			closeCodes := make(chan int, 64)
 			srv := newHostileRawServer(t, func(c net.Conn, quit <-chan struct{}) {
-				br, err := hostileHandshake(c)
+				br, err := testkit.AcceptUpgrade(c, nil)
 				if err != nil {
 					return
 				}
-				if op, _, err := hostileReadClientFrame(br); err != nil || op != hostileOpText {
+				if op, _, err := testkit.ReadClientFrame(br); err != nil || op != testkit.OpText {
 					return // the NotifyFullStatus
 				}
 				got := make(chan int, 1)
-				go func() { got <- hostileReadUntilClose(br) }()
+				go func() { got <- testkit.ReadCloseCode(br) }()
 				tc.attack(c)
 				select {
 				case code := <-got:

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/shellyws/shellyws"
+	"github.com/shellyws/shellyws/internal/testkit"
 	"github.com/shellyws/shellyws/shellywstest"
 )
 
@@ -56,7 +57,7 @@ func (failingStore) Save(shellyws.Config) error {
 // config save that fails.
 func TestSecretsInNoOutput(t *testing.T) {
 	log, logs := secDebugLogger()
-	transcript := &logBuffer{}
+	transcript := &testkit.Buffer{}
 	srv := shellywstest.NewServer(t, shellywstest.WithPath("/api/shelly/remote"),
 		shellywstest.WithLogf(func(format string, args ...any) { fmt.Fprintf(transcript, format+"\n", args...) }))
 	server := "ws://" + leakUser + ":" + leakUserPass + "@" + srv.Addr() + "/api/shelly/remote?remote_key=" + leakToken
@@ -95,7 +96,7 @@ func TestSecretsInNoOutput(t *testing.T) {
 	assertNoSecret(t, "transcript", transcript.String())
 	assert.Contains(t, logs.String(), "remote_key=REDACTED", "the server is named, its secrets masked")
 	assert.Contains(t, transcript.String(), "Shelly.SetAuth", "the transcript shows the call")
-	require.NotEmpty(t, logs.lines("level=WARN"), "the failures were logged")
+	require.NotEmpty(t, logs.Lines("level=WARN"), "the failures were logged")
 }
 
 // TestConfigSaveFailureKeepsThePathOffTheWire: a Ws.SetConfig whose save

@@ -31,12 +31,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/shellyws/shellyws"
+	"github.com/shellyws/shellyws/internal/testkit"
 	"github.com/shellyws/shellyws/shellywstest"
 )
 
 // secDebugLogger logs everything, debug included, as text into a buffer.
-func secDebugLogger() (*slog.Logger, *logBuffer) {
-	b := &logBuffer{}
+func secDebugLogger() (*slog.Logger, *testkit.Buffer) {
+	b := &testkit.Buffer{}
 	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
 }
 
@@ -62,7 +63,7 @@ func TestSecurityTLSVerificationOnByDefault(t *testing.T) {
 	assert.Zero(t, srv.Handshakes(), "no HTTP request reaches an unverified server")
 	var uerr x509.UnknownAuthorityError
 	assert.ErrorAs(t, dev.LastError(), &uerr)
-	assert.Empty(t, logs.lines(secInsecureWarning))
+	assert.Empty(t, logs.Lines(secInsecureWarning))
 }
 
 // TestSecurityTLSInsecureWarnsOncePerConnection: "*" is the only way to turn
@@ -103,7 +104,7 @@ func TestSecurityTLSInsecureWarnsOncePerConnection(t *testing.T) {
 			st := dev.Stats()
 			require.EqualValues(t, connections, st.Connects)
 			require.EqualValues(t, refused, st.DialFailures)
-			warnings := logs.lines("level=WARN", secInsecureWarning)
+			warnings := logs.Lines("level=WARN", secInsecureWarning)
 			if !tc.warns {
 				assert.Empty(t, warnings)
 				return
@@ -433,7 +434,7 @@ func TestSecuritySecretsNeverLeak(t *testing.T) {
 			for where, text := range texts {
 				assert.NotContains(t, text, "SECRET", "%s leaks a secret", where)
 			}
-			assert.NotEmpty(t, logs.lines("level=WARN"), "the failures were logged")
+			assert.NotEmpty(t, logs.Lines("level=WARN"), "the failures were logged")
 			t.Logf("LastError: %v", dev.LastError())
 		})
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/shellyws/shellyws"
 	"github.com/shellyws/shellyws/device"
+	"github.com/shellyws/shellyws/internal/testkit"
 	"github.com/shellyws/shellyws/shellywstest"
 )
 
@@ -323,7 +324,7 @@ func TestUpdateByURLFails(t *testing.T) {
 	require.NoError(t, err)
 	dead := ln.Addr().String()
 	require.NoError(t, ln.Close())
-	logs := &syncLog{}
+	logs := &testkit.Buffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	_, _, c, _ := connect(t, device.Options{OTATime: testOTATime, Logger: logger})
 

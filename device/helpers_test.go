@@ -1,12 +1,10 @@
 package device_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +13,7 @@ import (
 	"github.com/shellyws/shellyws"
 	"github.com/shellyws/shellyws/device"
 	"github.com/shellyws/shellyws/device/profile"
+	"github.com/shellyws/shellyws/internal/testkit"
 	"github.com/shellyws/shellyws/shellywstest"
 )
 
@@ -116,26 +115,9 @@ func rpcError(t testing.TB, c *shellywstest.Conn, method string, params any) *sh
 	return e
 }
 
-// fakeClock is a settable clock for uptime and energy.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2025, 3, 14, 15, 9, 26, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
+// newFakeClock is a settable clock for uptime and energy.
+func newFakeClock() *testkit.Clock {
+	return testkit.NewClock(time.Date(2025, 3, 14, 15, 9, 26, 0, time.UTC))
 }
 
 // withModel gives o the default model, a Plus 1PM, unless it names one.
@@ -164,22 +146,4 @@ func keyInstance(key string) (int, bool) {
 	}
 	id, err := strconv.Atoi(n)
 	return id, err == nil
-}
-
-// syncLog is a log sink a device writes to from its goroutines.
-type syncLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/shellyws/shellyws"
 	"github.com/shellyws/shellyws/device"
 	"github.com/shellyws/shellyws/device/profile"
+	"github.com/shellyws/shellyws/internal/testkit"
 	"github.com/shellyws/shellyws/shellywstest"
 )
 
@@ -370,7 +371,7 @@ func TestWebhookActiveBetween(t *testing.T) {
 // delays no Switch.Set answer; requests beyond the device's bound are
 // dropped and logged, the rest go out once it answers.
 func TestWebhookSlowReceiverDelaysNothing(t *testing.T) {
-	var logs syncLog
+	var logs testkit.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	d, c, _ := connectKit(t, device.Options{Logger: log})
 	l := newHookListener(t, false)
@@ -410,7 +411,7 @@ func TestWebhookTLS(t *testing.T) {
 	l := newHookListener(t, true)
 	pool := l.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: l.Certificate().Raw})
-	var logs syncLog
+	var logs testkit.Buffer
 	d, c, _ := connectKit(t, device.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 		UserCA: func() ([]byte, error) { return certPEM, nil }})
 	for path, ca := range map[string]any{"/builtin": nil, "/user": "user_ca.pem", "/insecure": "*"} {

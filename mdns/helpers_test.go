@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shellyws/shellyws/internal/testkit"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 	"golang.org/x/net/dns/dnsmessage"
@@ -25,64 +26,8 @@ func TestMain(m *testing.M) {
 // waitTimeout bounds every wait in these tests.
 const waitTimeout = 10 * time.Second
 
-// fakeClock is a clock the test moves.
-type fakeClock struct {
-	mu      sync.Mutex
-	now     time.Time
-	waiters []fakeWaiter
-}
-
-type fakeWaiter struct {
-	at time.Time
-	ch chan time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(1_700_000_000, 0)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) After(d time.Duration) <-chan time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ch := make(chan time.Time, 1)
-	if d <= 0 {
-		ch <- c.now
-		return ch
-	}
-	c.waiters = append(c.waiters, fakeWaiter{c.now.Add(d), ch})
-	return ch
-}
-
-// Advance moves the clock and fires the timers now due.
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	keep := c.waiters[:0]
-	for _, w := range c.waiters {
-		if w.at.After(c.now) {
-			keep = append(keep, w)
-			continue
-		}
-		w.ch <- w.at
-	}
-	c.waiters = keep
-}
-
-// deadlines lists the pending timers' deadlines.
-func (c *fakeClock) deadlines() []time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []time.Time
-	for _, w := range c.waiters {
-		out = append(out, w.at)
-	}
-	return out
-}
+// newFakeClock is a clock the test moves.
+func newFakeClock() *testkit.Clock { return testkit.NewClock(time.Unix(1_700_000_000, 0)) }
 
 // rig is a Responder on loopback with the sockets around it: group gets
 // what it multicasts, querier asks as an mDNS querier (port 5353 on a
@@ -93,7 +38,7 @@ type rig struct {
 	group   *net.UDPConn
 	querier *net.UDPConn
 	legacy  *net.UDPConn
-	clock   *fakeClock
+	clock   *testkit.Clock
 }
 
 func listenLoopback(t *testing.T) *net.UDPConn {

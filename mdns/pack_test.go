@@ -71,7 +71,7 @@ func TestMemoryPerService(t *testing.T) {
 	svcs := fleet(n) // fresh strings and address slices, as a caller's
 	require.NoError(t, r.Add(svcs...))
 	svcs = nil
-	require.Eventually(t, func() bool { return len(clk.deadlines()) == 1 }, waitTimeout, time.Millisecond)
+	require.Eventually(t, func() bool { return len(clk.Deadlines()) == 1 }, waitTimeout, time.Millisecond)
 	clk.Advance(announceGap) // the second and last announcement
 	require.Eventually(t, func() bool {
 		r.mu.RLock()

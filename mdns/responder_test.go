@@ -79,10 +79,10 @@ func TestAnnouncedTwiceOneSecondApart(t *testing.T) {
 	g := newRig(t)
 	t0 := g.clock.Now()
 	g.add(t, pro3em)
-	require.Eventually(t, func() bool { return len(g.clock.deadlines()) == 1 }, waitTimeout, time.Millisecond)
-	require.Equal(t, []time.Time{t0.Add(time.Second)}, g.clock.deadlines(), "the second announcement is due 1 s after the first")
+	require.Eventually(t, func() bool { return len(g.clock.Deadlines()) == 1 }, waitTimeout, time.Millisecond)
+	require.Equal(t, []time.Time{t0.Add(time.Second)}, g.clock.Deadlines(), "the second announcement is due 1 s after the first")
 	g.clock.Advance(999 * time.Millisecond)
-	require.Len(t, g.clock.deadlines(), 1, "not yet")
+	require.Len(t, g.clock.Deadlines(), 1, "not yet")
 	g.clock.Advance(time.Millisecond)
 	m := readMsg(t, g.group)
 	require.Contains(t, records(m), rr{"an", "_shelly._tcp.local.", "PTR", false, 120, "shellypro3em-a0dd6ca0c27c._shelly._tcp.local."})
@@ -90,7 +90,7 @@ func TestAnnouncedTwiceOneSecondApart(t *testing.T) {
 	// No third: after a minute, the next message is the marker's answer.
 	g.clock.Advance(time.Minute)
 	require.Empty(t, g.marker(t, "ShellyPro3EM-A0DD6CA0C27C"))
-	require.Empty(t, g.clock.deadlines())
+	require.Empty(t, g.clock.Deadlines())
 }
 
 // A fleet added at once shares announcement messages.
@@ -250,7 +250,7 @@ func TestBrowseOfAFleetIsSplitOverMessages(t *testing.T) {
 		r, err := start(mc, []Option{withClock(clk), WithMaxPacket(limit)})
 		require.NoError(t, err)
 		require.NoError(t, r.Add(fleet(2000)...))
-		require.Eventually(t, func() bool { return len(clk.deadlines()) == 1 }, waitTimeout, time.Millisecond, "first announcements sent")
+		require.Eventually(t, func() bool { return len(clk.Deadlines()) == 1 }, waitTimeout, time.Millisecond, "first announcements sent")
 		mc.take()
 
 		querier := netip.MustParseAddrPort("192.0.2.9:5353")

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/shellyws/shellyws/internal/testkit"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -186,7 +187,7 @@ func TestFramesSplitAnywhereAndBytesBehindTheHandshake(t *testing.T) {
 			defer sc.Close()
 			// The first frame rides with the handshake response; the rest
 			// comes one to seven bytes at a time.
-			br, err := rawHandshake(sc, stream[:5])
+			br, err := testkit.AcceptUpgrade(sc, stream[:5])
 			if err != nil {
 				return
 			}
@@ -197,7 +198,7 @@ func TestFramesSplitAnywhereAndBytesBehindTheHandshake(t *testing.T) {
 				}
 				p = p[n:]
 			}
-			readCloseCode(br) // until the client goes
+			testkit.ReadCloseCode(br) // until the client goes
 		}()
 		r := newRecorder()
 		c := dial(t, "ws://"+ln.Addr().String()+"/", m.options(t), r)
@@ -230,7 +231,7 @@ func TestOverTheReadLimitClosesWith1009(t *testing.T) {
 					for _, f := range tc.frames {
 						c.Write(f)
 					}
-					codes <- readCloseCode(br)
+					codes <- testkit.ReadCloseCode(br)
 				})
 				o := m.options(t)
 				o.ReadLimit = 1024
@@ -266,7 +267,7 @@ func TestProtocolErrorsCloseWith1002(t *testing.T) {
 				codes := make(chan int, 1)
 				srv := newRawServer(t, func(c net.Conn, br *bufio.Reader) {
 					c.Write(tc.frame)
-					codes <- readCloseCode(br)
+					codes <- testkit.ReadCloseCode(br)
 				})
 				r := newRecorder()
 				dial(t, srv.url(), m.options(t), r)
@@ -455,7 +456,7 @@ func TestServerCrashIsReportedOnce(t *testing.T) {
 		var server atomic.Pointer[net.TCPConn]
 		srv := newRawServer(t, func(c net.Conn, br *bufio.Reader) {
 			server.Store(c.(*net.TCPConn))
-			readCloseCode(br)
+			testkit.ReadCloseCode(br)
 		})
 		o := m.options(t)
 		r := newRecorder()
@@ -569,7 +570,7 @@ func TestIdleKeepaliveRoundsAllocateNothing(t *testing.T) {
 				ping, pong := []byte{0x89, 0}, []byte{0x8a, 0}
 				tick := time.NewTicker(iv / 2) // the server's schedule
 				defer tick.Stop()
-				if _, _, err := readClientFrame(br); err != nil { // the first frame
+				if _, _, err := testkit.ReadClientFrame(br); err != nil { // the first frame
 					return
 				}
 				for {
@@ -839,7 +840,7 @@ func TestPingWaitLetsALateServerPingFirst(t *testing.T) {
 func TestCloseRightBehindDataIsSeen(t *testing.T) {
 	for range 20 {
 		srv := newRawServer(t, func(c net.Conn, br *bufio.Reader) {
-			if _, _, err := readClientFrame(br); err != nil {
+			if _, _, err := testkit.ReadClientFrame(br); err != nil {
 				return
 			}
 			c.Write(serverFrame(true, opText, []byte("bye")))

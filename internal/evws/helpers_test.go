@@ -3,13 +3,8 @@ package evws
 import (
 	"bufio"
 	"context"
-	"crypto/sha1"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
-	"encoding/binary"
-	"errors"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -19,6 +14,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/shellyws/shellyws/internal/testkit"
 	"github.com/stretchr/testify/require"
 )
 
@@ -219,13 +215,13 @@ func newRawServer(t testing.TB, handle func(c net.Conn, br *bufio.Reader)) *rawS
 			s.conns = append(s.conns, c)
 			s.mu.Unlock()
 			if handle == nil {
-				rawHandshake(c, nil)
+				testkit.AcceptUpgrade(c, nil)
 				continue
 			}
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
-				br, err := rawHandshake(c, nil)
+				br, err := testkit.AcceptUpgrade(c, nil)
 				if err == nil {
 					handle(c, br)
 				}
@@ -246,87 +242,9 @@ func newRawServer(t testing.TB, handle func(c net.Conn, br *bufio.Reader)) *rawS
 
 func (s *rawServer) url() string { return "ws://" + s.ln.Addr().String() + "/" }
 
-// rawHandshake answers a client's upgrade, with extra bytes right behind
-// the response.
-func rawHandshake(c net.Conn, extra []byte) (*bufio.Reader, error) {
-	br := bufio.NewReader(c)
-	req, err := http.ReadRequest(br)
-	if err != nil {
-		return nil, err
-	}
-	sum := sha1.Sum([]byte(req.Header.Get("Sec-WebSocket-Key") + websocketGUID))
-	resp := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-		"Sec-WebSocket-Accept: " + base64.StdEncoding.EncodeToString(sum[:]) + "\r\n" +
-		"Sec-WebSocket-Protocol: json-rpc\r\n\r\n"
-	_, err = c.Write(append([]byte(resp), extra...))
-	return br, err
-}
-
 // serverFrame is an unmasked frame as a server sends it.
 func serverFrame(fin bool, op opcode, payload []byte) []byte {
-	b0 := byte(op)
-	if fin {
-		b0 |= 0x80
-	}
-	var b []byte
-	switch n := len(payload); {
-	case n < 126:
-		b = []byte{b0, byte(n)}
-	case n <= 0xffff:
-		b = binary.BigEndian.AppendUint16([]byte{b0, 126}, uint16(n))
-	default:
-		b = binary.BigEndian.AppendUint64([]byte{b0, 127}, uint64(n))
-	}
-	return append(b, payload...)
-}
-
-// readClientFrame reads one masked frame from the client.
-func readClientFrame(br *bufio.Reader) (opcode, []byte, error) {
-	var hb [14]byte
-	if _, err := io.ReadFull(br, hb[:2]); err != nil {
-		return 0, nil, err
-	}
-	need := 2
-	switch hb[1] & 0x7f {
-	case 126:
-		need = 4
-	case 127:
-		need = 10
-	}
-	if hb[1]&0x80 == 0 {
-		return 0, nil, errors.New("unmasked client frame")
-	}
-	need += 4
-	if _, err := io.ReadFull(br, hb[2:need]); err != nil {
-		return 0, nil, err
-	}
-	h, n := parseHeader(hb[:need])
-	if n != need {
-		return 0, nil, errors.New("bad header")
-	}
-	p := make([]byte, h.length)
-	if _, err := io.ReadFull(br, p); err != nil {
-		return 0, nil, err
-	}
-	mask(p, binary.LittleEndian.Uint32(hb[need-4:]))
-	return h.op, p, nil
-}
-
-// readCloseCode reads client frames until a close and returns its code,
-// -1 if the connection ended without one.
-func readCloseCode(br *bufio.Reader) int {
-	for {
-		op, p, err := readClientFrame(br)
-		if err != nil {
-			return -1
-		}
-		if op == opClose {
-			if len(p) < 2 {
-				return 1005
-			}
-			return int(binary.BigEndian.Uint16(p))
-		}
-	}
+	return append(testkit.FrameHeader(fin, byte(op), uint64(len(payload))), payload...)
 }
 
 // within fails the test unless cond holds within waitTimeout.

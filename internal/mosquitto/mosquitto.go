@@ -13,10 +13,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shellyws/shellyws/internal/testkit"
 )
 
 // InstallHint is how to get the broker on Debian.
@@ -31,7 +32,7 @@ type Broker struct {
 	Addr string
 
 	cmd  *exec.Cmd
-	out  *lockedBuffer
+	out  *testkit.Buffer
 	done chan struct{}
 }
 
@@ -64,7 +65,7 @@ func Start(t testing.TB, extra ...string) *Broker {
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	b := &Broker{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), out: &lockedBuffer{}, done: make(chan struct{})}
+	b := &Broker{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), out: &testkit.Buffer{}, done: make(chan struct{})}
 	b.cmd = exec.Command(bin, "-c", conf)
 	b.cmd.Stdout, b.cmd.Stderr = b.out, b.out
 	if err := b.cmd.Start(); err != nil {
@@ -116,24 +117,6 @@ func freePort(t testing.TB) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf []byte
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf = append(b.buf, p...)
-	return len(p), nil
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return string(b.buf)
-}
-
 // Msg is one message a Sub received.
 type Msg struct {
 	Topic    string
@@ -146,7 +129,7 @@ type Msg struct {
 // each message arrives with the QoS it was published with.
 type Sub struct {
 	msgs chan Msg
-	out  *lockedBuffer
+	out  *testkit.Buffer
 }
 
 // msgPrefix starts the lines of messages in mosquitto_sub's output, which
@@ -180,7 +163,7 @@ func (b *Broker) subscribe(t testing.TB, tlsArgs, topics []string) *Sub {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Sub{msgs: make(chan Msg, 4096), out: &lockedBuffer{}}
+	s := &Sub{msgs: make(chan Msg, 4096), out: &testkit.Buffer{}}
 	cmd.Stderr = s.out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting mosquitto_sub: %v", err)
