@@ -23,12 +23,7 @@ func TestServerBackoffSaidWithoutVerbose(t *testing.T) {
 	p.out.waitFor(t, "server asked to back off")
 	p.stop(t)
 	out := p.out.String()
-	line := ""
-	for _, l := range strings.Split(out, "\n") {
-		if strings.Contains(l, "server asked to back off") {
-			line = l
-		}
-	}
+	line := lineWith(out, "server asked to back off")
 	assert.Contains(t, line, "HTTP 429")
 	assert.Contains(t, line, "retrying in 2m")
 	assertNothingLeaks(t, out, "shellyplus1pm-a1b2c3d4e5f8")
@@ -47,14 +42,18 @@ func TestFleetServerBackoffNamesDevice(t *testing.T) {
 	p.out.waitFor(t, "server asked to back off")
 	p.stop(t)
 	out := p.out.String()
-	line := ""
-	for _, l := range strings.Split(out, "\n") {
-		if strings.Contains(l, "server asked to back off") {
-			line = l
-			break
-		}
-	}
+	line := lineWith(out, "server asked to back off")
 	assert.Regexp(t, `\(shellyplus1pm-a1b2c3d4e5f[01]\)`, line, "which device")
 	assert.Regexp(t, `retrying in [0-9]+m[0-9]+(\.[0-9]{1,3})?s\b`, line, "the wait to the millisecond at most")
 	assertNothingLeaks(t, out, "shellyplus1pm-a1b2c3d4e5f0", "shellyplus1pm-a1b2c3d4e5f1")
+}
+
+// lineWith is the first line of out that holds sub, "" if none.
+func lineWith(out, sub string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, sub) {
+			return l
+		}
+	}
+	return ""
 }

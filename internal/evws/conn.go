@@ -85,32 +85,25 @@ const (
 	defaultCloseTimeout = time.Second
 )
 
-func (o *Options) readLimit() int64 {
-	if o.ReadLimit > 0 {
-		return o.ReadLimit
-	}
-	return defaultReadLimit
-}
+func (o *Options) readLimit() int64 { return positiveOr(o.ReadLimit, defaultReadLimit) }
 
 func (o *Options) writeTimeout() time.Duration {
-	if o.WriteTimeout > 0 {
-		return o.WriteTimeout
-	}
-	return defaultWriteTimeout
+	return positiveOr(o.WriteTimeout, defaultWriteTimeout)
 }
 
 func (o *Options) closeTimeout() time.Duration {
-	if o.CloseTimeout > 0 {
-		return o.CloseTimeout
-	}
-	return defaultCloseTimeout
+	return positiveOr(o.CloseTimeout, defaultCloseTimeout)
 }
 
-func (o *Options) pingTimeout() time.Duration {
-	if o.PingTimeout > 0 {
-		return o.PingTimeout
+func (o *Options) pingTimeout() time.Duration { return positiveOr(o.PingTimeout, o.PingInterval) }
+
+// positiveOr is v if it is set (positive), else def: a zero Options
+// field means its default.
+func positiveOr[T int64 | time.Duration](v, def T) T {
+	if v > 0 {
+		return v
 	}
-	return o.PingInterval
+	return def
 }
 
 // Conn is one client websocket. Write, Close and Drop may be called from

@@ -92,75 +92,64 @@ func TestHandshakeIsBoundedByTheContext(t *testing.T) {
 	assert.Less(t, time.Since(start), 3*time.Second, "the context's 100 ms, not a hang")
 }
 
-func TestTextMessagesBothWays(t *testing.T) {
+// forModesAndSchemes runs f once per way of reading, over ws and wss,
+// with a client connected to a fresh server and the server's side of it.
+func forModesAndSchemes(t *testing.T, f func(t *testing.T, c *Conn, a accepted, r *recorder)) {
 	forModes(t, func(t *testing.T, m mode) {
 		for _, useTLS := range []bool{false, true} {
-			name := "ws"
-			if useTLS {
-				name = "wss"
-			}
-			t.Run(name, func(t *testing.T) {
+			t.Run(map[bool]string{false: "ws", true: "wss"}[useTLS], func(t *testing.T) {
 				srv := newWSServer(t, useTLS, nil)
-				o := m.options(t)
 				var tc *tls.Config
 				if useTLS {
 					tc = srv.tlsConfig()
 				}
 				r := newRecorder()
-				c := dialTLS(t, srv.url(), tc, o, r)
-				a := srv.accept(t)
-				ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-				defer cancel()
-				for i := range 50 {
-					msg := strings.Repeat("x", i*97)
-					require.NoError(t, c.Write([]byte(msg)))
-					typ, got, err := a.c.Read(ctx)
-					require.NoError(t, err)
-					assert.Equal(t, websocket.MessageText, typ)
-					assert.Equal(t, msg, string(got))
-					require.NoError(t, a.c.Write(ctx, websocket.MessageText, got))
-					assert.Equal(t, msg, r.message(t))
-				}
+				c := dialTLS(t, srv.url(), tc, m.options(t), r)
+				f(t, c, srv.accept(t), r)
 			})
 		}
 	})
 }
 
-func TestFragmentedAndLargeMessages(t *testing.T) {
-	forModes(t, func(t *testing.T, m mode) {
-		for _, useTLS := range []bool{false, true} {
-			t.Run(map[bool]string{false: "ws", true: "wss"}[useTLS], func(t *testing.T) {
-				srv := newWSServer(t, useTLS, nil)
-				o := m.options(t)
-				var tc *tls.Config
-				if useTLS {
-					tc = srv.tlsConfig()
-				}
-				r := newRecorder()
-				c := dialTLS(t, srv.url(), tc, o, r)
-				a := srv.accept(t)
-				a.c.SetReadLimit(1 << 20)
-				ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-				defer cancel()
-				big := bytes.Repeat([]byte("0123456789abcdef"), 40<<10) // 640 KiB
-				// coder/websocket writes a message given piece by piece as
-				// one frame per piece.
-				w, err := a.c.Writer(ctx, websocket.MessageText)
-				require.NoError(t, err)
-				for p := big; len(p) > 0; p = p[min(len(p), 10000):] {
-					_, err := w.Write(p[:min(len(p), 10000)])
-					require.NoError(t, err)
-				}
-				require.NoError(t, w.Close())
-				require.NoError(t, a.c.Write(ctx, websocket.MessageText, big)) // one frame
-				assert.Equal(t, string(big), r.message(t))
-				assert.Equal(t, string(big), r.message(t))
-				require.NoError(t, c.Write(big))
-				_, got, err := a.c.Read(ctx)
-				require.NoError(t, err)
-				assert.Equal(t, big, got)
-			})
+func TestTextMessagesBothWays(t *testing.T) {
+	forModesAndSchemes(t, func(t *testing.T, c *Conn, a accepted, r *recorder) {
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		defer cancel()
+		for i := range 50 {
+			msg := strings.Repeat("x", i*97)
+			require.NoError(t, c.Write([]byte(msg)))
+			typ, got, err := a.c.Read(ctx)
+			require.NoError(t, err)
+			assert.Equal(t, websocket.MessageText, typ)
+			assert.Equal(t, msg, string(got))
+			require.NoError(t, a.c.Write(ctx, websocket.MessageText, got))
+			assert.Equal(t, msg, r.message(t))
 		}
+	})
+}
+
+func TestFragmentedAndLargeMessages(t *testing.T) {
+	forModesAndSchemes(t, func(t *testing.T, c *Conn, a accepted, r *recorder) {
+		a.c.SetReadLimit(1 << 20)
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		defer cancel()
+		big := bytes.Repeat([]byte("0123456789abcdef"), 40<<10) // 640 KiB
+		// coder/websocket writes a message given piece by piece as
+		// one frame per piece.
+		w, err := a.c.Writer(ctx, websocket.MessageText)
+		require.NoError(t, err)
+		for p := big; len(p) > 0; p = p[min(len(p), 10000):] {
+			_, err := w.Write(p[:min(len(p), 10000)])
+			require.NoError(t, err)
+		}
+		require.NoError(t, w.Close())
+		require.NoError(t, a.c.Write(ctx, websocket.MessageText, big)) // one frame
+		assert.Equal(t, string(big), r.message(t))
+		assert.Equal(t, string(big), r.message(t))
+		require.NoError(t, c.Write(big))
+		_, got, err := a.c.Read(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, big, got)
 	})
 }
 
